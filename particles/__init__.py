@@ -1,0 +1,26 @@
+"""dlnsim particles: the chamber model of the deep linear network and its particle simulation.
+
+The singular values of the end-to-end matrix are particles driven by the free energy
+``F_beta = E - S_N / beta`` (see MODEL.md).  ``Model`` holds the mathematics; ``gradient_flow``
+integrates the deterministic flow.
+"""
+
+from .coordinates import COORDINATES, mobility
+from .energies import Energy, Schatten, SeparableEnergy
+from .entropy import log_kernel, psi
+from .flow import gradient_flow
+from .model import Model
+from .version import __version__
+
+__all__ = [
+    "COORDINATES",
+    "Energy",
+    "Model",
+    "Schatten",
+    "SeparableEnergy",
+    "__version__",
+    "gradient_flow",
+    "log_kernel",
+    "mobility",
+    "psi",
+]

@@ -1,0 +1,96 @@
+"""Argument checks shared by every public entry point.
+
+Each check raises ``ValueError`` whose message names the parameter and the offending value,
+so that the CLI can print it as one line (``dlnsim: bad width=0: ...``).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+
+def fail(name: str, value: object, why: str) -> ValueError:
+    """The one error format of the package: ``bad <name>=<value>: <why>``."""
+    return ValueError(f"bad {name}={value!r}: {why}")
+
+
+def check_width(width: object, name: str = "width") -> int:
+    """``d``: an integer >= 1."""
+    if isinstance(width, bool) or not isinstance(width, numbers.Integral) or width < 1:
+        raise fail(name, width, "must be an integer >= 1")
+    return int(width)
+
+
+def check_depth(depth: object, name: str = "depth") -> int | float:
+    """``N``: an integer >= 1, or ``math.inf`` (the string 'inf' is accepted too)."""
+    if isinstance(depth, str) and depth.strip().lower() in {"inf", "infinity"}:
+        return math.inf
+    if isinstance(depth, numbers.Real) and not isinstance(depth, bool):
+        if depth == math.inf:
+            return math.inf
+        if isinstance(depth, numbers.Integral) and depth >= 1:
+            return int(depth)
+        if isinstance(depth, float) and depth.is_integer() and depth >= 1:
+            return int(depth)
+    raise fail(name, depth, "must be an integer >= 1 or math.inf")
+
+
+def check_positive(value: object, name: str, *, allow_zero: bool = False) -> float:
+    """A finite real number > 0 (or >= 0 with ``allow_zero``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise fail(name, value, "must be a real number")
+    v = float(value)
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise fail(name, value, "must be finite and " + (">= 0" if allow_zero else "> 0"))
+    return v
+
+
+def check_integer(value: object, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise fail(name, value, f"must be an integer >= {minimum}")
+    return int(value)
+
+
+def check_singular_values(sigma: object, width: int, name: str = "sigma0") -> np.ndarray:
+    """Positive finite singular values with last axis of length ``width`` (float64 copy)."""
+    try:
+        arr = np.array(sigma, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise fail(name, sigma, "must be an array of real numbers") from None
+    if arr.ndim == 0 or arr.shape[-1] != width:
+        raise fail(name, _short(arr), f"last axis must have length width={width}")
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise fail(name, _short(arr), "singular values must be positive and finite")
+    return arr
+
+
+def check_times(times: object, name: str = "times") -> np.ndarray:
+    """Save times: a 1-D, finite, non-negative, strictly increasing array."""
+    try:
+        t = np.array(times, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise fail(name, times, "must be an array of real numbers") from None
+    t = np.atleast_1d(t)
+    if t.ndim != 1 or t.size == 0:
+        raise fail(name, _short(t), "must be a non-empty 1-D array")
+    if not np.all(np.isfinite(t)) or np.any(t < 0):
+        raise fail(name, _short(t), "must be finite and >= 0")
+    if np.any(np.diff(t) <= 0):
+        raise fail(name, _short(t), "must be strictly increasing")
+    return t
+
+
+def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise fail(name, value, f"must be one of {', '.join(choices)}")
+    return str(value)
+
+
+def _short(arr: np.ndarray) -> str:
+    """A one-line rendering of an array for error messages."""
+    return np.array2string(np.asarray(arr).ravel()[:6], precision=6, separator=",") + (
+        "..." if np.size(arr) > 6 else ""
+    )
