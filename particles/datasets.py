@@ -24,7 +24,7 @@ import xarray as xr
 from .validation import fail
 from .version import __version__
 
-__all__ = ["provenance", "trajectory_dataset", "save", "load", "clean_attrs"]
+__all__ = ["provenance", "trajectory_dataset", "save", "load", "clean_attrs", "check_path"]
 
 CONVENTIONS = "CF-1.10"
 
@@ -148,7 +148,8 @@ def trajectory_dataset(
     return ds
 
 
-def _engine(path: Path) -> str:
+def check_path(path: Path) -> str:
+    """The storage engine for ``path``: ``zarr`` (``.zarr``) or ``netcdf`` (``.nc``)."""
     name = path.name.lower()
     if name.endswith(".zarr"):
         return "zarr"
@@ -160,7 +161,7 @@ def _engine(path: Path) -> str:
 def save(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write ``ds`` to NetCDF4 (``.nc``, via h5netcdf) or Zarr (``.zarr``); returns the path."""
     path = Path(path)
-    engine = _engine(path)
+    engine = check_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if engine == "zarr":
         ds.to_zarr(path, mode="w", consolidated=False)
@@ -172,7 +173,7 @@ def save(ds: xr.Dataset, path: str | os.PathLike) -> Path:
 def load(path: str | os.PathLike) -> xr.Dataset:
     """Read a Dataset written by ``save`` (fully into memory, file closed)."""
     path = Path(path)
-    engine = _engine(path)
+    engine = check_path(path)
     if not path.exists():
         raise fail("path", str(path), "does not exist")
     if engine == "zarr":

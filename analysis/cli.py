@@ -1,0 +1,175 @@
+"""The ``dlnsim`` command line.
+
+Errors in arguments or configs print one line naming the bad parameter and exit with status 2
+(no traceback); an interrupted run exits 130 and keeps every file it had written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``dlnsim: error: <message>`` and exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _depth(text: str) -> int | float:
+    from particles.validation import check_depth
+
+    try:
+        value: int | float | str = int(text)
+    except ValueError:
+        value = text
+    try:
+        return check_depth(value, "depth")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of numbers"
+        ) from None
+
+
+def _model_options(p: argparse.ArgumentParser, width: int | None = 2) -> None:
+    g = p.add_argument_group("model")
+    if width is not None:
+        g.add_argument(
+            "--width", "-d", type=int, default=width, help="width d (default %(default)s)"
+        )
+    g.add_argument(
+        "--depth",
+        "-N",
+        type=_depth,
+        default=10,
+        help="depth N: an integer >= 1 or 'inf' (default %(default)s)",
+    )
+    g.add_argument(
+        "--beta", type=float, default=5.0, help="inverse temperature (default %(default)s)"
+    )
+    g.add_argument(
+        "--p", type=float, default=2.0, help="Schatten exponent p > 0 (default %(default)s)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="dlnsim",
+        description="Thermodynamics of the deep linear network: "
+        "singular values as interacting particles.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser(
+        "run",
+        help="run the experiments of a TOML config (default: built-in)",
+        description="Run the experiments of CONFIG.toml (format: README), or the "
+        "built-in default experiment; writes datasets, figures and summary.txt.",
+    )
+    run.add_argument("config", nargs="?", help="TOML config file (default: built-in experiments)")
+    run.add_argument("--out", help="output folder (default: the config's 'out' or ./dlnsim-out)")
+
+    pp = sub.add_parser(
+        "phase-portrait",
+        help="draw Figure 1 of the source (d = 2)",
+        description="Streamlines of the gradient flow in (sigma_1, sigma_2), the "
+        "diagonal, the equilibrium and computed trajectories.",
+    )
+    _model_options(pp, width=None)
+    pp.add_argument("--limit", type=float, default=1.0, help="axis limit (default %(default)s)")
+    pp.add_argument("--out", default="phase_portrait.png", help="image file (default %(default)s)")
+
+    fl = sub.add_parser(
+        "flow",
+        help="integrate the deterministic gradient flow",
+        description="Integrate dX/dt = -grad F_beta from SIGMA0 and save a dataset.",
+    )
+    _model_options(fl)
+    fl.add_argument(
+        "--sigma0",
+        type=_floats,
+        required=True,
+        help="initial singular values, comma-separated (length d)",
+    )
+    fl.add_argument("--t-end", type=float, default=10.0, help="final time (default %(default)s)")
+    fl.add_argument("--n-times", type=int, default=101, help="save times (default %(default)s)")
+    fl.add_argument("--rescaled", action="store_true", help="time is tau = N t")
+    fl.add_argument("--out", default="flow.nc", help=".nc or .zarr file (default %(default)s)")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .pipeline import DEFAULT_EXPERIMENTS, load_config, run_experiments
+
+    if args.config:
+        experiments, out = load_config(args.config)
+    else:
+        experiments, out = DEFAULT_EXPERIMENTS, None
+    folder = Path(args.out or out or "dlnsim-out")
+    print(f"dlnsim: writing into {folder}/", file=sys.stderr)
+    run_experiments(experiments, folder)
+    return 0
+
+
+def _phase_portrait(args: argparse.Namespace) -> int:
+    from particles import Model, Schatten
+
+    from .plots import phase_portrait
+
+    model = Model(2, args.depth, args.beta, Schatten(args.p))
+    fig = phase_portrait(model, limit=args.limit)
+    fig.savefig(args.out, dpi=130)
+    print(f"dlnsim: wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _flow(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from particles import Model, Schatten, gradient_flow
+    from particles.datasets import check_path, save
+    from particles.validation import check_integer
+
+    check_path(Path(args.out))
+    model = Model(args.width, args.depth, args.beta, Schatten(args.p))
+    times = np.linspace(0.0, args.t_end, check_integer(args.n_times, "n-times", 2))
+    ds = gradient_flow(model, args.sigma0, times, rescaled=True if args.rescaled else None)
+    save(ds, args.out)
+    final = ", ".join(f"{v:.8g}" for v in ds.sigma.isel(time=-1).values)
+    print(
+        f"dlnsim: sigma({args.t_end:g}) = [{final}]; sigma_* = {model.equilibrium():.8g}; "
+        f"wrote {args.out}"
+    )
+    return 0
+
+
+COMMANDS = {"run": _run, "phase-portrait": _phase_portrait, "flow": _flow}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ValueError as exc:
+        print(f"dlnsim: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dlnsim: interrupted; files already written are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Figures (matplotlib, Agg backend): phase portrait and relaxation plot of the gradient flow."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from particles import Model, gradient_flow  # noqa: E402
+from particles.validation import check_positive, fail  # noqa: E402
+
+from .relaxation import RelaxationRun  # noqa: E402
+
+__all__ = ["phase_portrait", "relaxation_figure"]
+
+DEFAULT_STARTS = (
+    (0.95, 0.05),
+    (0.9, 0.5),
+    (0.6, 0.02),
+    (0.05, 0.8),
+    (0.5, 0.95),
+    (0.98, 0.98),
+    (0.03, 0.03),
+    (0.3, 0.9),
+)
+
+
+def phase_portrait(
+    model: Model,
+    limit: float = 1.0,
+    starts: Sequence[Sequence[float]] = DEFAULT_STARTS,
+    t_end: float = 20.0,
+    grid: int = 60,
+) -> Figure:
+    """Streamlines of ``dsigma/dt = -grad_{g^N} F_beta`` in ``(sigma_1, sigma_2)`` (``d = 2``).
+
+    Draws the invariant diagonal, the equilibrium ``sigma_* (1, 1)`` and flow trajectories from
+    ``starts`` (computed by ``particles.gradient_flow``), as in Figure 1 of the source.
+    """
+    if not isinstance(model, Model) or model.width != 2:
+        raise fail("model", model, "the phase portrait needs a particles.Model with width 2")
+    limit = check_positive(limit, "limit")
+    t_end = check_positive(t_end, "t_end")
+    lo = limit / grid
+    axis = np.linspace(lo, limit, grid)
+    s1, s2 = np.meshgrid(axis, axis, indexing="xy")
+    points = np.stack([s1, s2], axis=-1)
+    # the flow is symmetric under swapping sigma_1, sigma_2: evaluate it off the chamber too
+    vel = model.velocity(points, "sigma")
+    speed = np.hypot(vel[..., 0], vel[..., 1])
+    fig, ax = plt.subplots(figsize=(6.2, 5.6), constrained_layout=True)
+    log_speed = np.log10(speed + 1e-300)
+    norm = matplotlib.colors.Normalize(np.percentile(log_speed, 2), log_speed.max())
+    stream = ax.streamplot(
+        axis,
+        axis,
+        vel[..., 0],
+        vel[..., 1],
+        color=log_speed,
+        norm=norm,
+        cmap="viridis",
+        density=1.3,
+        linewidth=0.8,
+        arrowsize=0.9,
+    )
+    fig.colorbar(stream.lines, ax=ax, label=r"$\log_{10}$ speed")
+    ax.plot([0, limit], [0, limit], color="0.4", lw=1, ls="--", label="diagonal (invariant)")
+    times = np.linspace(0.0, t_end, 400)
+    for k, start in enumerate(starts):
+        ds = gradient_flow(model, np.asarray(start, dtype=float), times, progress=False)
+        # gradient_flow sorts into the chamber; plot in the original labelling
+        sig = ds.sigma.values if start[0] >= start[1] else ds.sigma.values[:, ::-1]
+        ax.plot(
+            sig[:, 0], sig[:, 1], color="tab:red", lw=1.6, label="trajectories" if k == 0 else None
+        )
+        ax.plot(*start, "o", color="tab:red", ms=3)
+    s = model.equilibrium()
+    ax.plot(s, s, "*", color="black", ms=14, label=rf"equilibrium $\sigma_*={s:.3g}$")
+    ax.set_xlim(0, limit)
+    ax.set_ylim(0, limit)
+    ax.set_aspect("equal")
+    ax.set_xlabel(r"$\sigma_1$")
+    ax.set_ylabel(r"$\sigma_2$")
+    desc = model.describe()
+    ax.set_title(
+        rf"gradient flow of $F_\beta$, $(N,p,\beta)=({desc['depth']},"
+        rf"{desc.get('p', '?')},{desc['beta']:g})$"
+    )
+    ax.legend(loc="upper left", fontsize=8)
+    return fig
+
+
+def relaxation_figure(runs: Sequence[RelaxationRun], model: Model) -> Figure:
+    """Distance to the equilibrium vs time (log scale) with the predicted rates as slopes."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
+    colors = {"uniform": "tab:blue", "relative": "tab:orange"}
+    for run in runs:
+        t = run.dataset.time.values
+        c = colors[run.mode]
+        ax.semilogy(
+            t, run.distance, "o", ms=3, color=c, label=f"{run.mode} mode (fitted {run.fitted:.6g})"
+        )
+        ax.semilogy(
+            t,
+            run.distance[0] * np.exp(-run.predicted * t),
+            "-",
+            color=c,
+            lw=1,
+            label=rf"$e^{{-\lambda t}}$, predicted $\lambda$ = {run.predicted:.6g}",
+        )
+    ax.set_xlabel("rescaled time " + r"$\tau$" if model.infinite else "time $t$")
+    ax.set_ylabel("distance to equilibrium")
+    ax.set_title("relaxation toward $\\sigma_*$: the two rates of MODEL section 7")
+    ax.legend(fontsize=8)
+    return fig

@@ -1,0 +1,128 @@
+"""The dlnsim command line: the default run, configs, and one-line errors with exit status 2."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analysis.cli import main
+from analysis.pipeline import load_config
+from particles.datasets import load
+
+ROOT = Path(__file__).resolve().parents[1]
+DLNSIM = Path(sys.executable).parent / "dlnsim"
+
+
+def test_default_run_writes_dataset_figures_and_summary(tmp_path):
+    """`dlnsim run` (the installed console script) on the built-in defaults."""
+    proc = subprocess.run(
+        [str(DLNSIM), "run"], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "dlnsim-out"
+    for name in ("flow.nc", "flow_phase_portrait.png", "flow_relaxation.png", "summary.txt"):
+        assert (out / name).stat().st_size > 0, name
+    assert "relaxation rate" in proc.stdout and "sigma_*" in proc.stdout
+    ds = load(out / "flow.nc")
+    np.testing.assert_allclose(ds.sigma.isel(time=-1).values, 0.3, rtol=1e-6)
+    assert "Traceback" not in proc.stderr
+
+
+def test_example_config_runs(tmp_path):
+    experiments, out = load_config(ROOT / "examples" / "experiments.toml")
+    assert out == "dlnsim-example-out" and len(experiments) == 2
+    small = tmp_path / "small.toml"
+    small.write_text(
+        '[[experiment]]\nkind = "flow"\nwidth = 3\ndepth = "inf"\nbeta = 1.0\nmembers = 2\n'
+        "t_end = 5.0\nn_times = 11\nphase_portrait = false\n"
+    )
+    assert main(["run", str(small), "--out", str(tmp_path / "o")]) == 0
+    ds = load(tmp_path / "o" / "flow.nc")
+    assert ds.attrs["depth"] == "inf" and ds.sigma.shape == (2, 11, 3)
+
+
+def test_phase_portrait_command(tmp_path):
+    target = tmp_path / "pp.png"
+    assert main(["phase-portrait", "--out", str(target)]) == 0
+    assert target.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_flow_command(tmp_path, capsys):
+    target = tmp_path / "f.zarr"
+    code = main(
+        [
+            "flow",
+            "--width",
+            "3",
+            "--depth",
+            "inf",
+            "--sigma0",
+            "1,0.5,0.2",
+            "--t-end",
+            "2",
+            "--out",
+            str(target),
+        ]
+    )
+    assert code == 0
+    assert load(target).sigma.dims == ("time", "particle")
+
+
+CONFIG_ERRORS = [
+    ('kind = "flow"\nwidth = 0', "width"),
+    ('kind = "flow"\nwidth = 2.5', "width"),
+    ('kind = "flow"\ndepth = 0', "depth"),
+    ('kind = "flow"\ndepth = "deep"', "depth"),
+    ('kind = "flow"\nbeta = -1.0', "beta"),
+    ('kind = "flow"\nbeta = inf', "beta"),
+    ('kind = "flow"\np = 0.0', "p"),
+    ('kind = "flow"\ninitial = [[1.0, -0.5]]', "initial"),
+    ('kind = "flow"\ninitial = [[1.0, nan]]', "initial"),
+    ('kind = "flow"\nt_end = -1.0', "t_end"),
+    ('kind = "flow"\nwidht = 2', "widht"),
+    ('kind = "nope"', "kind"),
+]
+
+
+@pytest.mark.parametrize("body,name", CONFIG_ERRORS)
+def test_config_errors_name_the_parameter(tmp_path, capsys, body, name):
+    cfg = tmp_path / "bad.toml"
+    extra = "" if "t_end" in body else "t_end = 0.1\n"
+    cfg.write_text("[[experiment]]\n" + body + "\n" + extra + "n_times = 2\n")
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"bad {name}=" in err[0], err
+
+
+FLAG_ERRORS = [
+    (["flow", "--sigma0", "1,2", "--width", "-1"], "width"),
+    (["flow", "--sigma0", "1,2", "--depth", "1.5"], "depth"),
+    (["flow", "--sigma0", "1,2", "--beta", "0"], "beta"),
+    (["flow", "--sigma0", "1,2", "--beta", "abc"], "--beta"),
+    (["flow", "--sigma0", "1,2", "--p", "-2"], "p"),
+    (["flow", "--sigma0", "1,0"], "sigma0"),
+    (["flow", "--sigma0", "1,2", "--n-times", "1"], "n-times"),
+    (["flow", "--sigma0", "1,2", "--out", "x.csv"], "path"),
+    (["run", "missing.toml"], "config"),
+    (["run", "--frobnicate"], "--frobnicate"),
+]
+
+
+@pytest.mark.parametrize("argv,name", FLAG_ERRORS)
+def test_cli_errors_one_line_exit_2(tmp_path, monkeypatch, argv, name):
+    """Through the console script: exit status 2, one line on stderr naming the parameter."""
+    monkeypatch.chdir(tmp_path)
+    proc = subprocess.run([str(DLNSIM), *argv], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_times_must_increase():
+    from particles import Model, Schatten, gradient_flow
+
+    with pytest.raises(ValueError, match="bad times="):
+        gradient_flow(Model(2, 3, 1.0, Schatten(2)), [1.0, 0.5], [0.0, 2.0, 1.0])
