@@ -119,3 +119,69 @@ def relaxation_figure(runs: Sequence[RelaxationRun], model: Model) -> Figure:
     ax.set_title("relaxation toward $\\sigma_*$: the two rates of MODEL section 7")
     ax.legend(fontsize=8)
     return fig
+
+
+def depth_figures(ds) -> dict[str, Figure]:
+    """Figures of a depth sweep (``analysis.depth.depth_sweep``): trajectories of all depths in
+    rescaled time, error vs ``N`` on log-log axes with fitted slopes, and (when the sweep has
+    ensembles) the stationary spread vs depth with error bars."""
+    figs: dict[str, Figure] = {}
+    depths = ds.depth.values
+    finite = np.isfinite(depths)
+    cmap = plt.get_cmap("viridis")
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
+    for k, n in enumerate(depths):
+        color = "black" if not np.isfinite(n) else cmap(k / max(1, len(depths) - 1))
+        label = "N = inf" if not np.isfinite(n) else f"N = {int(n)}"
+        lines = ax.plot(
+            ds.time.values, ds.sigma.values[k], color=color, lw=2.0 if not np.isfinite(n) else 1.0
+        )
+        lines[0].set_label(label)
+    ax.set_xlabel(r"rescaled time $\tau = N t$")
+    ax.set_ylabel(r"$\sigma_i(\tau)$")
+    ax.set_title("gradient flow at every depth")
+    ax.legend(fontsize=7, ncol=2)
+    figs["trajectories"] = fig
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
+    inv = 1.0 / depths[finite]
+    for name, label in (
+        ("trajectory_error", "trajectory (sup norm)"),
+        ("sigma_star_error", r"$\sigma_*$"),
+        ("rate_uniform_error", r"$\lambda_{uniform}$"),
+        ("rate_relative_error", r"$\lambda_{relative}$"),
+        ("stationary_mean_error", "stationary mean"),
+    ):
+        if name not in ds:
+            continue
+        err = ds[name].values[finite]
+        order = ds.attrs.get("order_" + name.removesuffix("_error"), float("nan"))
+        ax.loglog(inv, err, "o-", ms=4, label=f"{label}: fitted order {order:.3f}")
+    ax.loglog(inv, inv, "k--", lw=0.8, label="slope 1")
+    ax.set_xlabel("1 / N")
+    ax.set_ylabel("distance to the N = inf limit")
+    ax.set_title("convergence to infinite depth")
+    ax.legend(fontsize=7)
+    figs["convergence"] = fig
+
+    if "stationary_spread" in ds:
+        fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
+        x = np.where(finite, depths, np.nan)
+        x_inf = depths[finite].max() * 2 if finite.any() else 1.0
+        x = np.where(finite, x, x_inf)
+        ax.errorbar(
+            x,
+            ds.stationary_spread.values,
+            yerr=2 * ds.stationary_spread_se.values,
+            fmt="o",
+            capsize=3,
+            label="stationary spread (±2 SE)",
+        )
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(x, [str(int(n)) if np.isfinite(n) else "inf" for n in depths])
+        ax.set_xlabel("depth N")
+        ax.set_ylabel(r"mean of $\max\sigma - \min\sigma$")
+        ax.set_title("stationary spread of the singular values vs depth")
+        ax.legend(fontsize=8)
+        figs["spread"] = fig
+    return figs
