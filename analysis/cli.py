@@ -107,7 +107,76 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--n-times", type=int, default=101, help="save times (default %(default)s)")
     fl.add_argument("--rescaled", action="store_true", help="time is tau = N t")
     fl.add_argument("--out", default="flow.nc", help=".nc or .zarr file (default %(default)s)")
+    from .pipeline import EXPERIMENTS
+
+    for kind in ("depth",):
+        _experiment_command(sub, kind, EXPERIMENTS[kind])
     return parser
+
+
+def _value_parser(default):
+    """argparse type for an experiment parameter, inferred from its default."""
+    if isinstance(default, bool):
+        return None
+    if isinstance(default, int):
+        return int
+    if isinstance(default, float):
+        return float
+    if isinstance(default, list) or default is None:
+
+        def parse_list(text: str) -> list:
+            items = [v for v in text.replace(" ", "").split(",") if v]
+            try:
+                return [
+                    v if v == "inf" else (int(v) if v.lstrip("-").isdigit() else float(v))
+                    for v in items
+                ]
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{text!r} is not a list of numbers") from None
+
+        return parse_list
+    return str
+
+
+def _experiment_command(sub, kind: str, exp) -> None:
+    """A subcommand ``dlnsim KIND`` with one option per parameter of the experiment kind."""
+    p = sub.add_parser(kind, help=exp.doc.splitlines()[0], description=exp.doc)
+    for key, default in exp.defaults.items():
+        flag = "--" + key.replace("_", "-")
+        shown = "none" if default is None else default
+        if isinstance(default, bool):
+            p.add_argument(
+                flag,
+                dest=key,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"(default {shown})",
+            )
+        else:
+            note = ", comma-separated" if isinstance(default, list) or default is None else ""
+            p.add_argument(
+                flag,
+                dest=key,
+                type=_value_parser(default),
+                default=None,
+                help=f"(default {shown}{note})",
+            )
+    p.add_argument(
+        "--out", dest="out_dir", default="dlnsim-out", help="output folder (default %(default)s)"
+    )
+    p.set_defaults(kind=kind)
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    from .pipeline import EXPERIMENTS, resolve, run_experiments
+
+    given = {
+        k: getattr(args, k) for k in EXPERIMENTS[args.kind].defaults if getattr(args, k) is not None
+    }
+    resolve({"kind": args.kind, **given})  # every parameter checked before any output
+    print(f"dlnsim: writing into {args.out_dir}/", file=sys.stderr)
+    run_experiments([{"kind": args.kind, **given}], args.out_dir)
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -162,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        return COMMANDS.get(args.command, _experiment)(args)
     except ValueError as exc:
         print(f"dlnsim: error: {exc}", file=sys.stderr)
         return 2

@@ -20,7 +20,14 @@ import numpy as np
 
 from particles import Model, Schatten, gradient_flow
 from particles.datasets import save
-from particles.validation import check_integer, check_positive, check_singular_values, fail
+from particles.validation import (
+    check_depth,
+    check_integer,
+    check_positive,
+    check_singular_values,
+    check_width,
+    fail,
+)
 
 from .relaxation import relaxation_runs
 
@@ -96,6 +103,56 @@ def run_flow(params: dict[str, Any], out: Path) -> list[str]:
     return lines
 
 
+def run_depth(params: dict[str, Any], out: Path) -> list[str]:
+    """Depth sweep toward N = inf in rescaled time: flow, equilibrium, rates (and ensembles)."""
+    from .depth import convergence_orders, depth_sweep
+    from .plots import depth_figures
+
+    name = params["name"]
+    depths = [math.inf if str(n) == "inf" else n for n in params["depths"]]
+    taus = np.linspace(
+        0.0,
+        check_positive(params["tau_end"], "tau_end"),
+        check_integer(params["n_times"], "n_times", 2),
+    )
+    ensemble = None
+    if params["members"]:
+        ensemble = {
+            "members": check_integer(params["members"], "members"),
+            "dt": check_positive(params["dt"], "dt"),
+            "seed": params["seed"],
+            "tau_end": params["ensemble_tau_end"],
+            "progress": False,
+        }
+    ds = depth_sweep(
+        params["width"],
+        params["beta"],
+        params["p"],
+        params["initial"],
+        taus,
+        depths,
+        ensemble=ensemble,
+    )
+    save(ds, out / f"{name}.nc")
+    for label, fig in depth_figures(ds).items():
+        fig.savefig(out / f"{name}_{label}.png", dpi=120)
+    lines = [
+        f"[{name}] depth sweep to N = inf (rescaled time), d = {params['width']}, "
+        f"beta = {params['beta']}, p = {params['p']}; expected order 1 in 1/N for all"
+    ]
+    for key, value in convergence_orders(ds).items():
+        lines.append(f"  fitted {key.removeprefix('order_'):<26} order {value:7.3f}")
+    if "stationary_spread" in ds:
+        for n, m, se in zip(
+            ds.depth.values,
+            ds.stationary_spread.values,
+            ds.stationary_spread_se.values,
+            strict=True,
+        ):
+            lines.append(f"  N = {n:>5g}: stationary spread {m:.5f} +- {se:.5f}")
+    return lines
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     "flow": Experiment(
         defaults={
@@ -111,9 +168,27 @@ EXPERIMENTS: dict[str, Experiment] = {
         run=run_flow,
         doc=run_flow.__doc__ or "",
     ),
+    "depth": Experiment(
+        defaults={
+            "name": "depth",
+            "width": 4,
+            "beta": 2.0,
+            "p": 2.0,
+            "initial": [1.5, 1.0, 0.6, 0.3],
+            "depths": [1, 2, 4, 8, 16, 32, 64, 128, 256, "inf"],
+            "tau_end": 3.0,
+            "n_times": 31,
+            "members": 0,
+            "dt": 0.01,
+            "seed": 0,
+            "ensemble_tau_end": 20.0,
+        },
+        run=run_depth,
+        doc=run_depth.__doc__ or "",
+    ),
 }
 
-DEFAULT_EXPERIMENTS: list[dict[str, Any]] = [{"kind": "flow"}]
+DEFAULT_EXPERIMENTS: list[dict[str, Any]] = [{"kind": "flow"}, {"kind": "depth"}]
 
 
 def resolve(experiment: Mapping[str, Any]) -> tuple[Experiment, dict[str, Any]]:
@@ -139,6 +214,15 @@ def resolve(experiment: Mapping[str, Any]) -> tuple[Experiment, dict[str, Any]]:
         model = model_from(params)
         if params.get("initial") is not None:
             check_singular_values(params["initial"], model.width, "initial")
+    if "depths" in params:
+        if not isinstance(params["depths"], list) or not params["depths"]:
+            raise fail("depths", params["depths"], "must be a non-empty list")
+        for n in params["depths"]:
+            check_depth(n, "depths")
+        check_singular_values(params["initial"], check_width(params["width"]), "initial")
+        Model(params["width"], math.inf, params["beta"], Schatten(params["p"]))
+    if "tau_end" in params:
+        check_positive(params["tau_end"], "tau_end")
     if "t_end" in params:
         check_positive(params["t_end"], "t_end")
     if "n_times" in params:

@@ -126,3 +126,42 @@ def test_times_must_increase():
 
     with pytest.raises(ValueError, match="bad times="):
         gradient_flow(Model(2, 3, 1.0, Schatten(2)), [1.0, 0.5], [0.0, 2.0, 1.0])
+
+
+def test_depth_command(tmp_path):
+    out = tmp_path / "o"
+    code = main(
+        [
+            "depth",
+            "--width",
+            "3",
+            "--initial",
+            "1,0.5,0.2",
+            "--depths",
+            "16,32,64,inf",
+            "--tau-end",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    ds = load(out / "depth.nc")
+    assert list(ds.depth.values[:3]) == [16, 32, 64] and np.isinf(ds.depth.values[-1])
+    assert abs(ds.attrs["order_sigma_star"] - 1) < 0.1
+    assert (out / "depth_convergence.png").exists()
+    assert "fitted" in (out / "summary.txt").read_text()
+
+
+@pytest.mark.parametrize(
+    "argv,name",
+    [
+        (["depth", "--depths", "4,0,inf"], "depths"),
+        (["depth", "--initial", "1,2"], "initial"),
+        (["depth", "--tau-end", "-1"], "tau_end"),
+    ],
+)
+def test_depth_command_errors(tmp_path, capsys, argv, name):
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"bad {name}=" in err[0], err
