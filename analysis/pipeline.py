@@ -9,7 +9,9 @@ lines, which are printed and appended to ``summary.txt``.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -103,6 +105,153 @@ def run_flow(params: dict[str, Any], out: Path) -> list[str]:
     return lines
 
 
+@contextlib.contextmanager
+def _executor(scheduler: str | None):
+    """Keyword arguments telling ``langevin_ensemble`` where to run, shared by several calls:
+    ``"local"`` starts ONE LocalCluster (a process per core, one thread each) for all of them."""
+    if scheduler != "local":
+        yield {"scheduler": scheduler}
+        return
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield {"client": client}
+
+
+def run_ensemble(params: dict[str, Any], out: Path) -> list[str]:
+    """Langevin ensembles at temperature 1/beta (and a temperature scan) vs the gradient flow."""
+    from particles import langevin_ensemble
+
+    from .plots import ensemble_figure, temperature_figure
+
+    model = model_from(params)
+    name = params["name"]
+    s_star = model.equilibrium()
+    if params["initial"] is None:
+        scale = s_star if s_star > 0 else 1.0
+        sigma0 = scale * np.geomspace(3.0, 1 / 3, model.width)
+    else:
+        sigma0 = np.asarray(params["initial"], dtype=float)
+    times = np.linspace(
+        0.0,
+        check_positive(params["t_end"], "t_end"),
+        check_integer(params["n_times"], "n_times", 2),
+    )
+    burn = times >= check_positive(params["burn_in"], "burn_in") * times[-1]
+    temperatures = params["temperatures"] or [1 / (model.beta * 2**k) for k in range(4)]
+    common = {
+        "dt": check_positive(params["dt"], "dt"),
+        "progress": None,
+        "chunk_size": params["chunk_size"] or None,
+    }
+    members = check_integer(params["members"], "members")
+    flow = gradient_flow(model, sigma0, times, progress=False)
+    rows = []
+    main_ds = None
+    with _executor(params["scheduler"]) as where:
+        for k, temp in enumerate(temperatures):
+            store = out / (f"{name}.zarr" if k == 0 else f"{name}_T{k}.zarr")
+            ds = langevin_ensemble(
+                model,
+                sigma0,
+                times,
+                members,
+                seed=params["seed"] + k,
+                temperature=float(temp),
+                store=store,
+                overwrite=True,
+                **where,
+                **common,
+            )
+            sig = ds.sigma.values[:, burn]  # (member, time, particle)
+            per_member_mean = sig.mean(axis=(1, 2))
+            per_member_spread = (sig.max(axis=-1) - sig.min(axis=-1)).mean(axis=1)
+            root_m = math.sqrt(members)
+            rows.append(
+                (
+                    temp,
+                    per_member_mean.mean(),
+                    per_member_mean.std(ddof=1) / root_m,
+                    per_member_spread.mean(),
+                    per_member_spread.std(ddof=1) / root_m,
+                    int(ds.failed.values.sum()),
+                )
+            )
+            if k == 0:
+                main_ds = ds
+    rows_arr = np.array(rows, dtype=float)
+    import xarray as xr
+
+    from particles.datasets import provenance
+
+    scan = xr.Dataset(
+        {
+            "mean_sigma": (
+                "temperature",
+                rows_arr[:, 1],
+                {"long_name": "stationary ensemble mean of sigma", "units": "1"},
+            ),
+            "mean_sigma_se": (
+                "temperature",
+                rows_arr[:, 2],
+                {"long_name": "standard error (member averages)", "units": "1"},
+            ),
+            "spread": (
+                "temperature",
+                rows_arr[:, 3],
+                {"long_name": "stationary mean of max sigma - min sigma", "units": "1"},
+            ),
+            "spread_se": (
+                "temperature",
+                rows_arr[:, 4],
+                {"long_name": "standard error (member averages)", "units": "1"},
+            ),
+        },
+        coords={
+            "temperature": (
+                "temperature",
+                rows_arr[:, 0],
+                {"long_name": "noise temperature T", "units": "1"},
+            )
+        },
+        attrs=provenance(
+            kind="temperature_scan",
+            sigma_star=s_star,
+            members=members,
+            burn_in_time=float(times[burn][0]),
+            **model.describe(),
+        ),
+    )
+    save(scan, out / f"{name}_temperatures.nc")
+    main_ds.attrs["sigma_star"] = s_star
+    ensemble_figure(main_ds, flow).savefig(out / f"{name}_trajectories.png", dpi=120)
+    temperature_figure(scan).savefig(out / f"{name}_temperature.png", dpi=120)
+    lines = [
+        f"[{name}] Langevin ensemble, {members} members, dt = {common['dt']}, "
+        f"{model.describe()}; stationary averages over t >= {times[burn][0]:g}",
+        f"  {'temperature T':>14}{'<sigma>':>12}{'SE':>10}{'<sigma>-sigma_*':>17}"
+        f"{'spread':>10}{'SE':>10}{'failed':>8}",
+    ]
+    for temp, mean, se, spread, spread_se, failed in rows:
+        lines.append(
+            f"  {temp:>14.5g}{mean:>12.6f}{se:>10.2e}{mean - s_star:>17.3e}"
+            f"{spread:>10.5f}{spread_se:>10.2e}{failed:>8d}"
+        )
+    gap = np.abs(rows_arr[:, 1] - s_star)
+    if len(rows) >= 3 and np.all(gap > 0):
+        order = np.polyfit(np.log(rows_arr[:, 0]), np.log(gap), 1)[0]
+        lines.append(f"  sigma_* = {s_star:.6g}; |<sigma> - sigma_*| ~ T^{order:.3f} as T -> 0")
+    return lines
+
+
 def run_depth(params: dict[str, Any], out: Path) -> list[str]:
     """Depth sweep toward N = inf in rescaled time: flow, equilibrium, rates (and ensembles)."""
     from .depth import convergence_orders, depth_sweep
@@ -168,6 +317,25 @@ EXPERIMENTS: dict[str, Experiment] = {
         run=run_flow,
         doc=run_flow.__doc__ or "",
     ),
+    "ensemble": Experiment(
+        defaults={
+            **MODEL_DEFAULTS,
+            "width": 4,
+            "name": "ensemble",
+            "initial": None,
+            "members": 256,
+            "dt": 1e-3,
+            "t_end": 5.0,
+            "n_times": 51,
+            "seed": 0,
+            "temperatures": [],
+            "burn_in": 0.5,
+            "scheduler": "local",
+            "chunk_size": 0,
+        },
+        run=run_ensemble,
+        doc=run_ensemble.__doc__ or "",
+    ),
     "depth": Experiment(
         defaults={
             "name": "depth",
@@ -188,7 +356,11 @@ EXPERIMENTS: dict[str, Experiment] = {
     ),
 }
 
-DEFAULT_EXPERIMENTS: list[dict[str, Any]] = [{"kind": "flow"}, {"kind": "depth"}]
+DEFAULT_EXPERIMENTS: list[dict[str, Any]] = [
+    {"kind": "flow"},
+    {"kind": "ensemble"},
+    {"kind": "depth"},
+]
 
 
 def resolve(experiment: Mapping[str, Any]) -> tuple[Experiment, dict[str, Any]]:

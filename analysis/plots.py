@@ -185,3 +185,73 @@ def depth_figures(ds) -> dict[str, Figure]:
         ax.legend(fontsize=8)
         figs["spread"] = fig
     return figs
+
+
+def ensemble_figure(ensemble, flow, n_show: int = 12) -> Figure:
+    """Langevin members (thin), their ensemble mean (dashed) and the deterministic flow from
+    the same start (thick), one colour per singular value."""
+    fig, ax = plt.subplots(figsize=(6.6, 4.6), constrained_layout=True)
+    t = ensemble.time.values
+    sig = ensemble.sigma.values
+    d = sig.shape[-1]
+    cmap = plt.get_cmap("tab10")
+    for i in range(d):
+        c = cmap(i % 10)
+        ax.plot(t, sig[:n_show, :, i].T, color=c, lw=0.4, alpha=0.35)
+        ax.plot(
+            t,
+            np.nanmean(sig[:, :, i], axis=0),
+            "--",
+            color=c,
+            lw=1.5,
+            label="ensemble mean" if i == 0 else None,
+        )
+        ax.plot(
+            flow.time.values,
+            flow.sigma.values[:, i],
+            "-",
+            color=c,
+            lw=2.2,
+            label="gradient flow" if i == 0 else None,
+        )
+    s = ensemble.attrs.get("sigma_star")
+    if s is not None:
+        ax.axhline(float(s), color="black", lw=0.8, ls=":", label=r"$\sigma_*$")
+    ax.set_xlabel(
+        "rescaled time " + r"$\tau$" if ensemble.attrs.get("depth") == "inf" else "time $t$"
+    )
+    ax.set_ylabel(r"$\sigma_i$")
+    ax.set_title(f"Langevin ensemble ({sig.shape[0]} members, {n_show} shown) vs the flow")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def temperature_figure(scan) -> Figure:
+    """Stationary mean and spread of the singular values against the noise temperature."""
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.8), constrained_layout=True)
+    temp = scan.temperature.values
+    axes[0].errorbar(
+        temp,
+        scan.mean_sigma.values,
+        yerr=2 * scan.mean_sigma_se.values,
+        fmt="o-",
+        capsize=3,
+        label="ensemble mean of sigma (±2 SE)",
+    )
+    axes[0].axhline(float(scan.attrs["sigma_star"]), color="black", ls=":", label=r"$\sigma_*$")
+    axes[0].set_xlabel("noise temperature T")
+    axes[0].set_ylabel(r"$\langle\sigma\rangle$")
+    axes[0].legend(fontsize=8)
+    axes[1].errorbar(
+        temp,
+        scan.spread.values,
+        yerr=2 * scan.spread_se.values,
+        fmt="o-",
+        capsize=3,
+        label=r"$\langle\max\sigma-\min\sigma\rangle$ (±2 SE)",
+    )
+    axes[1].set_xlabel("noise temperature T")
+    axes[1].set_ylabel("spread")
+    axes[1].legend(fontsize=8)
+    fig.suptitle("stationary singular values vs temperature (F_beta fixed)")
+    return fig

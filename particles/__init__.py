@@ -7,6 +7,7 @@ integrates the deterministic flow.
 
 from .coordinates import COORDINATES, mobility
 from .energies import Energy, Schatten, SeparableEnergy
+from .ensemble import langevin_ensemble
 from .entropy import log_kernel, psi
 from .flow import gradient_flow
 from .model import Model
@@ -20,6 +21,7 @@ __all__ = [
     "SeparableEnergy",
     "__version__",
     "gradient_flow",
+    "langevin_ensemble",
     "log_kernel",
     "mobility",
     "psi",

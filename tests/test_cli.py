@@ -22,9 +22,22 @@ def test_default_run_writes_dataset_figures_and_summary(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "dlnsim-out"
-    for name in ("flow.nc", "flow_phase_portrait.png", "flow_relaxation.png", "summary.txt"):
+    for name in (
+        "flow.nc",
+        "flow_phase_portrait.png",
+        "flow_relaxation.png",
+        "summary.txt",
+        "ensemble_trajectories.png",
+        "ensemble_temperature.png",
+        "ensemble_temperatures.nc",
+        "depth.nc",
+        "depth_convergence.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     assert "relaxation rate" in proc.stdout and "sigma_*" in proc.stdout
+    assert "Langevin ensemble" in proc.stdout and "fitted trajectory" in proc.stdout
+    ens = load(out / "ensemble.zarr")
+    assert ens.sigma.dims == ("member", "time", "particle") and int(ens.failed.sum()) == 0
     ds = load(out / "flow.nc")
     np.testing.assert_allclose(ds.sigma.isel(time=-1).values, 0.3, rtol=1e-6)
     assert "Traceback" not in proc.stderr
@@ -165,3 +178,50 @@ def test_depth_command_errors(tmp_path, capsys, argv, name):
     assert main([*argv, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"bad {name}=" in err[0], err
+
+
+def test_ensemble_command_and_resume(tmp_path):
+    store = tmp_path / "e.zarr"
+    args = [
+        "ensemble",
+        "--width",
+        "3",
+        "--members",
+        "6",
+        "--seed",
+        "11",
+        "--t-end",
+        "0.5",
+        "--dt",
+        "0.01",
+        "--scheduler",
+        "serial",
+        "--out",
+        str(store),
+    ]
+    assert main(args) == 0
+    first = load(store)
+    assert first.attrs["seed"] == "11" and first.sigma.shape == (6, 51, 3)
+    assert "sigma_mean" in first and "spread_var" in first
+    # resuming a complete store changes nothing
+    assert main([*args, "--resume"]) == 0
+    np.testing.assert_array_equal(load(store).sigma.values, first.sigma.values)
+    # an existing store is not overwritten by accident
+    assert main(args) == 2
+
+
+@pytest.mark.parametrize(
+    "extra,name",
+    [
+        (["--members", "0"], "members"),
+        (["--dt", "0"], "dt"),
+        (["--save-times", "0,2,1"], "times"),
+        (["--reductions", "median"], "reductions"),
+        (["--out", "e.nc"], "store"),
+    ],
+)
+def test_ensemble_command_errors(tmp_path, capsys, extra, name):
+    code = main(["ensemble", "--scheduler", "serial", "--out", str(tmp_path / "e.zarr"), *extra])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"bad {name}" in err[0], err

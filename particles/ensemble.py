@@ -1,0 +1,1022 @@
+"""Langevin ensembles: many independent members, in chunks, on Dask, streamed to Zarr (MODEL 9).
+
+``langevin_ensemble`` runs ``members`` independent copies of the Langevin dynamics of a
+``Model`` with the engine ``particles.langevin.simulate_members``.  The members are cut into
+chunks of ``chunk_size`` consecutive members; a chunk over all save times is the unit of work
+(one task on a Dask cluster, or one call in-process) and of storage (one Zarr chunk along
+``member``).
+
+Seeds.  Member ``k`` draws from ``PCG64(SeedSequence(seed, spawn_key=(k,)))`` whatever chunk or
+worker runs it, so its trajectory depends only on ``(model, sigma0[k], k, times, dt, seed,
+temperature)``: the dataset is bitwise the same serially, on any cluster and with any chunking.
+
+Reductions.  Ensemble means and sample variances over members are accumulated as
+``(count, mean, M2)`` triples combined by Chan's pairwise update along ONE fixed binary tree on
+the member indices ``0 .. members-1`` (the segment tree of ``[0, 2^L)``; empty subtrees are the
+identity).  Every node's value depends only on its leaves, never on who computed it: a chunk
+computes the nodes of its maximal aligned dyadic blocks, and the caller merges sibling nodes in
+member order as chunks arrive.  The same floating-point operations on the same operands happen
+whatever the chunking, the number of workers or the completion order, so the reductions are
+bitwise reproducible too, and only ``O(log members)`` tree nodes (plus chunks that finished
+out of order) are in memory at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import math
+import numbers
+import os
+import shutil
+import sys
+import uuid
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+from .datasets import clean_attrs, trajectory_dataset
+from .model import Model
+from .validation import check_integer, check_positive, check_singular_values, check_times, fail
+
+__all__ = [
+    "BIT_GENERATOR",
+    "CHUNK_BYTES",
+    "REDUCTIONS",
+    "SEEDING_SCHEME",
+    "WORK_THRESHOLD",
+    "langevin_ensemble",
+]
+
+REDUCTIONS = ("sigma", "free_energy", "spread")
+SEEDING_SCHEME = "numpy SeedSequence(seed, spawn_key=(member,)) per member, PCG64"
+BIT_GENERATOR = "PCG64"
+#: ``members * steps * width**2`` below which a run without a given cluster stays in-process.
+#: The engine costs about 15-40 ns per unit on one core, so this is roughly 10-20 s of work: less
+#: does not pay for starting a LocalCluster (2-5 s) and shipping the results back.
+WORK_THRESHOLD = 5.0e8
+#: Target size of one chunk's ``sigma`` block when ``chunk_size`` is chosen automatically.
+CHUNK_BYTES = 64 * 2**20
+#: Version of the Zarr store layout (checked on resume).
+STORE_FORMAT = 1
+_SERIAL = ("serial", "in-process")
+_MAX_WARNINGS = 20
+_STATS = ("count", "mean", "m2")
+
+Stats = tuple[np.ndarray, np.ndarray, np.ndarray]  # count, mean, M2 (same shapes)
+Node = tuple[int, int, Stats]  # level j, index k (covers [k 2^j, (k+1) 2^j)), stats
+
+
+# --------------------------------------------------------------- reduction tree
+def _combine(a: Stats, b: Stats) -> Stats:
+    """Chan's update of ``(count, mean, M2)`` for the union of ``a`` (left) and ``b`` (right).
+
+    An empty side (count 0) is the exact identity, so empty subtrees never change a value.
+    """
+    na, ma, sa = a
+    nb, mb, sb = b
+    n = na + nb
+    with np.errstate(invalid="ignore", divide="ignore"):
+        delta = mb - ma
+        mean = ma + delta * (nb / n)
+        m2 = sa + sb + (delta * delta) * (na * nb / n)
+    left, right = na > 0, nb > 0
+    both = left & right
+    mean = np.where(both, mean, np.where(left, ma, mb))
+    m2 = np.where(both, m2, np.where(left, sa, sb))
+    return n, mean, m2
+
+
+def _leaves(values: np.ndarray, use: np.ndarray) -> Stats:
+    """One leaf per member: ``(1, x, 0)`` where ``x`` is finite and the member used, else empty."""
+    valid = np.isfinite(values) & use.reshape(use.shape + (1,) * (values.ndim - 1))
+    count = valid.astype(np.float64)
+    return count, np.where(valid, values, 0.0), np.zeros_like(count)
+
+
+def _dyadic_blocks(start: int, stop: int) -> list[tuple[int, int]]:
+    """The maximal aligned dyadic blocks ``(level, index)`` covering ``[start, stop)`` in order."""
+    out = []
+    while start < stop:
+        level = (stop - start).bit_length() - 1
+        if start:
+            level = min(level, (start & -start).bit_length() - 1)
+        out.append((level, start >> level))
+        start += 1 << level
+    return out
+
+
+def _chunk_nodes(values: np.ndarray, use: np.ndarray, first: int) -> list[Node]:
+    """Tree nodes of the members ``first .. first+len(values)-1`` (pairwise, level by level)."""
+    count, mean, m2 = _leaves(values, use)
+    nodes = []
+    for level, index in _dyadic_blocks(first, first + len(values)):
+        block = slice((index << level) - first, ((index + 1) << level) - first)
+        stats: Stats = (count[block], mean[block], m2[block])
+        while stats[0].shape[0] > 1:
+            stats = _combine(
+                tuple(s[0::2] for s in stats),  # type: ignore[arg-type]
+                tuple(s[1::2] for s in stats),  # type: ignore[arg-type]
+            )
+        nodes.append((level, index, tuple(np.ascontiguousarray(s[0]) for s in stats)))
+    return nodes  # type: ignore[return-value]
+
+
+class _TreeSweep:
+    """Merges the chunks' tree nodes in member order; chunks may arrive in any order."""
+
+    def __init__(self, n_chunks: int, load: Callable[[int], list[Node]] | None = None) -> None:
+        self.n_chunks = n_chunks
+        self.next = 0
+        self.ready: dict[int, list[Node]] = {}
+        self.stored: set[int] = set()
+        self.load = load
+        self.stack: list[Node] = []
+
+    def add(self, chunk: int, nodes: list[Node]) -> None:
+        self.ready[chunk] = nodes
+        self._advance()
+
+    def add_stored(self, chunks: Iterable[int]) -> None:
+        """Chunks whose nodes are on disk: read when the sweep reaches them."""
+        self.stored.update(chunks)
+        self._advance()
+
+    def _advance(self) -> None:
+        while self.next < self.n_chunks:
+            if self.next in self.ready:
+                nodes = self.ready.pop(self.next)
+            elif self.next in self.stored and self.load is not None:
+                nodes = self.load(self.next)
+            else:
+                return
+            for node in nodes:
+                self._push(node)
+            self.next += 1
+
+    def _push(self, node: Node) -> None:
+        level, index, stats = node
+        while self.stack and index % 2 == 1:
+            top_level, top_index, top_stats = self.stack[-1]
+            if top_level != level or top_index != index - 1:
+                break
+            self.stack.pop()
+            stats = _combine(top_stats, stats)
+            level, index = level + 1, index // 2
+        self.stack.append((level, index, stats))
+
+    def result(self) -> Stats:
+        """The root of the tree (right-to-left fold of the remaining maximal blocks)."""
+        if self.next < self.n_chunks or not self.stack:
+            raise RuntimeError("the reduction tree is incomplete")
+        acc = self.stack[-1][2]
+        for _, _, stats in reversed(self.stack[:-1]):
+            acc = _combine(stats, acc)
+        return acc
+
+
+def _finish(stats: Stats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(mean, sample variance (ddof=1), count)``; NaN where there are too few members."""
+    count, mean, m2 = stats
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = np.where(count > 1, m2 / (count - 1.0), np.nan)
+    return np.where(count > 0, mean, np.nan), var, count.astype(np.int64)
+
+
+# ------------------------------------------------------------------ one chunk
+def _energies(model: Model, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``E`` and ``F_beta`` per state, NaN where ``sigma`` is not finite (as trajectory_dataset)."""
+    finite = np.all(np.isfinite(sigma) & (sigma > 0), axis=-1)
+    safe = np.where(finite[..., None], sigma, 1.0)
+    with np.errstate(all="ignore"):
+        energy = np.where(finite, model.energy(safe), np.nan)
+        free = np.where(finite, model.free_energy(safe), np.nan)
+    return energy, free
+
+
+def _run_chunk(
+    model: Model,
+    starts: np.ndarray,
+    first: int,
+    times: np.ndarray,
+    dt: float,
+    seed: int,
+    temperature: float,
+    rescaled: bool,
+    reductions: tuple[str, ...],
+    save_members: bool,
+) -> dict[str, Any]:
+    """Simulate members ``first .. first+len(starts)-1``; their saved fields and tree nodes."""
+    from .langevin import simulate_members
+
+    members = np.arange(first, first + len(starts), dtype=np.int64)
+    block = simulate_members(
+        model, starts, members, times, dt, seed, temperature=temperature, rescaled=rescaled
+    )
+    sigma = np.asarray(block.sigma, dtype=np.float64)
+    failed_time = np.asarray(block.failed_time, dtype=np.float64)
+    out: dict[str, Any] = {
+        "reflections": np.asarray(block.reflections, dtype=np.int64),
+        "failed_time": failed_time,
+        "last_finite": np.asarray(block.last_finite, dtype=np.float64),
+        "nodes": {},
+    }
+    energy = free = None
+    if save_members or "free_energy" in reductions:
+        energy, free = _energies(model, sigma)
+    if save_members:
+        out.update(sigma=sigma, energy=energy, free_energy=free)
+    use = np.isnan(failed_time)
+    for name in reductions:
+        if name == "sigma":
+            values = sigma
+        elif name == "free_energy":
+            values = free
+        else:
+            values = np.max(sigma, axis=-1) - np.min(sigma, axis=-1)
+        out["nodes"][name] = _chunk_nodes(values, use, first)
+    return out
+
+
+# ------------------------------------------------------------------ the plan
+@dataclass
+class _Plan:
+    """Everything fixed before the first chunk runs."""
+
+    model: Model
+    starts: np.ndarray  # (members, d), rows sorted descending
+    times: np.ndarray
+    members: int
+    dt: float
+    seed: int
+    temperature: float
+    rescaled: bool
+    chunk_size: int
+    reductions: tuple[str, ...]
+    save_members: bool
+    attrs: dict[str, str | int | float] = field(default_factory=dict)
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.members // self.chunk_size)
+
+    def bounds(self, chunk: int) -> tuple[int, int]:
+        return chunk * self.chunk_size, min((chunk + 1) * self.chunk_size, self.members)
+
+    @property
+    def slots(self) -> int:
+        """Most tree nodes any chunk produces (the second axis of the stored partials)."""
+        return max(len(_dyadic_blocks(*self.bounds(c))) for c in range(self.n_chunks))
+
+    def task(self, chunk: int) -> dict[str, Any]:
+        lo, hi = self.bounds(chunk)
+        return {
+            "model": self.model,
+            "starts": np.ascontiguousarray(self.starts[lo:hi]),
+            "first": lo,
+            "times": self.times,
+            "dt": self.dt,
+            "seed": self.seed,
+            "temperature": self.temperature,
+            "rescaled": self.rescaled,
+            "reductions": self.reductions,
+            "save_members": self.save_members,
+        }
+
+    def reduced_dims(self, name: str) -> tuple[str, ...]:
+        return ("time", "particle") if name == "sigma" else ("time",)
+
+    @cached_property
+    def base(self) -> xr.Dataset:
+        """A one-member trajectory_dataset: the layout and provenance every result shares."""
+        return trajectory_dataset(
+            np.broadcast_to(self.starts[0], (1, self.times.size, self.model.width)),
+            self.times,
+            self.model,
+            rescaled=self.rescaled,
+        )
+
+    def schema(self) -> dict[str, tuple[tuple[str, ...], Any, Any, dict[str, str]]]:
+        """``name -> (dims, dtype, fill, attrs)`` of every result variable."""
+        base = self.base
+        f8, i8 = np.float64, np.int64
+        out: dict[str, tuple[tuple[str, ...], Any, Any, dict[str, str]]] = {}
+        if self.save_members:
+            for name in ("sigma", "energy", "free_energy"):
+                out[name] = (base[name].dims, f8, np.nan, dict(base[name].attrs))
+        out["sigma0"] = (
+            ("member", "particle"),
+            f8,
+            np.nan,
+            {"long_name": "initial singular values (sorted descending)", "units": "1"},
+        )
+        out["reflections"] = (
+            ("member",),
+            i8,
+            -1,
+            {"long_name": "reflections at u = 0 (-1 = not computed yet)"},
+        )
+        out["failed"] = (
+            ("member",),
+            np.int8,
+            -1,
+            {"long_name": "1 = failed (non-finite state), 0 = fine, -1 = not computed yet"},
+        )
+        out["failed_time"] = (
+            ("member",),
+            f8,
+            np.nan,
+            {"long_name": "time of the first non-finite state (NaN if none)", "units": "1"},
+        )
+        out["last_finite"] = (
+            ("member", "particle"),
+            f8,
+            np.nan,
+            {"long_name": "last finite state (the final state if the member did not fail)"},
+        )
+        labels = {
+            "sigma": "sorted singular value",
+            "free_energy": "free energy F_beta",
+            "spread": "spread max sigma - min sigma",
+        }
+        for name in self.reductions:
+            dims = self.reduced_dims(name)
+            what = labels[name]
+            out[f"{name}_mean"] = (dims, f8, np.nan, {"long_name": f"ensemble mean of the {what}"})
+            out[f"{name}_var"] = (
+                dims,
+                f8,
+                np.nan,
+                {"long_name": f"ensemble sample variance (ddof=1) of the {what}"},
+            )
+            out[f"{name}_count"] = (
+                dims,
+                i8,
+                -1,
+                {"long_name": f"members in the {name} reductions (finite, not failed)"},
+            )
+        return out
+
+    def coords(self) -> dict[str, Any]:
+        base = self.base
+        return {
+            "member": ("member", np.arange(self.members), dict(base.member.attrs)),
+            "time": ("time", self.times, dict(base.time.attrs)),
+            "particle": ("particle", base.particle.values, dict(base.particle.attrs)),
+        }
+
+    def dataset_attrs(self, extra: Mapping[str, object]) -> dict[str, str | int | float]:
+        attrs = dict(self.base.attrs)
+        attrs.update(self.attrs)
+        attrs.update(extra)
+        return clean_attrs(attrs)
+
+
+# ------------------------------------------------------------------ execution
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _active_client() -> Any | None:
+    """The running default ``distributed.Client`` of this process, if any."""
+    if "distributed" not in sys.modules:
+        return None  # no client can exist before distributed is imported
+    import distributed
+
+    try:
+        client = distributed.get_client()
+    except ValueError:
+        return None
+    return client if getattr(client, "status", "") == "running" else None
+
+
+def _client_threads(client: Any) -> int:
+    try:
+        return max(1, sum(client.nthreads().values()))
+    except Exception:  # noqa: BLE001 - a scheduler that cannot answer yet
+        return 1
+
+
+@dataclass
+class _Executor:
+    """Where the chunks run: ``client=None`` is in-process (``threads=0``)."""
+
+    client: Any | None
+    description: str
+    threads: int
+    owned: list[Any] = field(default_factory=list)
+
+    def close(self) -> None:
+        for obj in reversed(self.owned):
+            with contextlib.suppress(Exception):
+                obj.close()
+        self.owned.clear()
+
+
+def _connect(address: str, name: str = "scheduler") -> _Executor:
+    from distributed import Client
+
+    try:
+        client = Client(address, set_as_default=False, timeout="30s")
+    except (OSError, TimeoutError, ValueError, TypeError) as err:
+        raise fail(name, address, f"cannot connect: {err}") from None
+    return _Executor(client, f"dask scheduler {address}", _client_threads(client), [client])
+
+
+def _local_cluster(n_workers: int) -> _Executor:
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+    )
+    client = Client(cluster, set_as_default=False)
+    return _Executor(
+        client, f"dask LocalCluster, {n_workers} worker processes", n_workers, [cluster, client]
+    )
+
+
+def _choose_executor(
+    client: Any | None, scheduler: str | None, work: float, n_chunks_hint: int
+) -> _Executor:
+    """Given client > ``scheduler`` > active client > DASK_SCHEDULER_ADDRESS > automatic."""
+    if client is not None:
+        return _Executor(client, f"dask client {client.scheduler.address}", _client_threads(client))
+    if scheduler in _SERIAL:
+        return _Executor(None, "in-process", 0)
+    if scheduler == "local":
+        return _local_cluster(max(1, min(_cores(), n_chunks_hint)))
+    if scheduler is not None:
+        return _connect(scheduler)
+    active = _active_client()
+    if active is not None:
+        return _Executor(active, f"dask client {active.scheduler.address}", _client_threads(active))
+    address = os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip()
+    if address:
+        return _connect(address, "DASK_SCHEDULER_ADDRESS")
+    if work < WORK_THRESHOLD or _cores() < 2 or n_chunks_hint < 2:
+        return _Executor(None, "in-process", 0)
+    return _local_cluster(max(1, min(_cores(), n_chunks_hint)))
+
+
+def _run_serial(plan: _Plan, chunks: list[int]) -> Iterator[tuple[int, dict[str, Any]]]:
+    for chunk in chunks:
+        yield chunk, _run_chunk(**plan.task(chunk))
+
+
+def _run_dask(client: Any, plan: _Plan, chunks: list[int]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """One task per chunk (``retries=2``), results in order of completion."""
+    from distributed import as_completed
+
+    token = uuid.uuid4().hex[:12]
+    futures = {}
+    for chunk in chunks:
+        future = client.submit(
+            _run_chunk,
+            **plan.task(chunk),
+            key=f"dlnsim-langevin-{token}-{chunk}",
+            retries=2,
+            priority=-chunk,
+            pure=False,
+        )
+        futures[future] = chunk
+    try:
+        for future in as_completed(list(futures), loop=client.loop):
+            chunk = futures.pop(future)
+            result = future.result()
+            future.release()
+            yield chunk, result
+    finally:
+        if futures:
+            with contextlib.suppress(Exception):
+                client.cancel(list(futures))
+
+
+# ------------------------------------------------------------------ storage
+class _MemorySink:
+    """Collects the chunks into numpy arrays (no store)."""
+
+    def __init__(self, plan: _Plan, schema: Mapping[str, Any]) -> None:
+        self.plan = plan
+        self.arrays: dict[str, np.ndarray] = {}
+        sizes = {"member": plan.members, "time": plan.times.size, "particle": plan.model.width}
+        for name, (dims, dtype, fill, _) in schema.items():
+            self.arrays[name] = np.full(tuple(sizes[d] for d in dims), fill, dtype=dtype)
+        self.arrays["sigma0"][...] = plan.starts
+
+    def done(self) -> set[int]:
+        return set()
+
+    def write(self, chunk: int, result: Mapping[str, Any]) -> None:
+        lo, hi = self.plan.bounds(chunk)
+        for name, values in _member_fields(result):
+            self.arrays[name][lo:hi] = values
+
+    def finish(self, reduced: Mapping[str, tuple[np.ndarray, ...]], attrs: Mapping) -> None:
+        _fill_reductions(self.arrays, reduced)
+        self.attrs = attrs
+
+    def dataset(self, schema: Mapping[str, Any]) -> xr.Dataset:
+        data = {
+            name: (dims, self.arrays[name], attrs) for name, (dims, _, _, attrs) in schema.items()
+        }
+        return xr.Dataset(data, coords=self.plan.coords(), attrs=dict(self.attrs))
+
+
+def _member_fields(result: Mapping[str, Any]) -> Iterator[tuple[str, np.ndarray]]:
+    for name in ("sigma", "energy", "free_energy", "reflections", "failed_time", "last_finite"):
+        if name in result:
+            yield name, result[name]
+    yield "failed", (~np.isnan(result["failed_time"])).astype(np.int8)
+
+
+def _fill_reductions(arrays: dict[str, np.ndarray], reduced: Mapping[str, tuple]) -> None:
+    for name, (mean, var, count) in reduced.items():
+        arrays[f"{name}_mean"][...] = mean
+        arrays[f"{name}_var"][...] = var
+        arrays[f"{name}_count"][...] = count
+
+
+class _ZarrSink:
+    """Streams the chunks into a Zarr store laid out up front (see ``langevin_ensemble``)."""
+
+    def __init__(self, path: Path, plan: _Plan, schema: Mapping[str, Any], create: bool) -> None:
+        import zarr
+
+        self.path = path
+        self.plan = plan
+        if create:
+            self._create(schema)
+        self.root = zarr.open_group(str(path), mode="r+", zarr_format=None)
+
+    def _create(self, schema: Mapping[str, Any]) -> None:
+        import dask.array as da
+
+        plan = self.plan
+        sizes = {
+            "member": plan.members,
+            "time": plan.times.size,
+            "particle": plan.model.width,
+            "chunk": plan.n_chunks,
+            "slot": plan.slots,
+            "stat": len(_STATS),
+        }
+        data, encoding = {}, {}
+        for name, (dims, dtype, fill, attrs) in schema.items():
+            shape = tuple(sizes[d] for d in dims)
+            chunks = tuple(plan.chunk_size if d == "member" else sizes[d] for d in dims)
+            if name == "sigma0":
+                values: Any = plan.starts
+            elif isinstance(fill, float) and math.isnan(fill):
+                values = da.full(shape, np.nan, dtype=dtype, chunks=chunks)  # never written
+            else:
+                values = np.full(shape, fill, dtype=dtype)
+            data[name] = (dims, values, attrs)
+            encoding[name] = {"chunks": chunks}
+        data["chunk_done"] = (
+            ("chunk",),
+            np.zeros(plan.n_chunks, dtype=np.int8),
+            {"long_name": "1 = this chunk of members is complete on disk"},
+        )
+        encoding["chunk_done"] = {"chunks": (1,)}
+        for name in plan.reductions:
+            dims = ("chunk", "slot", "stat", *plan.reduced_dims(name))
+            shape = tuple(sizes[d] for d in dims)
+            chunks = (1, *shape[1:])
+            data[f"{name}_partial"] = (
+                dims,
+                da.full(shape, np.nan, chunks=chunks),
+                {"long_name": f"per-chunk reduction tree nodes of {name} (count, mean, M2)"},
+            )
+            encoding[f"{name}_partial"] = {"chunks": chunks}
+        coords = plan.coords()
+        coords["chunk"] = ("chunk", np.arange(plan.n_chunks), {"long_name": "chunk of members"})
+        coords["stat"] = (
+            "stat",
+            np.arange(len(_STATS), dtype=np.int8),
+            {"long_name": "reduction statistic", "flag_meanings": " ".join(_STATS)},
+        )
+        attrs = plan.dataset_attrs({"complete": 0, "n_failed": -1, "failures": "unknown"})
+        ds = xr.Dataset(data, coords=coords, attrs=attrs)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ds.to_zarr(self.path, mode="w", compute=False, consolidated=False, encoding=encoding)
+
+    def done(self) -> set[int]:
+        return {int(c) for c in np.flatnonzero(self.root["chunk_done"][:] == 1)}
+
+    def write(self, chunk: int, result: Mapping[str, Any]) -> None:
+        lo, hi = self.plan.bounds(chunk)
+        for name, values in _member_fields(result):
+            self.root[name][lo:hi] = values
+        for name, nodes in result["nodes"].items():
+            stacked = np.stack([np.stack(stats) for _, _, stats in nodes])
+            self.root[f"{name}_partial"][chunk, : len(nodes)] = stacked
+        self.root["chunk_done"][chunk] = 1  # last: the chunk counts only once all is on disk
+
+    def load_nodes(self, name: str) -> Callable[[int], list[Node]]:
+        def load(chunk: int) -> list[Node]:
+            blocks = _dyadic_blocks(*self.plan.bounds(chunk))
+            stored = self.root[f"{name}_partial"][chunk, : len(blocks)]
+            return [(lv, ix, tuple(stored[k])) for k, (lv, ix) in enumerate(blocks)]
+
+        return load
+
+    def finish(self, reduced: Mapping[str, tuple[np.ndarray, ...]], attrs: Mapping) -> None:
+        for name, (mean, var, count) in reduced.items():
+            self.root[f"{name}_mean"][...] = mean
+            self.root[f"{name}_var"][...] = var
+            self.root[f"{name}_count"][...] = count
+        self.root.attrs.update(dict(attrs))
+        for name in [f"{r}_partial" for r in self.plan.reductions] + ["stat"]:
+            with contextlib.suppress(KeyError):  # after "complete": no longer needed
+                del self.root[name]
+
+    def failures(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (
+            self.root["failed"][:],
+            self.root["failed_time"][:],
+            self.root["last_finite"][:],
+        )
+
+    def dataset(self, schema: Mapping[str, Any]) -> xr.Dataset:
+        """The result, opened lazily from the store (without the bookkeeping variables)."""
+        ds = xr.open_zarr(self.path, consolidated=False)
+        return ds[[name for name in schema if name in ds]]
+
+
+# ------------------------------------------------------------------ arguments
+def _check_seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise fail("seed", seed, "must be an integer >= 0 or None")
+    return int(seed)
+
+
+def _check_reductions(reductions: object) -> tuple[str, ...]:
+    if reductions is None:
+        return ()
+    items = reductions.split(",") if isinstance(reductions, str) else reductions
+    try:
+        names = [str(x).strip() if isinstance(x, str) else x for x in items]  # type: ignore[union-attr]
+    except TypeError:
+        raise fail("reductions", reductions, f"must be a subset of {REDUCTIONS}") from None
+    names = [n for n in names if n != ""]
+    bad = [n for n in names if n not in REDUCTIONS]
+    if bad:
+        raise fail("reductions", reductions, f"unknown {bad}; choose from {', '.join(REDUCTIONS)}")
+    return tuple(n for n in REDUCTIONS if n in names)
+
+
+def _check_bool(value: object, name: str) -> bool:
+    if not isinstance(value, bool | np.bool_):
+        raise fail(name, value, "must be True or False")
+    return bool(value)
+
+
+def _check_store(store: object) -> Path | None:
+    if store is None:
+        return None
+    if not isinstance(store, str | os.PathLike) or not str(store).strip():
+        raise fail("store", store, "must be a path ending in .zarr")
+    path = Path(store)
+    if not path.name.lower().endswith(".zarr"):
+        raise fail("store", str(store), "must be a path ending in .zarr")
+    return path
+
+
+def _default_chunk_size(members: int, n_times: int, width: int, threads: int) -> int:
+    """About 4 chunks per worker thread (1 in-process: ``threads=0``), each chunk's ``sigma`` at
+    most ``CHUNK_BYTES``."""
+    by_memory = math.ceil(members * n_times * width * 8 / CHUNK_BYTES)
+    n_chunks = max(by_memory, 4 * threads, 1)
+    return max(1, math.ceil(members / min(members, n_chunks)))
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
+        return "unknown"
+
+
+def _check_resume(path: Path, plan: _Plan) -> None:
+    """ValueError naming the first parameter of ``plan`` that the store at ``path`` differs in."""
+    try:
+        stored = xr.open_zarr(path, consolidated=False)
+    except Exception as err:  # noqa: BLE001 - any unreadable store
+        raise fail("store", str(path), f"is not a readable ensemble store ({err})") from None
+    with stored:
+        attrs = stored.attrs
+        if attrs.get("kind") != "langevin_ensemble" or "chunk_done" not in stored:
+            raise fail("store", str(path), "is not a dlnsim langevin_ensemble store")
+        if attrs.get("store_format") != STORE_FORMAT:
+            raise fail("store", str(path), f"has layout {attrs.get('store_format')}")
+        keys = [*plan.model.describe(), "rescaled_time", "seed", "dt", "temperature"]
+        keys += ["members", "chunk_size", "reductions", "save_members"]
+        for key in keys:
+            if attrs.get(key) != plan.attrs[key]:
+                raise fail(
+                    key, plan.attrs[key], f"does not match {attrs.get(key)!r} stored in {path}"
+                )
+        old_times = stored.time.values
+        if old_times.shape != plan.times.shape or not np.array_equal(old_times, plan.times):
+            raise fail("times", plan.times.size, f"do not match the times stored in {path}")
+        if not np.array_equal(stored.sigma0.values, plan.starts):
+            raise fail("sigma0", plan.starts.shape, f"does not match sigma0 stored in {path}")
+
+
+def _stored_value(path: Path, key: str) -> object:
+    with contextlib.suppress(Exception), xr.open_zarr(path, consolidated=False) as ds:
+        return ds.attrs.get(key)
+    return None
+
+
+# ------------------------------------------------------------------ entry point
+def langevin_ensemble(
+    model: Model,
+    sigma0: np.ndarray,
+    times: np.ndarray,
+    members: int,
+    dt: float,
+    seed: int | None = None,
+    *,
+    temperature: float | None = None,
+    rescaled: bool | None = None,
+    chunk_size: int | None = None,
+    store: str | os.PathLike | None = None,
+    resume: bool = False,
+    client: Any | None = None,
+    scheduler: str | None = None,
+    reductions: Iterable[str] | str = (),
+    save_members: bool = True,
+    progress: bool | None = None,
+    overwrite: bool = False,
+) -> xr.Dataset:
+    """Run ``members`` independent Langevin trajectories of ``model``, saved at ``times``.
+
+    ``sigma0``: one start ``(d,)`` for all members or one per member ``(members, d)`` (rows are
+    sorted descending).  ``dt``: the engine's time step; ``times`` in ``t`` or, ``rescaled``,
+    in ``tau = N t``.  ``seed``: an integer >= 0; without one a seed is drawn
+    (``SeedSequence().entropy``), printed to stderr and stored.  ``temperature``: the noise
+    temperature (default ``1/beta``).
+
+    Result (dims ``member, time, particle``): ``sigma`` (with ``energy``, ``free_energy``) unless
+    ``save_members=False``, ``sigma0``, ``reflections``, ``failed`` (0/1), ``failed_time``,
+    ``last_finite``; for each name in ``reductions`` (``"sigma"``, ``"free_energy"``,
+    ``"spread"`` = max - min sigma) ``<name>_mean``, ``<name>_var`` (sample variance, ddof=1)
+    and ``<name>_count``, over the members that did not fail (see the module docstring: a fixed
+    pairwise tree on member indices, bitwise reproducible for any chunking and cluster).
+    Failed members (a non-finite state) are warned about, flagged and kept out of the
+    reductions; the other members are unaffected.
+
+    Where it runs: ``client`` (a ``distributed.Client``); else ``scheduler``: an address
+    (``tcp://host:port``), ``"local"`` (start a ``LocalCluster``, one single-threaded process
+    per core) or ``"serial"`` (in-process); else the active ``Client`` of this process; else
+    ``$DASK_SCHEDULER_ADDRESS``; else in-process when ``members * steps * d^2 <
+    WORK_THRESHOLD`` (``steps = ceil(times[-1] / dt)``) or there is one core, and otherwise a
+    ``LocalCluster`` for the duration of the call.  A cluster started here lives only for this
+    call; scripts using it need the ``if __name__ == "__main__":`` guard.  ``chunk_size``
+    (members per task) defaults to about 4 chunks per worker thread (1 in-process), each chunk's
+    ``sigma`` at most ``CHUNK_BYTES``; it does not change any value.
+
+    ``store``: a ``.zarr`` path.  The store is laid out up front (every variable full size,
+    NaN, chunked along ``member`` like the work chunks, ``chunk_done`` per chunk and the
+    reduction tree nodes ``<name>_partial`` of each chunk); each finished chunk is written and
+    then flagged done, so a killed run leaves a readable store.  ``resume=True`` finishes the
+    chunks not done (the parameters must match the stored ones, else ValueError naming the
+    first that differs; ``seed``/``chunk_size`` default to the stored ones; a missing store is
+    started afresh).  An existing store without ``resume`` needs ``overwrite=True``.  The result
+    is then opened lazily from the store.  ``progress``: tqdm bar over chunks (None: on a
+    terminal only).
+    """
+    if not isinstance(model, Model):
+        raise fail("model", model, "must be a particles.Model")
+    members = check_integer(members, "members", 1)
+    dt = check_positive(dt, "dt")
+    times = check_times(times)
+    rescaled = model._rescaled(rescaled)
+    temperature = (
+        1.0 / model.beta
+        if temperature is None
+        else check_positive(temperature, "temperature", allow_zero=True)
+    )
+    starts = check_singular_values(sigma0, model.width, "sigma0")
+    if starts.ndim == 1:
+        starts = np.broadcast_to(starts, (members, model.width))
+    elif starts.ndim != 2 or starts.shape[0] != members:
+        raise fail(
+            "sigma0",
+            starts.shape,
+            f"must have shape ({model.width},) or ({members}, {model.width})",
+        )
+    starts = np.sort(starts, axis=-1)[:, ::-1].copy()
+    reductions = _check_reductions(reductions)
+    save_members = _check_bool(save_members, "save_members")
+    if not save_members and not reductions:
+        raise fail("save_members", False, "without reductions nothing would be kept")
+    resume = _check_bool(resume, "resume")
+    overwrite = _check_bool(overwrite, "overwrite")
+    if progress is not None:
+        progress = _check_bool(progress, "progress")
+    path = _check_store(store)
+    if resume and path is None:
+        raise fail("resume", True, "needs a store to resume from")
+    resuming = resume and path is not None and path.exists()
+    if path is not None and path.exists() and not resume and not overwrite:
+        raise fail("store", str(path), "exists: pass resume=True to finish it or overwrite=True")
+    if chunk_size is not None:
+        chunk_size = check_integer(chunk_size, "chunk_size", 1)
+    if client is not None:
+        import distributed
+
+        if not isinstance(client, distributed.Client):
+            raise fail("client", client, "must be a distributed.Client")
+        if scheduler is not None:
+            raise fail("scheduler", scheduler, "give either client or scheduler, not both")
+    if scheduler is not None and (not isinstance(scheduler, str) or not scheduler.strip()):
+        raise fail("scheduler", scheduler, "must be an address, 'local' or 'serial'")
+    if resuming:
+        if seed is None:
+            seed = _stored_value(path, "seed")  # type: ignore[arg-type]
+            seed = int(seed) if isinstance(seed, str) and seed.isdigit() else seed
+        if chunk_size is None:
+            stored = _stored_value(path, "chunk_size")
+            chunk_size = stored if isinstance(stored, int) else None
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
+        print(f"dlnsim: seed = {seed}", file=sys.stderr, flush=True)
+    seed = _check_seed(seed)
+
+    steps = math.ceil(float(times[-1]) / dt)
+    work = float(members) * max(steps, 1) * model.width**2
+    executor: _Executor | None = None
+    try:
+        if chunk_size is None:
+            executor = _choose_executor(client, scheduler, work, members)
+            chunk_size = _default_chunk_size(members, times.size, model.width, executor.threads)
+        chunk_size = min(chunk_size, members)
+        plan = _Plan(
+            model,
+            starts,
+            times,
+            members,
+            dt,
+            seed,
+            temperature,
+            rescaled,
+            chunk_size,
+            reductions,
+            save_members,
+        )
+        plan.attrs = _plan_attrs(plan, work)
+        if resuming:
+            _check_resume(path, plan)  # type: ignore[arg-type]
+
+        def get_executor() -> _Executor:  # started only when there is something to run
+            nonlocal executor
+            if executor is None:
+                executor = _choose_executor(client, scheduler, work, plan.n_chunks)
+            return executor
+
+        return _execute(plan, get_executor, path, resuming, progress)
+    finally:
+        if executor is not None:
+            executor.close()
+
+
+def _plan_attrs(plan: _Plan, work: float) -> dict[str, str | int | float]:
+    """The run's parameters as dataset attributes (those checked on resume among them)."""
+    return clean_attrs(
+        {
+            **plan.model.describe(),
+            "rescaled_time": int(plan.rescaled),
+            "kind": "langevin_ensemble",
+            "seed": str(plan.seed),
+            "seeding_scheme": SEEDING_SCHEME,
+            "bit_generator": BIT_GENERATOR,
+            "dask_version": _version("dask"),
+            "distributed_version": _version("distributed"),
+            "zarr_version": _version("zarr"),
+            "dt": plan.dt,
+            "temperature": plan.temperature,
+            "members": plan.members,
+            "chunk_size": plan.chunk_size,
+            "n_chunks": plan.n_chunks,
+            "reductions": ",".join(plan.reductions) or "none",
+            "save_members": int(plan.save_members),
+            "variance": "sample variance over members (ddof=1)",
+            "reduction_scheme": "Chan pairwise (count, mean, M2) on a fixed binary tree of "
+            "member indices; failed members excluded",
+            "work_estimate": work,
+            "store_format": STORE_FORMAT,
+        }
+    )
+
+
+def _execute(
+    plan: _Plan,
+    get_executor: Callable[[], _Executor],
+    path: Path | None,
+    resuming: bool,
+    progress: bool | None,
+) -> xr.Dataset:
+    """Lay out the sink, run the chunks not done yet, reduce, finish the dataset."""
+    schema = plan.schema()
+    if not resuming:
+        plan.attrs["executor"] = get_executor().description
+    if path is None:
+        sink: _MemorySink | _ZarrSink = _MemorySink(plan, schema)
+    else:
+        if not resuming and path.is_dir():
+            shutil.rmtree(path)
+        elif not resuming and path.exists():
+            path.unlink()
+        sink = _ZarrSink(path, plan, schema, create=not resuming)
+        if resuming and int(sink.root.attrs.get("complete", 0)) == 1:
+            return sink.dataset(schema)
+    done = sink.done()
+    sweeps = {
+        name: _TreeSweep(
+            plan.n_chunks, sink.load_nodes(name) if isinstance(sink, _ZarrSink) else None
+        )
+        for name in plan.reductions
+    }
+    for sweep in sweeps.values():
+        sweep.add_stored(done)
+    todo = [c for c in range(plan.n_chunks) if c not in done]
+    executor = get_executor() if todo else None
+    hide = None if progress is None else not progress
+    warned = 0
+    with tqdm(
+        total=plan.n_chunks,
+        initial=len(done),
+        desc="langevin ensemble",
+        unit="chunk",
+        disable=hide,
+        leave=False,
+    ) as bar:
+        if executor is None or executor.client is None:
+            runner = _run_serial(plan, todo)
+        else:
+            runner = _run_dask(executor.client, plan, todo)
+        try:
+            for chunk, result in runner:
+                sink.write(chunk, result)
+                for name, sweep in sweeps.items():
+                    sweep.add(chunk, result["nodes"][name])
+                warned = _warn_failures(plan, chunk, result, warned)
+                bar.update(1)
+        finally:
+            runner.close()  # cancels the remaining tasks at once on an error or Ctrl-C
+    reduced = {name: _finish(sweep.result()) for name, sweep in sweeps.items()}
+    if isinstance(sink, _ZarrSink):
+        failed, failed_time, last = sink.failures()
+    else:
+        failed, failed_time, last = (
+            sink.arrays["failed"],
+            sink.arrays["failed_time"],
+            sink.arrays["last_finite"],
+        )
+    bad = np.flatnonzero(failed == 1)
+    if warned > _MAX_WARNINGS:
+        warnings.warn(
+            f"dlnsim: {bad.size} of {plan.members} members failed (see 'failed')",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    summary = "; ".join(
+        f"member {k} at t={failed_time[k]:.6g}, last finite {np.array2string(last[k], precision=6)}"
+        for k in bad[:50]
+    )
+    attrs = {
+        "complete": 1,
+        "n_failed": int(bad.size),
+        "failures": (summary + ("; ..." if bad.size > 50 else "")) or "none",
+    }
+    if isinstance(sink, _ZarrSink):
+        sink.finish(reduced, attrs)
+        return sink.dataset(schema)
+    sink.finish(reduced, plan.dataset_attrs(attrs))
+    return sink.dataset(schema)
+
+
+def _warn_failures(plan: _Plan, chunk: int, result: Mapping[str, Any], warned: int) -> int:
+    lo, _ = plan.bounds(chunk)
+    for k in np.flatnonzero(~np.isnan(result["failed_time"])):
+        warned += 1
+        if warned <= _MAX_WARNINGS:
+            warnings.warn(
+                f"dlnsim: member {lo + k} failed at t = {result['failed_time'][k]:.6g}; last "
+                f"finite state {np.array2string(result['last_finite'][k], precision=6)}",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+    return warned
