@@ -144,15 +144,35 @@ def depth_sweep(
         "order_rate_relative": fit_order(depth_arr, rate_err[:, 1]),
     }
     if ensemble is not None:
-        ds = ds.merge(_stationary(d, beta, p, sigma0, depth_list, dict(ensemble)))
-        for name in ("mean", "spread"):
-            err = np.abs(ds[f"stationary_{name}"].values - ds[f"stationary_{name}"].values[inf_k])
+        per_member = _stationary(d, beta, p, sigma0, depth_list, dict(ensemble))
+        root_m = math.sqrt(per_member.shape[-1])
+        for j, name in enumerate(("mean", "spread")):
+            values = per_member[j]  # (depth, member)
+            # the same seed at every depth: member k shares its noise across depths (common
+            # random numbers), so the error against N = inf is estimated from paired differences
+            diff = values - values[inf_k]
+            what = "mean of sigma" if name == "mean" else "mean of max sigma - min sigma"
+            ds[f"stationary_{name}"] = (
+                "depth",
+                values.mean(axis=1),
+                {"long_name": f"stationary {what}", "units": "1"},
+            )
+            ds[f"stationary_{name}_se"] = (
+                "depth",
+                values.std(axis=1, ddof=1) / root_m,
+                {"long_name": "standard error", "units": "1"},
+            )
             ds[f"stationary_{name}_error"] = (
                 "depth",
-                err,
+                np.abs(diff.mean(axis=1)),
                 {"long_name": f"|stationary {name}(N) - stationary {name}(inf)|", "units": "1"},
             )
-            orders[f"order_stationary_{name}"] = fit_order(depth_arr, err)
+            ds[f"stationary_{name}_error_se"] = (
+                "depth",
+                diff.std(axis=1, ddof=1) / root_m,
+                {"long_name": "standard error of the paired difference", "units": "1"},
+            )
+            orders[f"order_stationary_{name}"] = fit_order(depth_arr, np.abs(diff.mean(axis=1)))
     ds.attrs.update(
         provenance(
             kind="depth_sweep",
@@ -167,12 +187,11 @@ def depth_sweep(
     return ds
 
 
-def _stationary(d, beta, p, sigma0, depth_list, options: dict) -> xr.Dataset:
-    """Stationary mean of all singular values and mean spread (max - min), per depth.
-
-    Time averages over the saved times after ``burn_in`` (fraction of the window) in each member;
-    members are independent, so the standard error is the std of the member averages / sqrt(M).
-    """
+def _stationary(d, beta, p, sigma0, depth_list, options: dict) -> np.ndarray:
+    """Per-member stationary averages, shape ``(2, depth, member)``: the mean of all singular
+    values and the mean spread (max - min), time-averaged over the saved times after
+    ``burn_in`` (a fraction of ``tau_end``).  Members are independent, so standard errors are
+    standard deviations over members / sqrt(members)."""
     from particles import langevin_ensemble
 
     burn_in = float(options.pop("burn_in", 0.5))
@@ -180,41 +199,15 @@ def _stationary(d, beta, p, sigma0, depth_list, options: dict) -> xr.Dataset:
     n_saves = int(options.pop("n_saves", 41))
     taus = np.linspace(0.0, tau_end, n_saves)
     keep = taus >= burn_in * tau_end
-    stats = np.empty((len(depth_list), 4))
-    for k, n in enumerate(depth_list):
+    out = []
+    for n in depth_list:
         model = Model(d, n, beta, Schatten(p))
         ds = langevin_ensemble(model, sigma0, taus, rescaled=True, **options)
         sig = ds.sigma.values[:, keep]  # (member, time, particle)
-        m_mean = np.nanmean(sig, axis=(1, 2))
-        m_spread = np.nanmean(sig.max(axis=-1) - sig.min(axis=-1), axis=1)
-        m = m_mean.size
-        stats[k] = (
-            m_mean.mean(),
-            m_mean.std(ddof=1) / math.sqrt(m),
-            m_spread.mean(),
-            m_spread.std(ddof=1) / math.sqrt(m),
+        out.append(
+            (np.nanmean(sig, axis=(1, 2)), np.nanmean(sig.max(axis=-1) - sig.min(axis=-1), axis=1))
         )
-    attrs = {"units": "1"}
-    return xr.Dataset(
-        {
-            "stationary_mean": (
-                "depth",
-                stats[:, 0],
-                {"long_name": "stationary mean of sigma", **attrs},
-            ),
-            "stationary_mean_se": ("depth", stats[:, 1], {"long_name": "standard error", **attrs}),
-            "stationary_spread": (
-                "depth",
-                stats[:, 2],
-                {"long_name": "stationary mean of max sigma - min sigma", **attrs},
-            ),
-            "stationary_spread_se": (
-                "depth",
-                stats[:, 3],
-                {"long_name": "standard error", **attrs},
-            ),
-        }
-    )
+    return np.array(out).transpose(1, 0, 2)
 
 
 def convergence_orders(ds: xr.Dataset) -> dict[str, float]:

@@ -272,6 +272,7 @@ def run_depth(params: dict[str, Any], out: Path) -> list[str]:
             "seed": params["seed"],
             "tau_end": params["ensemble_tau_end"],
             "progress": False,
+            "scheduler": "serial",  # many small runs: a cluster would cost more than it saves
         }
     ds = depth_sweep(
         params["width"],
@@ -292,13 +293,24 @@ def run_depth(params: dict[str, Any], out: Path) -> list[str]:
     for key, value in convergence_orders(ds).items():
         lines.append(f"  fitted {key.removeprefix('order_'):<26} order {value:7.3f}")
     if "stationary_spread" in ds:
-        for n, m, se in zip(
-            ds.depth.values,
-            ds.stationary_spread.values,
-            ds.stationary_spread_se.values,
-            strict=True,
-        ):
-            lines.append(f"  N = {n:>5g}: stationary spread {m:.5f} +- {se:.5f}")
+        lines.append(
+            f"  {'N':>6}{'mean sigma':>12}{'SE':>10}{'spread':>10}{'SE':>10}"
+            f"{'|spread - spread_inf|':>23}{'SE (paired)':>13}"
+        )
+        keys = (
+            "stationary_mean",
+            "stationary_mean_se",
+            "stationary_spread",
+            "stationary_spread_se",
+            "stationary_spread_error",
+            "stationary_spread_error_se",
+        )
+        for k, n in enumerate(ds.depth.values):
+            m, m_se, sp, sp_se, err, err_se = (float(ds[key].values[k]) for key in keys)
+            lines.append(
+                f"  {n:>6g}{m:>12.5f}{m_se:>10.1e}{sp:>10.5f}{sp_se:>10.1e}"
+                f"{err:>23.3e}{err_se:>13.1e}"
+            )
     return lines
 
 
@@ -339,14 +351,15 @@ EXPERIMENTS: dict[str, Experiment] = {
     "depth": Experiment(
         defaults={
             "name": "depth",
-            "width": 4,
+            # d = 6: the N = inf stationary law needs d >= 4 to be normalizable (analysis.depth)
+            "width": 6,
             "beta": 2.0,
             "p": 2.0,
-            "initial": [1.5, 1.0, 0.6, 0.3],
+            "initial": [2.0, 1.37, 0.94, 0.64, 0.44, 0.3],
             "depths": [1, 2, 4, 8, 16, 32, 64, 128, 256, "inf"],
             "tau_end": 3.0,
             "n_times": 31,
-            "members": 0,
+            "members": 64,
             "dt": 0.01,
             "seed": 0,
             "ensemble_tau_end": 20.0,

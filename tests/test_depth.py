@@ -80,3 +80,34 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="bad depths="):
         fit_order(np.array([2.0, math.inf]), np.array([0.1, 0.0]))
     Model(2, math.inf, 1.0, Schatten(2))  # sanity: the limit model exists
+
+
+def test_stationary_statistics_converge_at_order_one():
+    """Langevin ensembles at every depth with common random numbers (same seed): the paired
+    differences to N = inf shrink like 1/N.  The Monte Carlo error of the paired differences is
+    reported as `stationary_*_error_se`; we require each fitted error to exceed 3 of its SE
+    (so the slope is not fitted to noise) and the order within 0.2 of 1."""
+    ds = depth_sweep(
+        6,
+        2.0,
+        2.0,
+        np.geomspace(2.0, 0.3, 6),
+        np.linspace(0, 1, 3),
+        depths=[16, 32, 64, 128, math.inf],
+        ensemble={
+            "members": 96,
+            "dt": 0.02,
+            "seed": 5,
+            "tau_end": 10.0,
+            "scheduler": "serial",
+            "progress": False,
+        },
+    )
+    orders = convergence_orders(ds)
+    finite = np.isfinite(ds.depth.values)
+    for name in ("mean", "spread"):
+        err = ds[f"stationary_{name}_error"].values[finite]
+        se = ds[f"stationary_{name}_error_se"].values[finite]
+        assert np.all(err > 3 * se), (name, err, se)
+        assert orders[f"order_stationary_{name}"] == pytest.approx(1.0, abs=0.2)
+    assert "spread" in depth_figures(ds)
