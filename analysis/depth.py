@@ -144,7 +144,9 @@ def depth_sweep(
         "order_rate_relative": fit_order(depth_arr, rate_err[:, 1]),
     }
     if ensemble is not None:
-        per_member = _stationary(d, beta, p, sigma0, depth_list, dict(ensemble))
+        per_member, trajectories = _stationary(d, beta, p, sigma0, depth_list, dict(ensemble))
+        ds = ds.merge(trajectories, combine_attrs="override")
+        orders.update(trajectories.attrs)  # seed, dt, burn-in of the ensembles
         root_m = math.sqrt(per_member.shape[-1])
         for j, name in enumerate(("mean", "spread")):
             values = per_member[j]  # (depth, member)
@@ -187,11 +189,12 @@ def depth_sweep(
     return ds
 
 
-def _stationary(d, beta, p, sigma0, depth_list, options: dict) -> np.ndarray:
+def _stationary(d, beta, p, sigma0, depth_list, options: dict) -> tuple[np.ndarray, xr.Dataset]:
     """Per-member stationary averages, shape ``(2, depth, member)``: the mean of all singular
     values and the mean spread (max - min), time-averaged over the saved times after
     ``burn_in`` (a fraction of ``tau_end``).  Members are independent, so standard errors are
-    standard deviations over members / sqrt(members)."""
+    standard deviations over members / sqrt(members).  Also returns the ensemble trajectories
+    ``ensemble_sigma (depth, member, ensemble_time, particle)``."""
     from particles import langevin_ensemble
 
     burn_in = float(options.pop("burn_in", 0.5))
@@ -200,14 +203,38 @@ def _stationary(d, beta, p, sigma0, depth_list, options: dict) -> np.ndarray:
     taus = np.linspace(0.0, tau_end, n_saves)
     keep = taus >= burn_in * tau_end
     out = []
+    runs = []
     for n in depth_list:
         model = Model(d, n, beta, Schatten(p))
         ds = langevin_ensemble(model, sigma0, taus, rescaled=True, **options)
+        runs.append(ds.sigma.values)
         sig = ds.sigma.values[:, keep]  # (member, time, particle)
         out.append(
             (np.nanmean(sig, axis=(1, 2)), np.nanmean(sig.max(axis=-1) - sig.min(axis=-1), axis=1))
         )
-    return np.array(out).transpose(1, 0, 2)
+    trajectories = xr.Dataset(
+        {
+            "ensemble_sigma": (
+                ("depth", "member", "ensemble_time", "particle"),
+                np.array(runs),
+                {"long_name": "Langevin ensemble singular values", "units": "1"},
+            )
+        },
+        coords={
+            "ensemble_time": (
+                "ensemble_time",
+                taus,
+                {"long_name": "rescaled time tau = N t of the ensembles", "units": "1"},
+            ),
+            "member": ("member", np.arange(len(runs[0])), {"long_name": "ensemble member"}),
+        },
+        attrs={
+            "ensemble_seed": str(ds.attrs["seed"]),
+            "ensemble_dt": float(ds.attrs["dt"]),
+            "burn_in_tau": float(taus[keep][0]),
+        },
+    )
+    return np.array(out).transpose(1, 0, 2), trajectories
 
 
 def convergence_orders(ds: xr.Dataset) -> dict[str, float]:

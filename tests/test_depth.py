@@ -111,3 +111,6 @@ def test_stationary_statistics_converge_at_order_one():
         assert np.all(err > 3 * se), (name, err, se)
         assert orders[f"order_stationary_{name}"] == pytest.approx(1.0, abs=0.2)
     assert "spread" in depth_figures(ds)
+    # every run is in the one dataset, depth as a dimension
+    assert ds.ensemble_sigma.dims == ("depth", "member", "ensemble_time", "particle")
+    assert ds.ensemble_sigma.shape[:2] == (5, 96) and ds.attrs["ensemble_seed"] == "5"
