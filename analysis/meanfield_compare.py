@@ -1,0 +1,166 @@
+r"""Distances between a mean-field density (``meanfield.solve``) and particle samples of sigma.
+
+At each common time the pooled samples (all members and particles) are compared with the PDE's
+piecewise-constant density of ``sigma``:
+
+- ``w1``: the 1-Wasserstein distance ``W1 = int |F_pde - F_emp| dsigma``, computed exactly: the
+  PDE's CDF is piecewise linear (linear inside each cell), the empirical CDF a step function, so
+  on every piece between consecutive cell edges and samples the integrand is ``|linear|``,
+  integrated in closed form (splitting at its zero);
+- ``l1``: ``int |f_pde - f_hist| dsigma`` with ``f_hist`` the histogram of the samples on the PDE
+  cells (``count / (n cell_width)``), plus the fraction of samples outside the grid.
+
+Both accept the moving-grid layout of ``meanfield.solve`` (2-D ``sigma_lower``/``sigma_upper``
+per time) and a fixed grid (1-D ``sigma`` cell centres with ``cell_width``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from particles.validation import fail
+
+__all__ = ["compare_densities", "fit_rate", "wasserstein_to_density"]
+
+
+def _edges(pde: xr.Dataset, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Contiguous cell edges (n + 1) and cell masses (n) of the PDE density at time index k."""
+    density = np.asarray(pde["density"].isel(time=k), dtype=np.float64)
+    width = pde["cell_width"]
+    width = np.asarray(width.isel(time=k) if "time" in width.dims else width, dtype=np.float64)
+    if "sigma_lower" in pde.variables:
+        lower = np.asarray(pde["sigma_lower"].isel(time=k), dtype=np.float64)
+    else:
+        centre = pde["sigma_at"] if "sigma_at" in pde.variables else pde["sigma"]
+        centre = np.asarray(centre.isel(time=k) if "time" in centre.dims else centre, float)
+        lower = centre - 0.5 * width
+    edges = np.append(lower, lower[-1] + width[-1])
+    return edges, density * width
+
+
+def wasserstein_to_density(edges: np.ndarray, masses: np.ndarray, samples: np.ndarray) -> float:
+    """Exact ``int |F(x) - F_n(x)| dx`` for the piecewise-constant density with cell ``masses``
+    on contiguous ``edges`` (renormalized to 1) and the empirical CDF of ``samples``."""
+    edges = np.asarray(edges, dtype=np.float64)
+    masses = np.asarray(masses, dtype=np.float64)
+    y = np.sort(np.asarray(samples, dtype=np.float64).ravel())
+    cdf_edges = np.concatenate(([0.0], np.cumsum(masses)))
+    cdf_edges /= cdf_edges[-1]
+    points = np.union1d(edges, y)
+    f_pde = np.interp(points, edges, cdf_edges, left=0.0, right=1.0)
+    f_emp = np.searchsorted(y, points, side="right") / y.size  # constant on [p_q, p_{q+1})
+    d0 = f_pde[:-1] - f_emp[:-1]
+    d1 = f_pde[1:] - f_emp[:-1]
+    length = np.diff(points)
+    a0, a1 = np.abs(d0), np.abs(d1)
+    same = d0 * d1 >= 0
+    denom = np.where(same, 1.0, a0 + a1)
+    piece = np.where(same, 0.5 * (a0 + a1), 0.5 * (d0 * d0 + d1 * d1) / denom)
+    return float(piece @ length)
+
+
+def _l1_to_histogram(edges: np.ndarray, masses: np.ndarray, samples: np.ndarray) -> float:
+    counts, _ = np.histogram(samples, bins=edges)
+    frac = counts / samples.size
+    masses = masses / masses.sum()
+    return float(np.abs(masses - frac).sum() + (1.0 - frac.sum()))
+
+
+def _sample_sets(samples, times) -> tuple[list[np.ndarray], np.ndarray]:
+    """Pooled samples per time and the sample times."""
+    if isinstance(samples, xr.DataArray):
+        if "time" not in samples.dims:
+            raise fail("samples", samples.dims, "a DataArray of samples needs a 'time' dim")
+        if times is None:
+            if "time" not in samples.coords:
+                raise fail("times", times, "give times (the samples have no time coordinate)")
+            times = samples["time"].values
+        arr = samples.transpose("time", ...).values.reshape(samples.sizes["time"], -1)
+    else:
+        arr = np.asarray(samples, dtype=np.float64)
+        if arr.ndim == 3:  # (member, time, particle)
+            arr = np.moveaxis(arr, 1, 0).reshape(arr.shape[1], -1)
+        elif arr.ndim == 1:  # one time
+            arr = arr[None, :]
+        elif arr.ndim != 2:
+            raise fail("samples", arr.shape, "must be (time, n) or (member, time, particle)")
+        if times is None:
+            raise fail("times", times, "give the times of the samples' time axis")
+    times = np.atleast_1d(np.asarray(times, dtype=np.float64))
+    if times.ndim != 1 or times.size != arr.shape[0]:
+        raise fail("times", times, f"must list the {arr.shape[0]} time(s) of the samples")
+    sets = []
+    for row in arr:
+        row = row[np.isfinite(row)]
+        if row.size == 0:
+            raise fail("samples", "all NaN", "each time needs at least one finite sample")
+        sets.append(row)
+    return sets, times
+
+
+def compare_densities(
+    pde: xr.Dataset, samples: np.ndarray | xr.DataArray, times: np.ndarray | None = None
+) -> xr.Dataset:
+    """W1 and L1 distances between the PDE density and pooled samples of sigma, per time.
+
+    ``samples``: a DataArray with a ``time`` dim (other dims pooled; ``times`` defaults to its
+    time coordinate), or an array of shape ``(time, n)``, ``(member, time, particle)`` or
+    ``(n,)`` (one time) whose time axis lists ``times``.  Each time must be a time of ``pde``
+    (matched to relative ``1e-9``).  Returns ``w1``, ``l1``, ``n_samples``, ``mean_pde`` and
+    ``mean_samples`` on the dim ``time``.
+    """
+    if not isinstance(pde, xr.Dataset) or "density" not in pde or "cell_width" not in pde:
+        raise fail("pde", type(pde).__name__, "must be a meanfield.solve Dataset")
+    sets, times = _sample_sets(samples, times)
+    pde_times = np.asarray(pde["time"].values, dtype=np.float64)
+    scale = max(1.0, float(np.abs(pde_times).max()))
+    out = {name: np.empty(times.size) for name in ("w1", "l1", "mean_pde", "mean_samples")}
+    counts = np.empty(times.size, dtype=np.int64)
+    for i, (t, y) in enumerate(zip(times, sets, strict=True)):
+        k = int(np.argmin(np.abs(pde_times - t)))
+        if abs(pde_times[k] - t) > 1e-9 * scale:
+            raise fail("times", float(t), "is not a time of the PDE dataset")
+        edges, masses = _edges(pde, k)
+        out["w1"][i] = wasserstein_to_density(edges, masses, y)
+        out["l1"][i] = _l1_to_histogram(edges, masses, y)
+        out["mean_pde"][i] = float(masses @ (0.5 * (edges[1:] + edges[:-1])) / masses.sum())
+        out["mean_samples"][i] = float(y.mean())
+        counts[i] = y.size
+    attrs = {
+        "w1": {"long_name": "1-Wasserstein distance, PDE density vs samples", "units": "1"},
+        "l1": {"long_name": "L1 distance, PDE density vs histogram on the PDE cells", "units": "1"},
+        "mean_pde": {"long_name": "mean of sigma under the PDE density", "units": "1"},
+        "mean_samples": {"long_name": "mean of the pooled samples of sigma", "units": "1"},
+    }
+    ds = xr.Dataset(
+        {name: ("time", values, attrs[name]) for name, values in out.items()},
+        coords={"time": ("time", times, dict(pde["time"].attrs))},
+    )
+    ds["n_samples"] = ("time", counts, {"long_name": "pooled samples per time"})
+    ds.attrs = {
+        key: value for key, value in pde.attrs.items() if isinstance(value, str | int | float)
+    }
+    ds.attrs["kind"] = "meanfield_compare"
+    return ds
+
+
+def fit_rate(ds_values: np.ndarray, distances: np.ndarray) -> float:
+    """Least-squares slope of ``log(distances)`` against ``log(ds_values)``.
+
+    ``ds_values``: the refinement parameter (cell widths, sample sizes, time steps); the
+    slope ``q`` of ``distance ~ C ds^q`` is the observed rate (e.g. ``-1/2`` for W1 against the
+    number of samples, ``2`` for a second-order scheme against the cell width).
+    """
+    x = np.asarray(ds_values, dtype=np.float64).ravel()
+    y = np.asarray(distances, dtype=np.float64).ravel()
+    if x.size != y.size or x.size < 2:
+        raise fail("distances", y.shape, f"must match ds_values {x.shape}, with >= 2 points")
+    if not (np.all(np.isfinite(x)) and np.all(x > 0)):
+        raise fail("ds_values", x, "must be finite and > 0")
+    if not (np.all(np.isfinite(y)) and np.all(y > 0)):
+        raise fail("distances", y, "must be finite and > 0")
+    if np.ptp(np.log(x)) == 0:
+        raise fail("ds_values", x, "must not all be equal")
+    slope, _ = np.polyfit(np.log(x), np.log(y), 1)
+    return float(slope)

@@ -1,0 +1,753 @@
+r"""Finite-volume solver for the mean-field (McKean-Vlasov) equation of MODEL section 11.
+
+Coordinates.  MODEL writes the PDE for the density ``f_u`` in the flat chart ``u = sigma^{1/N}``.
+This solver works in ``rho = log sigma`` for every depth (the only chart with an ``N = inf``
+limit, positivity of ``sigma`` is automatic and the reflecting boundary ``u = 0`` is sent to
+``rho = -inf``).  With ``du = (u/N) drho`` the density is ``f_u = (N/u) f`` (``f`` = density in
+``rho``), the flat metric ``N du^2`` becomes ``(u^2/N) drho^2`` and the free energy reads
+
+    F[f] = int V_0 f drho - W/2 iint log k_N(e^rho, e^rho') f f + [1/beta int f (log f + log N)]
+    V_0(rho) = e(e^rho) - [rho / (N beta)],            W = (d - 1) / (2 beta),
+
+the terms in brackets being present only with diffusion (``-rho/(N beta)`` is the Jacobian of
+``f_u log f_u``; it vanishes at ``N = inf``, where ``log N`` is dropped with the kernel's).  The
+PDE ``f_t = (1/N) d_u (f_u d_u dF/df)`` becomes
+
+    f_t = d_rho ( a(rho) f d_rho mu ),   mu = V[f] + (1/beta) (log f + 1),
+    V[f](rho) = V_0(rho) - W int log k_N(e^rho, e^rho') f(rho') drho',
+
+with mobility ``a = N e^{-2 rho/N}`` per unit ``t``, ``e^{-2 rho/N}`` per unit ``tau = N t`` and
+``a = 1`` at ``N = inf`` (rescaled time only).  ``diffusion=False`` drops the ``1/beta`` terms
+(pure aggregation).  The interaction weight is ``W = (d-1)/(2 beta)`` for the model as given.
+
+Space.  A co-moving uniform grid ``rho = m(t) + s(t) xi``, ``xi`` in ``[-L, L]`` (``L = span``,
+``cells`` cells of width ``dxi``).  The grid obeys the ODE ``dm/dt`` = rate of change of the mean
+of ``rho``, ``d log s/dt`` = that of its standard deviation (both from the PDE's moment
+identities, plus a weak pull onto the masses' moments), so a bump that narrows toward a Dirac
+mass keeps a fixed number of cells and only the nonlinear part of the velocity crosses cells.
+``s`` stops at ``min_width`` (then the bump narrows inside the grid, a numerical Dirac mass).
+Unknowns are the cell masses ``M_i``.
+Arbitrary Lagrangian-Eulerian finite volumes: ``dM_i/dt = -(J_{i+1/2} - J_{i-1/2})`` with the
+flux relative to the moving edges (edge velocity ``w``), zero flux at both ends.  With diffusion
+the flux is Scharfetter-Gummel,
+
+    J = a/(beta h^2) [B(z) M_i - B(-z) M_{i+1}],   z = beta (V_{i+1} - V_i + h w / a),
+    B(z) = z / (e^z - 1),
+
+exact for discrete Gibbs states and second order for smooth solutions; without diffusion it is
+the ``beta -> inf`` limit, first-order upwind in the velocity ``-a dV/drho - w`` relative to the
+grid.  Potential jumps ``V_{i+1} - V_i`` are computed without cancellation (Gauss-Legendre
+quadrature of ``dE/drho`` and of ``psi_N'`` over the cell), so that they stay accurate down to
+cells of relative width ``1e-10``.
+
+Nonlocal term.  On the uniform grid ``log k_N(e^{x_i}, e^{x_j}) = (1-1/N)(x_i + x_j) +
+psi_N((i - j) h)`` is Toeplitz plus rank 2, so ``sum_j log k_N M_j`` and its jumps are one FFT
+convolution each, ``O(n log n)`` and exact to round-off; ``kernel="direct"`` keeps the ``O(n^2)``
+sum of ``particles.entropy.log_kernel`` as the reference.
+
+Time.  Modified Patankar-Runge-Kutta MPRK22 (Burchard, Deleersnijder, Meister 2003) on the
+linear-in-``M`` flux form, with Heun's method for the grid: two tridiagonal M-matrix solves per
+step, so every step is positive and conservative for any ``dt`` (unconditionally stable), and
+second order.  Step rule: the embedded first-order stage (modified Patankar-Euler with Euler's
+grid) gives the local error ``err`` = max of the W1 distance (in ``log sigma``) and of the L1
+distance of the cell masses (the latter not once ``s = min_width``) between the two solutions;
+a step is accepted when ``err <= rtol`` and the next is ``dt * min(2.5, max(0.2, 0.9
+sqrt(rtol / err)))``, capped by ``max_step`` and the save times (``dt=``: fixed steps).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+from scipy.fft import irfft, next_fast_len, rfft
+from scipy.linalg import solve_banded
+from scipy.special import ndtr
+
+from particles.datasets import provenance
+from particles.entropy import log_kernel, psi
+from particles.model import Model
+from particles.validation import (
+    check_choice,
+    check_integer,
+    check_positive,
+    check_times,
+    fail,
+)
+from particles.version import __version__
+
+__all__ = ["solve", "kernel_potential", "kernel_jumps"]
+
+_GAUSS = {k: np.polynomial.legendre.leggauss(k) for k in (4, 6, 8)}  # nodes, weights on [-1, 1]
+_SCAN = 4096  # points of the scan that locates a callable initial density
+
+
+# ------------------------------------------------------------------ nonlocal term
+def _one_minus(depth: int | float) -> float:
+    return 1.0 if depth == math.inf else 1.0 - 1.0 / depth
+
+
+def _toeplitz_apply(table: np.ndarray, masses: np.ndarray, n_out: int) -> np.ndarray:
+    """``out_k = sum_j table[k - j + n - 1] M_j`` for ``k < n_out`` (linear convolution by FFT)."""
+    n = masses.size
+    size = next_fast_len(table.size + n - 1, real=True)
+    conv = irfft(rfft(table, size) * rfft(masses, size), size)
+    return conv[n - 1 : n - 1 + n_out]
+
+
+def _check_grid(x0: float, h: float, masses: np.ndarray, depth, method: str):
+    check_choice(method, "method", ("fft", "direct"))
+    if not (math.isfinite(x0) and math.isfinite(h) and h > 0):
+        raise fail("h", h, "the grid spacing must be finite and > 0")
+    masses = np.asarray(masses, dtype=np.float64)
+    if masses.ndim != 1 or masses.size < 2:
+        raise fail("masses", masses.shape, "must be a 1-D array of >= 2 cell masses")
+    return masses
+
+
+def kernel_potential(
+    x0: float, h: float, masses: np.ndarray, depth: int | float, method: str = "fft"
+) -> np.ndarray:
+    """``v_i = sum_j log k_N(e^{x_i}, e^{x_j}) M_j`` on the uniform grid ``x_i = x0 + i h``.
+
+    ``x`` is ``log sigma``; ``log k_N`` is ``particles.entropy.log_kernel`` (``log N`` dropped at
+    ``N = inf``).  ``method="fft"``: ``(1-1/N)(x_i sum M + sum x_j M_j) + sum_j psi_N((i-j)h)
+    M_j`` by one FFT convolution, ``O(n log n)``; ``"direct"``: the ``O(n^2)`` sum.
+    """
+    masses = _check_grid(x0, h, masses, depth, method)
+    n = masses.size
+    x = x0 + h * np.arange(n)
+    if method == "direct":
+        out = np.empty(n)
+        for lo in range(0, n, 512):  # row blocks keep the memory O(512 n)
+            out[lo : lo + 512] = log_kernel(x[lo : lo + 512, None], x[None, :], depth) @ masses
+        return out
+    table = psi(h * np.arange(-(n - 1), n), depth)
+    lin = _one_minus(depth) * (x * masses.sum() + x @ masses)
+    return lin + _toeplitz_apply(table, masses, n)
+
+
+def _gauss(h: float) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre rule for an interval of length ``h`` (in ``log sigma``): 4 nodes up to
+    ``h = 1/2`` (error ~ ``6e-10 h^8`` relative for functions analytic in a strip of width
+    ``pi``), 8 beyond."""
+    return _GAUSS[4] if h <= 0.5 else _GAUSS[8]
+
+
+def _jump_table(h: float, n: int, depth: int | float) -> np.ndarray:
+    """``D_l = psi_N((l+1) h) - psi_N(l h)`` for ``l = -(n-1) .. n-2``, by Gauss-Legendre
+    quadrature of ``psi_N'`` over ``[l h, (l+1) h]`` (no cancellation when ``h`` is tiny)."""
+    gx, gw = _gauss(h)
+    mid = h * (np.arange(-(n - 1), n - 1) + 0.5)
+    nodes = mid[:, None] + 0.5 * h * gx[None, :]
+    return 0.5 * h * (psi(nodes, depth, 1) @ gw)
+
+
+def kernel_jumps(
+    x0: float, h: float, masses: np.ndarray, depth: int | float, method: str = "fft"
+) -> np.ndarray:
+    """``v_{i+1} - v_i`` (length ``n - 1``) for ``v`` of ``kernel_potential``.
+
+    ``"fft"``: ``(1-1/N) h sum M + sum_j D_{i-j} M_j`` with the accurate jump table ``D`` of
+    ``psi_N`` (one FFT convolution); ``"direct"``: differences of the direct ``log_kernel`` sums
+    (loses digits to cancellation when ``h`` is small: the reference for moderate ``h``).
+    """
+    masses = _check_grid(x0, h, masses, depth, method)
+    n = masses.size
+    if method == "direct":
+        x = x0 + h * np.arange(n)
+        out = np.empty(n - 1)
+        for lo in range(0, n - 1, 512):
+            rows = x[lo : min(lo + 512, n - 1)]
+            diff = log_kernel(rows[:, None] + h, x[None, :], depth) - log_kernel(
+                rows[:, None], x[None, :], depth
+            )
+            out[lo : lo + rows.size] = diff @ masses
+        return out
+    lin = _one_minus(depth) * h * masses.sum()
+    return lin + _toeplitz_apply(_jump_table(h, n, depth), masses, n - 1)
+
+
+# ---------------------------------------------------------------- discretization
+def _bernoulli(z: np.ndarray) -> np.ndarray:
+    """``B(z) = z / (e^z - 1)``, ``B(0) = 1``; overflow-free for large ``|z|``."""
+    small = np.abs(z) < 1e-6
+    zs = np.where(small, 1.0, z)
+    with np.errstate(over="ignore"):
+        big = zs / np.expm1(zs)
+    return np.where(small, 1.0 - 0.5 * z, big)
+
+
+@dataclass
+class _Scheme:
+    """The semi-discrete operator on the co-moving grid ``rho = m + s xi``."""
+
+    model: Model
+    diffusion: bool
+    rescaled: bool
+    xi_edges: np.ndarray  # n + 1 reference edges
+    kernel: str
+
+    def __post_init__(self) -> None:
+        self.n = self.xi_edges.size - 1
+        self.dxi = float(self.xi_edges[1] - self.xi_edges[0])
+        self.xi = 0.5 * (self.xi_edges[1:] + self.xi_edges[:-1])
+        self.xi_inner = self.xi_edges[1:-1]
+        m = self.model
+        self.weight = (m.width - 1) / (2.0 * m.beta)
+        self.jacobian = 0.0 if (m.infinite or not self.diffusion) else 1.0 / (m.depth * m.beta)
+        self._tables: dict[float, np.ndarray] = {}  # jump tables of the last two spacings
+        self.pull_rate = 0.0  # least rate at which the grid is pulled onto the moments
+
+    def _table(self, h: float) -> np.ndarray:
+        table = self._tables.get(h)
+        if table is None:
+            if len(self._tables) >= 2:
+                self._tables.pop(next(iter(self._tables)))
+            table = self._tables[h] = _jump_table(h, self.n, self.model.depth)
+        return table
+
+    def jumps(self, masses: np.ndarray, m: float, s: float) -> np.ndarray:
+        """``V_{i+1} - V_i`` of the potential ``V[f]`` between adjacent cell centres."""
+        h = s * self.dxi
+        gx, gw = _GAUSS[6] if h <= 0.5 else _GAUSS[8]
+        nodes = (m + s * self.xi_inner)[:, None] + 0.5 * h * gx[None, :]
+        g, _ = self.model.energy.log_derivatives(nodes)
+        out = 0.5 * h * (g @ gw) - self.jacobian * h
+        if self.weight != 0.0:
+            if self.kernel == "fft":  # kernel_jumps with the jump table cached across calls
+                inter = _one_minus(self.model.depth) * h * float(masses.sum())
+                inter = inter + _toeplitz_apply(self._table(h), masses, self.n - 1)
+            else:
+                inter = kernel_jumps(m + s * self.xi[0], h, masses, self.model.depth, "direct")
+            out -= self.weight * inter
+        return out
+
+    def coefficients(
+        self, dv: np.ndarray, w: np.ndarray | float, m: float, s: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Edge flux ``J = alpha M_i - gamma M_{i+1}`` relative to edges moving at ``w``."""
+        h = s * self.dxi
+        a = self.model._time_factor(m + s * self.xi_inner, self.rescaled)
+        dv_eff = dv + h * w / a
+        if self.diffusion:
+            beta = self.model.beta
+            coef = a / (beta * h * h)
+            z = beta * dv_eff
+            return coef * _bernoulli(z), coef * _bernoulli(-z)
+        u = -a * dv_eff / h
+        return np.maximum(u, 0.0) / h, np.maximum(-u, 0.0) / h
+
+    def moment_rates(
+        self, dv: np.ndarray, weights: np.ndarray, m: float, s: float
+    ) -> tuple[float, float]:
+        """``d/dt`` of the mean and variance of ``rho`` under the PDE (not the scheme):
+
+        ``E[b] + E[a']/beta`` and ``2 E[(rho - mu) b] + 2 E[a + (rho - mu) a']/beta`` with the
+        drift ``b = -a dV/drho`` (cell-centre average of the edge values) and ``a' = -2a/N``,
+        plus the boundary terms ``[a g' f]/beta`` of the zero-flux walls.  Free of the scheme's
+        numerical diffusion, so the grid follows the true dynamics.
+        """
+        h = s * self.dxi
+        u = -self.model._time_factor(m + s * self.xi_inner, self.rescaled) * dv / h
+        b = np.empty(self.n)
+        b[1:-1] = 0.5 * (u[1:] + u[:-1])
+        b[0], b[-1] = 1.5 * u[0] - 0.5 * u[1], 1.5 * u[-1] - 0.5 * u[-2]
+        xi_bar = float(weights @ self.xi)
+        y = s * (self.xi - xi_bar)  # rho - mean, without the cancellation of m + s xi - mean
+        mean_rate = float(weights @ b)
+        var_rate = 2.0 * float(weights @ (y * (b - mean_rate)))
+        if self.diffusion:
+            beta = self.model.beta
+            a = self.model._time_factor(m + s * self.xi, self.rescaled)
+            slope = 0.0 if self.model.infinite else -2.0 / self.model.depth  # a'/a
+            mean_rate += slope * float(weights @ a) / beta
+            var_rate += 2.0 * float(weights @ (a * (1.0 + slope * y))) / beta
+            # boundary terms of the integration by parts: the walls carry no flux
+            walls = m + s * self.xi_edges[[0, -1]]
+            a_f = self.model._time_factor(walls, self.rescaled) * weights[[0, -1]] / h
+            mean_rate += float(a_f[0] - a_f[1]) / beta
+            y_walls = s * (self.xi_edges[[0, -1]] - xi_bar)
+            var_rate += 2.0 * float(a_f[0] * y_walls[0] - a_f[1] * y_walls[1]) / beta
+        return mean_rate, var_rate
+
+    def edges(self, m: float, s: float) -> np.ndarray:
+        """Cell edges in ``rho`` of the grid ``(m, s)``."""
+        return m + s * self.xi_edges
+
+    def grid_rates(
+        self, dv: np.ndarray, masses: np.ndarray, m: float, s: float, min_width: float
+    ) -> tuple[float, float, float, float, float]:
+        """``(mass, mean - m, std, dm/dt, ds/dt)``: the grid follows the PDE's moment rates.
+
+        ``ds/dt = s d(log std)/dt``, not below 0 once ``s`` has reached ``min_width`` and not
+        above 0 while the masses' std is below ``s / 2`` (a bump narrower than the floor).
+        """
+        total, offset, std = self.moments(masses, m, s)
+        mean_rate, var_rate = self.moment_rates(dv, masses / total, m, s)
+        s_rate = s * var_rate / (2.0 * std * std)
+        if std < 0.5 * s:  # a bump narrower than the grid (at min_width): it does not widen
+            s_rate = min(s_rate, 0.0)
+        if s <= min_width * (1.0 + 1e-9):
+            s_rate = max(s_rate, 0.0)
+        return total, offset, std, mean_rate, s_rate
+
+    def step(
+        self,
+        masses: np.ndarray,
+        m: float,
+        s: float,
+        dv0: np.ndarray,
+        rates0: tuple[float, float, float, float, float],
+        dt: float,
+        min_width: float,
+    ) -> tuple[np.ndarray, np.ndarray, tuple[float, float], tuple[float, float]]:
+        """One MPRK22 step of the masses with Heun's method for the grid ``(m, s)``.
+
+        The grid ODE is ``dm/dt = mean rate + c_m``, ``ds/dt = s dlog(std)/dt + c_s``, with
+        constant corrections ``c = k (target - grid)`` that pull the grid onto the mean and std
+        of the masses at the rate ``k = 1/T + |d log s/dt|`` (``T`` the final time; at most a
+        tenth of the mismatch per step, so the grid never jumps as ``dt -> 0``).  Returns the
+        second-order masses, the first-order (modified Patankar-Euler) stage and their grids.
+        """
+        _, offset, std, mean_rate, s_rate = rates0
+        pull = min(self.pull_rate + abs(s_rate) / s, 0.1 / dt)
+        c_m = pull * offset
+        c_s = pull * (max(std, min_width) - s)
+        vm0 = mean_rate + c_m
+        s1 = max(s + dt * (s_rate + c_s), min_width)
+        vs0 = (s1 - s) / dt
+        m1 = m + dt * vm0
+        a_n, g_n = self.coefficients(dv0, vm0 + vs0 * self.xi_inner, m, s)
+        stage = _solve_tridiagonal(a_n, g_n, dt, masses)
+        dv1 = self.jumps(stage, m1, s1)
+        _, _, _, mean_rate1, s_rate1 = self.grid_rates(dv1, stage, m1, s1, min_width)
+        vm1, vs1 = mean_rate1 + c_m, s_rate1 + c_s
+        a_1, g_1 = self.coefficients(dv1, vm1 + vs1 * self.xi_inner, m1, s1)
+        ratio = np.divide(masses, stage, out=np.ones_like(masses), where=stage > 0)
+        new = _solve_tridiagonal(a_n * ratio[:-1] + a_1, g_n * ratio[1:] + g_1, 0.5 * dt, masses)
+        m2 = m + 0.5 * dt * (vm0 + vm1)
+        s2 = max(s + 0.5 * dt * (vs0 + vs1), min_width, 0.25 * s)
+        return new, stage, (m1, s1), (m2, s2)
+
+    def moments(self, masses: np.ndarray, m: float, s: float) -> tuple[float, float, float]:
+        """Mass, mean minus ``m`` and standard deviation of ``rho`` (piecewise constant)."""
+        total = float(masses.sum())
+        xi_bar = float(masses @ self.xi) / total
+        var = float(masses @ (self.xi - xi_bar) ** 2) / total + self.dxi**2 / 12.0
+        return total, s * xi_bar, s * math.sqrt(var)
+
+    def free_energy(self, masses: np.ndarray, m: float, s: float) -> float:
+        """Discrete ``F[f]`` (MODEL section 11; in ``u`` for finite ``N``, in ``rho`` at inf)."""
+        model = self.model
+        h = s * self.dxi
+        x = m + s * self.xi
+        out = float(masses @ model.energy.e(np.exp(x)))
+        if self.weight != 0.0:
+            v = kernel_potential(x[0], h, masses, model.depth, self.kernel)
+            out -= 0.5 * self.weight * float(masses @ v)
+        if self.diffusion:
+            pos = masses > 0
+            ent = float(masses[pos] @ np.log(masses[pos] / h))
+            if not model.infinite:
+                ent += float(masses.sum()) * math.log(model.depth) - float(masses @ x) / model.depth
+            out += ent / model.beta
+        return out
+
+
+def _wasserstein(m1: np.ndarray, e1: np.ndarray, m2: np.ndarray, e2: np.ndarray) -> float:
+    """W1 between two piecewise-constant densities (masses on cells with edges ``e``), as
+    ``int_0^1 |Q_1 - Q_2| dq`` of the piecewise-linear quantile functions (trapezoid rule on
+    the merged breakpoints: exact up to sign changes inside a piece)."""
+    c1 = np.concatenate(([0.0], np.cumsum(m1)))
+    c2 = np.concatenate(([0.0], np.cumsum(m2)))
+    c1 /= c1[-1]
+    c2 /= c2[-1]
+    q = np.union1d(c1, c2)
+    gap = np.abs(np.interp(q, c1, e1) - np.interp(q, c2, e2))
+    return float(0.5 * ((gap[1:] + gap[:-1]) @ np.diff(q)))
+
+
+def _solve_tridiagonal(alpha: np.ndarray, gamma: np.ndarray, dt: float, rhs: np.ndarray):
+    """Solve ``(I - dt A) M = rhs``, ``(A M)_i = -(J_{i+1/2} - J_{i-1/2})`` (an M-matrix)."""
+    n = rhs.size
+    ab = np.empty((3, n))
+    ab[0, 0] = 0.0
+    ab[0, 1:] = -dt * gamma
+    ab[2, -1] = 0.0
+    ab[2, :-1] = -dt * alpha
+    ab[1] = 1.0
+    ab[1, :-1] += dt * alpha
+    ab[1, 1:] += dt * gamma
+    return solve_banded((1, 1), ab, rhs, overwrite_ab=True, check_finite=False)
+
+
+# ------------------------------------------------------------------ initial data
+def _check_support(support) -> tuple[float, float] | None:
+    if support is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in support)
+    except (TypeError, ValueError):
+        raise fail("support", support, "must be a pair (sigma_lo, sigma_hi)") from None
+    if not (0 < lo < hi < math.inf):
+        raise fail("support", support, "must satisfy 0 < sigma_lo < sigma_hi < inf")
+    return lo, hi
+
+
+def _rho_density(fn: Callable, rho: np.ndarray) -> np.ndarray:
+    """``f_rho(rho) = f_sigma(e^rho) e^rho`` from the user's density of ``sigma``."""
+    sigma = np.exp(rho)
+    try:
+        vals = np.asarray(fn(sigma), dtype=np.float64)
+    except Exception as exc:  # any failure of the user's callable is a bad argument
+        raise fail("initial", fn, f"calling it on an array of sigma failed: {exc}") from None
+    if vals.shape != sigma.shape:
+        vals = np.broadcast_to(vals, sigma.shape)
+    if not np.all(np.isfinite(vals)) or np.any(vals < 0):
+        raise fail("initial", fn, "the density must be finite and >= 0")
+    return vals * sigma
+
+
+def _locate(fn: Callable, support, centre: float) -> tuple[float, float, float, float]:
+    """Mean and std of ``rho`` and the range where the density is non-negligible.
+
+    Scans ``support`` (default ``centre * 10^(+-8)``) and zooms in on the non-negligible range
+    (values above ``1e-16`` of the maximum) until it spans the scan.
+    """
+    lo, hi = (math.log(v) for v in support) if support else (centre - 18.4, centre + 18.4)
+    for _ in range(8):
+        rho = np.linspace(lo, hi, _SCAN)
+        vals = _rho_density(fn, rho)
+        peak = float(vals.max())
+        if not peak > 0:
+            raise fail(
+                "initial",
+                fn,
+                "the density vanishes on the scan of log sigma in "
+                f"[{lo:.4g}, {hi:.4g}]; pass support=(sigma_lo, sigma_hi)",
+            )
+        idx = np.flatnonzero(vals > 1e-16 * peak)
+        step = rho[1] - rho[0]
+        new_lo, new_hi = rho[idx[0]] - step, rho[idx[-1]] + step
+        if idx.size > _SCAN // 4:
+            break
+        lo, hi = max(lo, new_lo), min(hi, new_hi)
+    weights = vals / vals.sum()
+    mean = float(weights @ rho)
+    std = math.sqrt(max(float(weights @ (rho - mean) ** 2), 0.0) + step**2 / 12.0)
+    return mean, std, float(new_lo), float(new_hi)
+
+
+def _masses_from_callable(fn: Callable, xi_edges: np.ndarray, m: float, s: float) -> np.ndarray:
+    """Cell masses ``int f_rho drho`` by 6-point Gauss-Legendre quadrature on each cell."""
+    h = s * (xi_edges[1] - xi_edges[0])
+    centres = m + s * 0.5 * (xi_edges[1:] + xi_edges[:-1])
+    gx, gw = _GAUSS[6]
+    nodes = centres[:, None] + 0.5 * h * gx[None, :]
+    return 0.5 * h * (_rho_density(fn, nodes) @ gw)
+
+
+def _masses_from_samples(rho: np.ndarray, bandwidth: float, xi_edges, m: float, s: float):
+    """Binned Gaussian kernel density estimate of the ``rho`` samples on the grid.
+
+    Linear binning to the cell centres, then convolution with the cell masses of a Gaussian of
+    std ``bandwidth`` (both second-order accurate in the cell width).
+    """
+    n = xi_edges.size - 1
+    dxi = xi_edges[1] - xi_edges[0]
+    pos = ((rho - m) / s - xi_edges[0]) / dxi - 0.5  # fractional cell-centre index
+    pos = np.clip(pos, 0.0, n - 1.0)
+    left = np.minimum(np.floor(pos).astype(np.int64), n - 2)
+    frac = pos - left
+    masses = np.bincount(left, 1.0 - frac, minlength=n) + np.bincount(left + 1, frac, minlength=n)
+    width = bandwidth / (s * dxi)  # kernel std in cells
+    if width > 0.05:
+        half = int(math.ceil(8.0 * width)) + 1
+        k = np.arange(-half, half + 1)
+        weights = ndtr((k + 0.5) / width) - ndtr((k - 0.5) / width)
+        masses = np.convolve(masses, weights)[half : half + n]  # centred, mass off-grid lost
+    return masses
+
+
+# ---------------------------------------------------------------------- the solver
+def _check_bool(value: object, name: str) -> bool:
+    if not isinstance(value, bool | np.bool_):
+        raise fail(name, value, "must be True or False")
+    return bool(value)
+
+
+def _optional_positive(value: object, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and value == math.inf:
+        return None
+    return check_positive(value, name)
+
+
+def solve(
+    model: Model,
+    initial: Callable[[np.ndarray], np.ndarray] | np.ndarray,
+    times: np.ndarray,
+    *,
+    diffusion: bool = True,
+    cells: int = 256,
+    span: float = 10.0,
+    rescaled: bool | None = None,
+    rtol: float = 1e-5,
+    dt: float | None = None,
+    max_step: float | None = None,
+    min_width: float = 1e-10,
+    support: tuple[float, float] | None = None,
+    kernel: str = "fft",
+    max_steps: int = 1_000_000,
+) -> xr.Dataset:
+    """Solve the mean-field equation of ``model`` from ``initial``; save at ``times``.
+
+    ``initial``: a vectorized callable ``f(sigma) >= 0`` (a density of ``sigma``, normalized
+    here; its mass is located by a scan of ``support``, default ``sigma_* 10^(+-8)``), or a
+    1-D array of samples of ``sigma`` (binned Gaussian kernel density estimate, Silverman
+    bandwidth in ``log sigma``, at least ``min_width``).  ``times``: increasing, ``>= 0``; in
+    ``t``, or ``tau = N t`` when ``rescaled`` (default and only choice at ``depth = inf``).
+
+    ``cells`` cells cover ``span`` standard deviations of ``log sigma`` on each side of the
+    mean, following both (``min_width``: smallest grid std in ``log sigma``).  ``rtol``: local
+    error per step (max of the W1 distance in ``log sigma`` and the L1 distance of the cell
+    masses); ``dt``: fixed steps instead (still shortened so that the grid shrinks by at most
+    40% per step); ``max_step``: cap on the step.  ``kernel``: ``"fft"`` (fast, exact to
+    round-off) or ``"direct"`` (``O(n^2)`` reference, for moderate cell widths).
+
+    Returns a Dataset with dims ``(time, sigma)``: ``density`` (w.r.t. ``d sigma``,
+    ``sum(density * cell_width) = 1``), ``cell_width``, 2-D coordinates ``sigma_at`` (cell
+    centres), ``sigma_lower``/``sigma_upper`` (cell edges) since the grid moves, 1-D ``sigma``
+    (the co-moving cell coordinate ``xi``: ``log sigma = grid_center + grid_scale xi``), and per
+    time ``free_energy``, ``mass``, ``sigma_mean``, ``sigma_std``, ``grid_center``,
+    ``grid_scale``.
+    """
+    if not isinstance(model, Model):
+        raise fail("model", model, "must be a particles.Model")
+    rescaled = model._rescaled(rescaled)
+    times = check_times(times)
+    diffusion = _check_bool(diffusion, "diffusion")
+    cells = check_integer(cells, "cells", minimum=8)
+    span = check_positive(span, "span")
+    if span < 2:
+        raise fail("span", span, "must be >= 2 (standard deviations on each side)")
+    rtol = check_positive(rtol, "rtol")
+    if rtol >= 0.1:
+        raise fail("rtol", rtol, "must be < 0.1")
+    dt_fixed = _optional_positive(dt, "dt")
+    max_step = _optional_positive(max_step, "max_step") or math.inf
+    min_width = check_positive(min_width, "min_width")
+    if min_width > 0.1:
+        raise fail("min_width", min_width, "must be <= 0.1 (a width in log sigma)")
+    support = _check_support(support)
+    kernel = check_choice(kernel, "kernel", ("fft", "direct"))
+    max_steps = check_integer(max_steps, "max_steps")
+
+    # ---- initial grid and masses
+    if callable(initial):
+        star = model.equilibrium()
+        centre = math.log(star) if star > 0 else 0.0
+        mean, std, lo, hi = _locate(initial, support, centre)
+        std = max(std, min_width)
+        half = max(span, (mean - lo) / std, (hi - mean) / std)
+        xi_edges = np.linspace(-half, half, cells + 1)
+        masses = _masses_from_callable(initial, xi_edges, mean, std)
+        label = f"callable {getattr(initial, '__name__', type(initial).__name__)}"
+    else:
+        try:
+            samples = np.asarray(initial, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            raise fail("initial", initial, "must be a callable or an array of samples") from None
+        if samples.size == 0 or not np.all(np.isfinite(samples)) or np.any(samples <= 0):
+            raise fail("initial", initial, "samples of sigma must be positive and finite")
+        rho = np.log(samples)
+        bandwidth = max(1.06 * float(rho.std()) * samples.size ** (-0.2), min_width)
+        mean = float(rho.mean())
+        std = math.sqrt(float(rho.var()) + bandwidth**2)
+        reach = 5.0 * bandwidth
+        half = max(span, (mean - rho.min() + reach) / std, (rho.max() + reach - mean) / std)
+        xi_edges = np.linspace(-half, half, cells + 1)
+        masses = _masses_from_samples(rho, bandwidth, xi_edges, mean, std)
+        label = f"{samples.size} samples (kernel density, bandwidth {bandwidth:.3g} in log sigma)"
+    total0 = float(masses.sum())
+    if not (math.isfinite(total0) and total0 > 0):
+        raise fail("initial", initial, "the initial density has no mass on the grid")
+    masses = masses / total0
+    scheme = _Scheme(model, diffusion, rescaled, xi_edges, kernel)
+    scheme.pull_rate = 1.0 / float(times[-1]) if times[-1] > 0 else 0.0
+    m, s = mean, std
+    if callable(initial):  # centre the grid on the discrete moments (the scan's are O(h^2) off)
+        for _ in range(2):
+            _, offset, s = scheme.moments(masses, m, s)
+            m += offset
+            s = max(s, min_width)
+            masses = _masses_from_callable(initial, xi_edges, m, s)
+            masses = masses / masses.sum()
+
+    # ---- time stepping
+    out_masses = np.empty((times.size, cells))
+    out_grid = np.empty((times.size, 2))
+    t, k_out, steps, rejected = 0.0, 0, 0, 0
+    while k_out < times.size and times[k_out] <= 0.0:
+        out_masses[k_out], out_grid[k_out] = masses, (m, s)
+        k_out += 1
+    dt_try = dt_fixed
+    while k_out < times.size:
+        dv0 = scheme.jumps(masses, m, s)
+        rates0 = scheme.grid_rates(dv0, masses, m, s, min_width)
+        _, _, _, mean_rate, s_rate = rates0
+        if dt_try is None:  # the step controller corrects this guess within a few steps
+            speed = abs(mean_rate) + abs(s_rate) / s + 1.0 / float(times[-1])
+            dt_try = 0.1 * math.sqrt(rtol) / speed
+        while True:
+            step = min(dt_try, max_step, times[k_out] - t)
+            if s_rate < 0:  # keep s + dt ds/dt >= 0.6 s in the Euler stage
+                step = min(step, 0.4 * s / -s_rate)
+            if step <= 1e-14 * max(1.0, abs(t)):
+                raise RuntimeError(f"meanfield.solve: step size underflow at t={t:.6g}")
+            new, stage, grid1, grid2 = scheme.step(masses, m, s, dv0, rates0, step, min_width)
+            steps += 1
+            if steps > max_steps:
+                raise RuntimeError(f"meanfield.solve: more than max_steps={max_steps} steps")
+            if dt_fixed is not None:
+                break
+            # local error of the 1st-order solution: W1 distance (in log sigma), and L1 distance
+            # of the cell masses (the shape in the co-moving cells, however narrow the bump;
+            # not once the grid is at min_width, where the shape is no longer resolved)
+            err = _wasserstein(stage, scheme.edges(*grid1), new, scheme.edges(*grid2))
+            if min(s, grid2[1]) > min_width * 1.001:
+                err = max(err, float(np.abs(new - stage).sum()))
+            err /= rtol
+            if err <= 1.0:
+                if step == dt_try:
+                    dt_try = step * min(2.5, max(0.2, 0.9 / math.sqrt(max(err, 1e-12))))
+                break
+            rejected += 1
+            dt_try = step * max(0.2, 0.9 / math.sqrt(err))
+        if not (np.all(new >= 0) and np.all(np.isfinite(new))):
+            raise RuntimeError(f"meanfield.solve: non-positive or non-finite masses at t={t:.6g}")
+        masses, (m, s) = new, grid2
+        t = times[k_out] if step == times[k_out] - t else t + step
+        while k_out < times.size and times[k_out] <= t:
+            out_masses[k_out], out_grid[k_out] = masses, (m, s)
+            k_out += 1
+
+    attrs = {
+        **model.describe(),
+        "kind": "meanfield",
+        "rescaled_time": int(rescaled),
+        "diffusion": int(diffusion),
+        "cells": cells,
+        "span": float(xi_edges[-1]),
+        "rtol": rtol,
+        "dt": "adaptive" if dt_fixed is None else dt_fixed,
+        "max_step": "none" if max_step == math.inf else max_step,
+        "min_width": min_width,
+        "kernel": kernel,
+        "initial": label,
+        "steps": steps,
+        "rejected_steps": rejected,
+        "scheme": "co-moving ALE finite volumes in log sigma, "
+        + ("Scharfetter-Gummel" if diffusion else "upwind")
+        + " flux, MPRK22 (positive, conservative) + Heun grid, W1/L1 step control",
+        "dlnsim_version": __version__,
+    }
+    return _dataset(scheme, times, out_masses, out_grid, rescaled, attrs)
+
+
+def _dataset(
+    scheme: _Scheme,
+    times: np.ndarray,
+    masses: np.ndarray,
+    grid: np.ndarray,
+    rescaled: bool,
+    attrs: dict,
+) -> xr.Dataset:
+    """Pack the saved cell masses and grids into the documented Dataset."""
+    m, s = grid[:, :1], grid[:, 1:]
+    lower = np.exp(m + s * scheme.xi_edges[None, :-1])
+    width = lower * np.expm1(s * scheme.dxi)  # exact, even for cells of relative width 1e-12
+    centre = lower + 0.5 * width
+    density = masses / width
+    mass = masses.sum(axis=1)
+    # mean and std of sigma: the piecewise-constant density has cell mean = arithmetic centre
+    q = 0.5 * (np.expm1(s * scheme.xi_edges[None, :-1]) + np.expm1(s * scheme.xi_edges[None, 1:]))
+    q_bar = (masses * q).sum(axis=1) / mass
+    scale = np.exp(m[:, 0])
+    mean = scale * (1.0 + q_bar)
+    var = (masses * ((q - q_bar[:, None]) ** 2 + (width / scale[:, None]) ** 2 / 12.0)).sum(1)
+    std = scale * np.sqrt(var / mass)
+    free = np.array(
+        [scheme.free_energy(mk, mk_m, mk_s) for mk, (mk_m, mk_s) in zip(masses, grid, strict=True)]
+    )
+    dims = ("time", "sigma")
+    ds = xr.Dataset(
+        {
+            "density": (
+                dims,
+                density,
+                {"long_name": "density of singular values w.r.t. d sigma", "units": "1"},
+            ),
+            "cell_width": (dims, width, {"long_name": "cell width in sigma", "units": "1"}),
+            "free_energy": (
+                "time",
+                free,
+                {
+                    "long_name": "discrete mean-field free energy F[f] (MODEL section 11)",
+                    "units": "1",
+                },
+            ),
+            "mass": (
+                "time",
+                mass,
+                {"long_name": "total mass sum(density * cell_width)", "units": "1"},
+            ),
+            "sigma_mean": ("time", mean, {"long_name": "mean of sigma", "units": "1"}),
+            "sigma_std": ("time", std, {"long_name": "standard deviation of sigma", "units": "1"}),
+            "grid_center": (
+                "time",
+                grid[:, 0],
+                {"long_name": "grid centre m in log sigma (mean of log sigma)", "units": "1"},
+            ),
+            "grid_scale": (
+                "time",
+                grid[:, 1],
+                {"long_name": "grid scale s in log sigma (std of log sigma)", "units": "1"},
+            ),
+        },
+        coords={
+            "time": (
+                "time",
+                times,
+                {
+                    "long_name": "rescaled time tau = N t" if rescaled else "time t",
+                    "units": "1",
+                    "standard_name": "time",
+                },
+            ),
+            "sigma": (
+                "sigma",
+                scheme.xi,
+                {
+                    "long_name": "co-moving cell coordinate xi: log sigma = grid_center + "
+                    "grid_scale * xi (the grid moves: see sigma_at)",
+                    "units": "1",
+                },
+            ),
+            "sigma_at": (dims, centre, {"long_name": "cell centre in sigma", "units": "1"}),
+            "sigma_lower": (dims, lower, {"long_name": "lower cell edge in sigma", "units": "1"}),
+            "sigma_upper": (
+                dims,
+                lower + width,
+                {"long_name": "upper cell edge in sigma", "units": "1"},
+            ),
+        },
+    )
+    ds.attrs.update(provenance(**attrs))
+    return ds

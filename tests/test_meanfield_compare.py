@@ -1,0 +1,131 @@
+"""Distances between mean-field densities and particle samples, against independent truths."""
+
+import math
+
+import numpy as np
+import pytest
+import xarray as xr
+from scipy.stats import wasserstein_distance
+
+from analysis.meanfield_compare import compare_densities, fit_rate, wasserstein_to_density
+from meanfield import solve
+from particles import Model, Schatten
+
+
+def fixed_grid(edges: np.ndarray, masses: np.ndarray, times=(0.0,)) -> xr.Dataset:
+    """A PDE-like Dataset on a fixed grid: 1-D ``sigma`` centres and ``cell_width``."""
+    width = np.diff(edges)
+    density = np.tile(masses / width, (len(times), 1))
+    return xr.Dataset(
+        {"density": (("time", "sigma"), density), "cell_width": ("sigma", width)},
+        coords={"time": list(times), "sigma": 0.5 * (edges[1:] + edges[:-1])},
+    )
+
+
+def uniform(n_cells=100):
+    edges = np.linspace(0.0, 1.0, n_cells + 1)
+    return edges, np.full(n_cells, 1.0 / n_cells)
+
+
+@pytest.mark.parametrize("shift", [0.01, 0.2, -0.05])
+def test_w1_uniform_against_shifted_uniform_quantiles_is_the_shift(shift):
+    """Samples y_k = shift + (k - 1/2)/K: the quantile coupling gives W1 = |shift| exactly when
+    |shift| >= 1/(2K)."""
+    edges, masses = uniform()
+    k = 1000
+    y = shift + (np.arange(1, k + 1) - 0.5) / k
+    ds = compare_densities(fixed_grid(edges, masses), y, [0.0])
+    assert float(ds.w1[0]) == pytest.approx(abs(shift), rel=1e-12)
+    assert int(ds.n_samples[0]) == k
+
+
+def test_w1_uniform_against_one_point():
+    """W1(U[0,1], delta_a) = int_0^1 |x - a| dx = a^2/2 + (1-a)^2/2."""
+    edges, masses = uniform(7)
+    for a in (0.0, 0.3, 0.9, 1.5):
+        expected = a * a / 2 + (1 - a) ** 2 / 2 if a <= 1 else a - 0.5
+        assert wasserstein_to_density(edges, masses, [a]) == pytest.approx(expected, rel=1e-13)
+
+
+def test_w1_agrees_with_scipy_on_a_fine_discretization():
+    rng = np.random.default_rng(1)
+    edges = np.array([0.0, 0.5, 0.7, 2.0, 2.5])
+    masses = np.array([0.1, 0.4, 0.3, 0.2])
+    y = rng.gamma(2.0, 0.6, 300)
+    # the piecewise-constant density as 2e5 equal-mass atoms at its quantiles (error ~ 1e-5)
+    q = (np.arange(200000) + 0.5) / 200000
+    atoms = np.interp(q, np.concatenate(([0.0], np.cumsum(masses))), edges)
+    assert wasserstein_to_density(edges, masses, y) == pytest.approx(
+        wasserstein_distance(y, atoms), abs=2e-5
+    )
+
+
+def test_distances_of_exact_samples_decay_like_inverse_sqrt_n():
+    """Samples drawn exactly from the piecewise-constant density (inverse CDF): E W1 ~ n^{-1/2}.
+
+    20 repetitions per n; the fitted slope's sampling spread is ~0.05 (measured -0.53)."""
+    rng = np.random.default_rng(2)
+    edges = np.linspace(0.2, 3.0, 401)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    masses = np.exp(-0.5 * ((np.log(centres) - 0.1) / 0.3) ** 2) / centres
+    masses /= masses.sum()
+    cdf = np.concatenate(([0.0], np.cumsum(masses)))
+    sizes = np.array([100, 400, 1600, 6400])
+    w1 = []
+    for n in sizes:
+        y = np.interp(rng.random((20, n)), cdf, edges)  # exact draws
+        pde = fixed_grid(edges, masses, times=list(range(20)))
+        ds = compare_densities(pde, y, np.arange(20.0))
+        w1.append(float(ds.w1.mean()))
+    assert abs(fit_rate(sizes, w1) + 0.5) < 0.1
+
+
+def test_l1_of_a_matching_histogram_is_zero_and_outliers_count():
+    edges = np.array([1.0, 2.0, 4.0, 5.0])
+    masses = np.array([0.25, 0.5, 0.25])
+    y = np.array([1.5, 3.0, 3.5, 4.5])  # one, two, one sample per cell
+    pde = fixed_grid(edges, masses)
+    assert float(compare_densities(pde, y, [0.0]).l1[0]) == pytest.approx(0.0, abs=1e-15)
+    y_out = np.array([1.5, 3.0, 3.5, 9.0])  # the last sample is off the grid
+    assert float(compare_densities(pde, y_out, [0.0]).l1[0]) == pytest.approx(0.5)
+
+
+def test_compare_with_a_moving_grid_solution_and_layouts():
+    """A PDE run's initial density (log-normal) against exact log-normal samples: W1 is the
+    sampling error (~0.3 sigma / sqrt(n), n = 3 x 2000 pooled); layouts agree."""
+    model = Model(10, 3, 10.0, Schatten(2.0))
+    pde = solve(model, lambda s: np.exp(-0.5 * (np.log(s) / 0.3) ** 2) / s, [0.0, 0.05])
+    rng = np.random.default_rng(4)
+    samples = np.exp(rng.normal(0.0, 0.3, (3, 1, 2000)))  # (member, time, particle)
+    ds = compare_densities(pde, samples, [0.0])
+    assert float(ds.w1[0]) < 3 * 0.3 / math.sqrt(6000) and float(ds.l1[0]) < 0.15
+    da = xr.DataArray(samples, dims=("member", "time", "particle"), coords={"time": [0.0]})
+    xr.testing.assert_allclose(compare_densities(pde, da).w1, ds.w1)
+    flat = compare_densities(pde, samples.transpose(1, 0, 2).reshape(1, -1), [0.0])
+    np.testing.assert_allclose(flat.w1, ds.w1, rtol=1e-12)
+    assert float(ds.mean_pde[0]) == pytest.approx(float(ds.mean_samples[0]), rel=0.01)
+
+
+def test_fit_rate_recovers_a_power_law():
+    x = np.array([0.1, 0.05, 0.025, 0.0125])
+    assert fit_rate(x, 3.0 * x**2) == pytest.approx(2.0, abs=1e-12)
+    assert fit_rate([10, 100, 1000], [1.0, 10**-0.5, 0.1]) == pytest.approx(-0.5, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "call,name",
+    [
+        (lambda pde: compare_densities(pde, np.ones((2, 5)), [0.0]), "times"),
+        (lambda pde: compare_densities(pde, np.ones(5), [0.5]), "times"),
+        (lambda pde: compare_densities(pde, np.ones(5)), "times"),
+        (lambda pde: compare_densities(pde, np.ones((1, 1, 1, 1)), [0.0]), "samples"),
+        (lambda pde: compare_densities("nope", np.ones(5), [0.0]), "pde"),
+        (lambda pde: fit_rate([1.0, 2.0], [1.0, -1.0]), "distances"),
+        (lambda pde: fit_rate([1.0], [1.0]), "distances"),
+        (lambda pde: fit_rate([1.0, 1.0], [1.0, 2.0]), "ds_values"),
+    ],
+)
+def test_bad_arguments_raise_value_error_naming_the_parameter(call, name):
+    edges, masses = uniform(4)
+    with pytest.raises(ValueError, match=f"bad {name}="):
+        call(fixed_grid(edges, masses))
