@@ -252,6 +252,44 @@ def run_ensemble(params: dict[str, Any], out: Path) -> list[str]:
     return lines
 
 
+def run_meanfield(params: dict[str, Any], out: Path) -> list[str]:
+    """Mean-field PDE vs Langevin particles at beta = b d for growing widths d."""
+    from .particles_vs_pde import particles_vs_pde
+    from .plots import particles_vs_pde_figure
+
+    name = params["name"]
+    ds = particles_vs_pde(
+        widths=params["widths"],
+        b=params["b"],
+        depth=params["depth"],
+        p=params["p"],
+        times=params["times"],
+        n_samples=params["n_samples"],
+        dt=params["dt"],
+        seed=params["seed"],
+        cells=params["cells"],
+    )
+    save(ds, out / f"{name}.nc")
+    particles_vs_pde_figure(ds).savefig(out / f"{name}_densities.png", dpi=110)
+    lines = [
+        f"[{name}] mean-field PDE vs particles, beta = b d (b = {params['b']}), "
+        f"N = {params['depth']}, {params['n_samples']} pooled samples per width",
+        f"  {'d':>6}{'time':>8}{'W1':>11}{'W1 noise floor':>16}{'L1':>9}{'L1 floor':>10}",
+    ]
+    for d in ds.width.values:
+        for k, t in enumerate(ds.time.values):
+            v = ds.sel(width=d).isel(time=k)
+            lines.append(
+                f"  {d:>6}{t:>8g}{float(v.w1):>11.3e}{float(v.w1_floor):>16.3e}"
+                f"{float(v.l1):>9.4f}{float(v.l1_floor):>10.4f}"
+            )
+    lines.append(
+        f"  fitted W1 ~ d^{ds.attrs['w1_rate']:.3f}, L1 ~ d^{ds.attrs['l1_rate']:.3f} "
+        "at the last time (floors: the same distances for exact samples of the PDE)"
+    )
+    return lines
+
+
 def run_depth(params: dict[str, Any], out: Path) -> list[str]:
     """Depth sweep toward N = inf in rescaled time: flow, equilibrium, rates (and ensembles)."""
     from .depth import convergence_orders, depth_sweep
@@ -348,6 +386,22 @@ EXPERIMENTS: dict[str, Experiment] = {
         run=run_ensemble,
         doc=run_ensemble.__doc__ or "",
     ),
+    "meanfield": Experiment(
+        defaults={
+            "name": "meanfield",
+            "widths": [8, 32, 128],
+            "b": 1.0,
+            "depth": 4,
+            "p": 2.0,
+            "times": [0.0, 0.2, 0.5, 1.0],
+            "n_samples": 1024,
+            "dt": 1e-3,
+            "seed": 0,
+            "cells": 128,
+        },
+        run=run_meanfield,
+        doc=run_meanfield.__doc__ or "",
+    ),
     "depth": Experiment(
         defaults={
             "name": "depth",
@@ -372,6 +426,7 @@ EXPERIMENTS: dict[str, Experiment] = {
 DEFAULT_EXPERIMENTS: list[dict[str, Any]] = [
     {"kind": "flow"},
     {"kind": "ensemble"},
+    {"kind": "meanfield"},
     {"kind": "depth"},
 ]
 
@@ -395,6 +450,14 @@ def resolve(experiment: Mapping[str, Any]) -> tuple[Experiment, dict[str, Any]]:
             )
         params[key] = value
     # validate the common parameters before any work starts
+    if "widths" in params:
+        if not isinstance(params["widths"], list) or len(params["widths"]) < 2:
+            raise fail("widths", params["widths"], "must be a list of at least two widths")
+        for w in params["widths"]:
+            check_integer(w, "widths", 2)
+        check_depth(params["depth"], "depth")
+        check_positive(params["b"], "b")
+        check_positive(params["p"], "p")
     if {"width", "depth", "beta", "p"} <= params.keys():
         model = model_from(params)
         if params.get("initial") is not None:

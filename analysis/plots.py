@@ -255,3 +255,35 @@ def temperature_figure(scan) -> Figure:
     axes[1].legend(fontsize=8)
     fig.suptitle("stationary singular values vs temperature (F_beta fixed)")
     return fig
+
+
+def particles_vs_pde_figure(ds) -> Figure:
+    """PDE densities (lines) over the pooled particle histograms, one panel per width, one
+    colour per time; the W1 distance in each panel's legend."""
+    widths = ds.width.values
+    fig, axes = plt.subplots(
+        1, len(widths), figsize=(3.6 * len(widths), 3.6), constrained_layout=True, squeeze=False
+    )
+    cmap = plt.get_cmap("plasma")
+    for a, d in enumerate(widths):
+        ax = axes[0, a]
+        sub = ds.sel(width=d)
+        for k, t in enumerate(sub.time.values):
+            c = cmap(k / max(1, sub.time.size - 1) * 0.85)
+            x = sub.sigma_at.values[k]
+            ax.hist(sub.samples.values[k], bins=40, density=True, color=c, alpha=0.25)
+            ax.plot(
+                x,
+                sub.density.values[k],
+                color=c,
+                lw=1.5,
+                label=f"t = {t:g}, W1 = {float(sub.w1.values[k]):.1e}",
+            )
+        lo, hi = np.quantile(sub.samples.values, [0.001, 0.999])
+        ax.set_xlim(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
+        ax.set_title(f"d = {d}, beta = b d")
+        ax.set_xlabel(r"$\sigma$")
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel("density")
+    fig.suptitle("mean-field PDE (lines) vs pooled Langevin particles (histograms)")
+    return fig

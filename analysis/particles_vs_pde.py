@@ -1,0 +1,209 @@
+"""Particles against the mean-field PDE as the width grows (MODEL section 11).
+
+For each width ``d`` the model is taken at ``beta = b d`` (fixed ``b``), the scaling in which the
+one-particle density has a mean-field limit.  The particles start from independent draws of one
+smooth density (``log sigma`` normal), which is also the PDE's initial datum; at common times the
+pooled particle samples (all members and particles) are compared with the PDE density by the
+exact 1-Wasserstein distance and the L1 distance to the histogram on the PDE cells
+(``analysis.meanfield_compare``).  ``n_samples`` pooled samples per width (``members = n_samples
+/ d``) keep the sampling part of the distances the same at every width.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+
+from meanfield import solve
+from particles import Model, Schatten, langevin_ensemble
+from particles.datasets import provenance
+from particles.validation import check_depth, check_integer, check_positive, check_times, fail
+
+from .meanfield_compare import compare_densities, fit_rate, wasserstein_to_density
+
+__all__ = ["particles_vs_pde"]
+
+
+def particles_vs_pde(
+    widths: Sequence[int] = (8, 32, 128, 512),
+    b: float = 1.0,
+    depth: int | float = 4,
+    p: float = 2.0,
+    times: Sequence[float] = (0.0, 0.1, 0.3, 1.0),
+    n_samples: int = 2048,
+    dt: float = 1e-3,
+    seed: int = 0,
+    spread: float = 0.3,
+    cells: int = 128,
+    coarsen: int = 8,
+    scheduler: str | None = "serial",
+    progress: bool | None = False,
+) -> xr.Dataset:
+    """PDE density and Langevin particles for each width at ``beta = b d``; their distances.
+
+    Initial law: ``log sigma ~ Normal(log(1.5 sigma_*), spread^2)`` with ``sigma_*`` the
+    equilibrium of the ``d -> inf`` limit (``sigma_*^p = (N-1)/(2 N b)``).  Returns a Dataset
+    with dims ``width``, ``time``, ``sigma`` (PDE cells: ``density``, ``sigma_at``,
+    ``cell_width``) and ``sample`` (the pooled particle samples), ``w1`` and ``l1`` (``width,
+    time``), and the fitted log-log slopes of ``w1`` and ``l1`` against ``d`` at the last time
+    in the attributes (``w1_rate``, ``l1_rate``).  ``l1`` uses bins of ``coarsen`` PDE cells (a
+    histogram on the fine cells is dominated by sampling noise); ``w1_floor``/``l1_floor`` are the
+    same distances for as many exact samples of the PDE density, i.e. what sampling noise alone
+    gives.
+    """
+    widths = [check_integer(w, "widths", 2) for w in widths]
+    if len(widths) < 2 or any(a >= c for a, c in zip(widths, widths[1:], strict=False)):
+        raise fail("widths", widths, "need at least two increasing widths >= 2")
+    b = check_positive(b, "b")
+    depth = check_depth(depth)
+    if depth == 1:
+        raise fail("depth", depth, "N = 1 has no entropy and no mean-field interaction")
+    times = check_times(times)
+    n_samples = check_integer(n_samples, "n_samples", 2)
+    for w in widths:
+        if n_samples % w:
+            raise fail("n_samples", n_samples, f"must be a multiple of every width ({w})")
+    spread = check_positive(spread, "spread")
+    frac = 1.0 if depth == math.inf else (depth - 1) / depth
+    s_star = (frac / (2 * b)) ** (1 / p)
+    centre = math.log(1.5 * s_star)
+
+    def initial(sigma: np.ndarray) -> np.ndarray:
+        z = (np.log(sigma) - centre) / spread
+        return np.exp(-0.5 * z * z) / (sigma * spread * math.sqrt(2 * math.pi))
+
+    rng = np.random.default_rng(seed)
+    densities, centres, widths_cell, samples, w1, l1 = [], [], [], [], [], []
+    l1c, floors = [], []
+    for d in widths:
+        model = Model(d, depth, b * d, Schatten(p))
+        pde = solve(model, initial, times, cells=cells)
+        members = n_samples // d
+        sigma0 = np.exp(centre + spread * rng.standard_normal((members, d)))
+        ens = langevin_ensemble(
+            model, sigma0, times, members, dt, seed=seed, scheduler=scheduler, progress=progress
+        )
+        pooled = ens.sigma.values.transpose(1, 0, 2).reshape(times.size, -1)  # (time, sample)
+        dist = compare_densities(pde, pooled, times)
+        # L1 on bins of `coarsen` PDE cells, and both distances for exact samples of the PDE
+        # density itself (the sampling-noise floor at this number of samples)
+        l1_coarse, w1_floor, l1_floor = [], [], []
+        for k in range(times.size):
+            edges = np.append(pde.sigma_lower.values[k], pde.sigma_upper.values[k, -1])
+            masses = pde.density.values[k] * pde.cell_width.values[k]
+            exact = _sample_cells(edges, masses, pooled.shape[1], rng)
+            l1_coarse.append(_coarse_l1(edges, masses, pooled[k], coarsen))
+            l1_floor.append(_coarse_l1(edges, masses, exact, coarsen))
+            w1_floor.append(wasserstein_to_density(edges, masses, exact))
+        floors.append((w1_floor, l1_floor))
+        l1c.append(l1_coarse)
+        densities.append(pde.density.values)
+        centres.append(pde.sigma_at.values)
+        widths_cell.append(pde.cell_width.values)
+        samples.append(pooled)
+        w1.append(dist.w1.values)
+        l1.append(dist.l1.values)
+    w1_arr, l1_arr = np.array(w1), np.array(l1c)
+    floors_arr = np.array(floors)  # (width, 2, time)
+    ds = xr.Dataset(
+        {
+            "density": (
+                ("width", "time", "sigma"),
+                np.array(densities),
+                {"long_name": "mean-field density of sigma (w.r.t. d sigma)", "units": "1"},
+            ),
+            "cell_width": (
+                ("width", "time", "sigma"),
+                np.array(widths_cell),
+                {"long_name": "PDE cell width in sigma", "units": "1"},
+            ),
+            "samples": (
+                ("width", "time", "sample"),
+                np.array(samples),
+                {"long_name": "pooled particle singular values", "units": "1"},
+            ),
+            "w1": (
+                ("width", "time"),
+                w1_arr,
+                {"long_name": "1-Wasserstein distance particles vs PDE", "units": "1"},
+            ),
+            "l1": (
+                ("width", "time"),
+                l1_arr,
+                {
+                    "long_name": "L1 distance: histogram (bins of `coarsen` PDE cells) vs PDE",
+                    "units": "1",
+                },
+            ),
+            "l1_cells": (
+                ("width", "time"),
+                np.array(l1),
+                {"long_name": "L1 distance: histogram on the PDE cells vs PDE", "units": "1"},
+            ),
+            "w1_floor": (
+                ("width", "time"),
+                floors_arr[:, 0],
+                {"long_name": "W1 of exact samples of the PDE density (noise floor)", "units": "1"},
+            ),
+            "l1_floor": (
+                ("width", "time"),
+                floors_arr[:, 1],
+                {"long_name": "L1 of exact samples of the PDE density (noise floor)", "units": "1"},
+            ),
+        },
+        coords={
+            "width": ("width", np.array(widths), {"long_name": "width d (beta = b d)"}),
+            "time": ("time", times, {"long_name": "time t", "units": "1"}),
+            "sigma_at": (
+                ("width", "time", "sigma"),
+                np.array(centres),
+                {"long_name": "PDE cell centre in sigma", "units": "1"},
+            ),
+        },
+    )
+    w_arr = np.array(widths, dtype=float)
+    ds.attrs.update(
+        provenance(
+            kind="particles_vs_pde",
+            b=b,
+            depth="inf" if depth == math.inf else str(depth),
+            p=p,
+            n_samples=n_samples,
+            dt=dt,
+            seed=str(seed),
+            spread=spread,
+            cells=cells,
+            coarsen=coarsen,
+            sigma_star_limit=s_star,
+            w1_rate=fit_rate(w_arr, w1_arr[:, -1]),
+            l1_rate=fit_rate(w_arr, l1_arr[:, -1]),
+        )
+    )
+    return ds
+
+
+def _sample_cells(edges: np.ndarray, masses: np.ndarray, n: int, rng) -> np.ndarray:
+    """``n`` exact samples of the piecewise-constant density with cell ``masses``."""
+    prob = masses / masses.sum()
+    cell = rng.choice(prob.size, size=n, p=prob)
+    return edges[cell] + rng.random(n) * (edges[cell + 1] - edges[cell])
+
+
+def _coarse_l1(edges: np.ndarray, masses: np.ndarray, samples: np.ndarray, coarsen: int) -> float:
+    """``int |f - f_hist|`` on bins made of ``coarsen`` consecutive cells (plus the mass of the
+    samples outside the grid)."""
+    bins = (
+        edges[::coarsen]
+        if (edges.size - 1) % coarsen == 0
+        else np.append(edges[::coarsen], edges[-1])
+    )
+    cum = np.concatenate(([0.0], np.cumsum(masses)))
+    cum /= cum[-1]
+    idx = np.searchsorted(edges, bins)
+    pde_mass = np.diff(cum[idx])
+    counts, _ = np.histogram(samples, bins=bins)
+    outside = 1.0 - counts.sum() / samples.size
+    return float(np.abs(pde_mass - counts / samples.size).sum() + outside)
