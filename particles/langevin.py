@@ -3,11 +3,17 @@ r"""The particle Langevin dynamics at temperature ``T`` for one block of members
 Finite depth ``N``: in the flat coordinates ``u = sigma^{1/N}`` (metric ``N sum du_i^2``) the
 Riemannian Langevin equation has no Ito correction,
 
-    du_i = -(1/N) dF_beta/du_i dt + sqrt(2 T / N) dB_i = -(1/u_i) dF_beta/drho_i dt + sqrt(2 T / N) dB_i,
+    du_i = -(1/N) dF_beta/du_i dt + sqrt(2 T / N) dB_i
+         = -(1/u_i) dF_beta/drho_i dt + sqrt(2 T / N) dB_i,
 
 using ``dF/du_i = (N/u_i) dF/drho_i`` with ``rho = log sigma = N log u``.  The origin ``u_i = 0``
 is a reflecting boundary.  At ``T = 1/beta`` (the default) the stationary density is
-``exp(-beta E + S_N)`` w.r.t. ``du`` on ``u > 0``; in general ``exp(-F_beta / T)``.
+``exp(-beta E + S_N)`` w.r.t. ``du`` on ``u > 0``; in general ``exp(-F_beta / T)``.  Since
+``k_N(u^N, v^N) = sum_k u^{2k} v^{2(N-1-k)}`` is a polynomial in ``u^2``, the density is even and
+positive at ``u_i = 0`` (the entropy force on a lone small particle vanishes like
+``(u_i/u_j)^2``): particles do reach the boundary, for every ``N`` and ``d``.  (Near ``u_i = 0``
+that small force is a difference of O(1) terms, so it carries an absolute error ~1e-16, i.e. a
+drift error ~1e-16 / u_i: harmless unless ``u_i`` gets below ~1e-100.)
 
 ``N = inf``: in ``(rho, tau)`` the flow is flat and there is no boundary,
 
