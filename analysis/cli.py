@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .pipeline import EXPERIMENTS
 
-    for kind in ("meanfield", "depth"):
+    for kind in ("meanfield", "repulsion", "depth"):
         _experiment_command(sub, kind, EXPERIMENTS[kind])
     return parser
 

@@ -290,3 +290,53 @@ def particles_vs_pde_figure(ds) -> Figure:
     axes[0, 0].set_ylabel("density")
     fig.suptitle("mean-field PDE (lines) vs pooled Langevin particles (histograms)")
     return fig
+
+
+def repulsion_figure(ds) -> Figure:
+    """Spacing histograms of every system with the Poisson and Wigner-surmise curves, the
+    spacing-ratio distributions, and the small-spacing CDFs on log-log axes."""
+    from .repulsion import poisson_spacing, wigner_surmise
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True)
+    s = np.linspace(0, 4, 400)
+    cmap = plt.get_cmap("tab10")
+    for k, label in enumerate(ds.system.values):
+        c = cmap(k % 10)
+        sp = ds.spacings.values[k]
+        sp = sp[np.isfinite(sp)]
+        ax_label = f"{label}: gamma={float(ds.gamma[k]):.2f}"
+        axes[0].hist(
+            sp, bins=60, range=(0, 4), density=True, histtype="step", color=c, label=ax_label
+        )
+        r = ds.ratios.values[k]
+        axes[1].hist(
+            r[np.isfinite(r)],
+            bins=40,
+            range=(0, 1),
+            density=True,
+            histtype="step",
+            color=c,
+            label=f"<r> = {float(ds.mean_ratio[k]):.3f}",
+        )
+        x = np.sort(sp)
+        cdf = np.arange(1, x.size + 1) / x.size
+        small = (x > 0) & (x < 1.0)
+        axes[2].loglog(x[small], cdf[small], color=c, lw=1)
+    axes[0].plot(s, poisson_spacing(s), "k--", lw=1, label="Poisson e^{-s}")
+    for b, ls in ((1, ":"), (2, "-."), (4, (0, (1, 3)))):
+        axes[0].plot(
+            s, wigner_surmise(s, b), color="black", ls=ls, lw=1, label=f"Wigner surmise b={b}"
+        )
+    axes[0].set_xlabel("unfolded spacing s")
+    axes[0].set_ylabel("density")
+    axes[0].legend(fontsize=6)
+    axes[1].set_xlabel("r = min(s_n, s_n+1) / max(s_n, s_n+1)")
+    axes[1].legend(fontsize=6)
+    ref = np.geomspace(1e-3, 1, 50)
+    for b in (0, 1, 2, 4):
+        axes[2].loglog(ref, 0.5 * ref ** (b + 1), color="0.6", lw=0.6, ls="--")
+    axes[2].set_xlabel("s")
+    axes[2].set_ylabel("P(spacing < s)  (reference slopes b + 1 = 1, 2, 3, 5)")
+    axes[2].set_ylim(1e-5, 1)
+    fig.suptitle("singular-value repulsion: DLN chamber model vs random-matrix baselines")
+    return fig

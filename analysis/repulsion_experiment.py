@@ -1,0 +1,240 @@
+"""The repulsion comparison: DLN chamber model against random-matrix baselines (MODEL 9, 10).
+
+Each *system* gives samples of stationary configurations, one row per configuration:
+
+- ``chamber``: Langevin ensembles of the DLN chamber model (``particles.langevin_ensemble``) at
+  ``(d, N, beta)``, Schatten-p energy; rows are the states of every member at ``rows_per_member``
+  save times after the burn-in, spaced by several relaxation times (``1/lambda_relative``);
+- ``matrix_variant`` / ``dyson``: the same on the random-matrix baselines of
+  ``particles.baselines`` (the DLN entropy plus the SVD-orbit term; Dyson Brownian motion);
+- ``ginibre``: exact singular values of ``d x d`` real Gaussian matrices (variance ``1/beta``):
+  the stationary law of the ``N = 1`` matrix variant with ``E = 1/2 sum sigma^2``;
+- ``gbe``: exact Gaussian ``b``-ensembles (Dumitriu-Edelman), the law of Dyson's motion;
+- ``poisson``: independent points (the no-interaction null).
+
+For every system: the mean consecutive-spacing ratio ``<r>`` with its standard error, the
+repulsion exponent ``gamma`` with a 95% bootstrap interval (``analysis.repulsion``), and the
+fraction of unfolded spacings below 0.1 mean spacing.  The verdict for the chamber model is
+whether ``gamma``'s interval contains 0 (no repulsion) while the baselines' contain their ``b``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from particles import Model, Schatten, langevin_ensemble
+from particles.datasets import provenance
+from particles.rmt import gaussian_beta_ensemble, ginibre_singular_values
+from particles.validation import check_integer, fail
+
+from .repulsion import (
+    mean_spacing_ratio,
+    repulsion_exponent,
+    small_spacing_fraction,
+    spacing_ratios,
+    spacings,
+)
+
+__all__ = ["DEFAULT_SYSTEMS", "system_samples", "repulsion_comparison"]
+
+DEFAULT_SYSTEMS: list[dict[str, Any]] = [
+    {"kind": "chamber", "width": 16, "depth": 4, "beta": 1.0},
+    {"kind": "chamber", "width": 16, "depth": "inf", "beta": 1.0},
+    {"kind": "ginibre", "width": 16, "beta": 1.0},
+    {"kind": "gbe", "width": 16, "b": 1.0},
+    {"kind": "gbe", "width": 16, "b": 2.0},
+    {"kind": "gbe", "width": 16, "b": 4.0},
+    {"kind": "poisson", "width": 16},
+]
+
+
+def _label(system: dict[str, Any]) -> str:
+    kind = system["kind"]
+    if kind == "chamber":
+        return f"DLN chamber d={system['width']} N={system['depth']} beta={system['beta']:g}"
+    if kind == "matrix_variant":
+        return f"matrix variant d={system['width']} N={system['depth']} beta={system['beta']:g}"
+    if kind == "dyson":
+        return f"Dyson BM n={system['width']} b={system['b']:g}"
+    if kind == "ginibre":
+        return f"real Ginibre d={system['width']} (exact)"
+    if kind == "gbe":
+        names = {1.0: "GOE", 2.0: "GUE", 4.0: "GSE"}
+        name = names.get(float(system["b"]), "G b-E")
+        return f"{name} n={system['width']} b={system['b']:g} (exact)"
+    return f"independent points n={system['width']}"
+
+
+def expected_exponent(system: dict[str, Any]) -> float:
+    """The repulsion exponent each system should show: 0 (chamber, independent points),
+    1 (matrix variant, Ginibre: linear repulsion), ``b`` (Dyson, Gaussian b-ensembles)."""
+    kind = system["kind"]
+    if kind in ("chamber", "poisson"):
+        return 0.0
+    if kind in ("matrix_variant", "ginibre"):
+        return 1.0
+    return float(system["b"])
+
+
+def system_samples(
+    system: dict[str, Any],
+    rows: int,
+    seed: int,
+    dt: float = 1e-3,
+    rows_per_member: int = 4,
+    p: float = 2.0,
+) -> np.ndarray:
+    """``(rows, width)`` stationary configurations of one system (see the module docstring)."""
+    kind = system.get("kind")
+    d = check_integer(system.get("width"), "width", 3)
+    rng = np.random.default_rng(seed)
+    if kind == "ginibre":
+        return ginibre_singular_values(d, rows, rng, variance=1.0 / float(system["beta"]))
+    if kind == "gbe":
+        return gaussian_beta_ensemble(d, float(system["b"]), rows, rng)
+    if kind == "poisson":
+        return np.sort(rng.standard_normal((rows, d)), axis=-1)
+    if kind not in ("chamber", "matrix_variant", "dyson"):
+        raise fail("kind", kind, "must be chamber, matrix_variant, dyson, ginibre, gbe or poisson")
+    if kind == "dyson":
+        from particles.baselines import DysonModel
+
+        model = DysonModel(d, float(system["b"]))
+        start = np.linspace(-2.0, 2.0, d)[::-1] * math.sqrt(d)
+        decorrelation = 1.0
+    else:
+        depth = math.inf if str(system["depth"]) == "inf" else system["depth"]
+        if kind == "chamber":
+            model = Model(d, depth, float(system["beta"]), Schatten(p))
+        else:
+            from particles.baselines import MatrixVariant
+
+            model = MatrixVariant(d, depth, float(system["beta"]), Schatten(p))
+        base = Model(d, depth, float(system["beta"]), Schatten(p))
+        s_star = base.equilibrium() or 1.0
+        start = s_star * np.geomspace(2.0, 0.5, d)
+        rates = base.relaxation_rates(rescaled=model.infinite) if base.equilibrium() > 0 else (1, 1)
+        decorrelation = 3.0 / min(r for r in rates if r > 0)
+    members = math.ceil(rows / rows_per_member)
+    burn = 3.0 * decorrelation
+    times = burn + decorrelation * np.arange(rows_per_member)
+    ds = langevin_ensemble(
+        model,
+        start,
+        times,
+        members,
+        min(dt, decorrelation / 50),
+        seed=seed,
+        scheduler="serial",
+        progress=False,
+    )
+    out = ds.sigma.values.reshape(-1, d)[:rows]
+    return np.sort(out, axis=-1)
+
+
+def repulsion_comparison(
+    systems: Sequence[dict[str, Any]] = DEFAULT_SYSTEMS,
+    rows: int = 1200,
+    seed: int = 0,
+    dt: float = 1e-3,
+    n_boot: int = 400,
+    exact_factor: int = 4,
+) -> xr.Dataset:
+    """Samples, spacing statistics and the repulsion verdict for each system (one Dataset).
+
+    Dims: ``system``; ``spacing`` (unfolded nearest-neighbour spacings, pooled, NaN-padded) and
+    ``ratio`` (consecutive-spacing ratios, pooled, NaN-padded).  Variables per system:
+    ``mean_ratio``, ``mean_ratio_se``, ``gamma``, ``gamma_low``, ``gamma_high``,
+    ``gamma_expected``, ``small_fraction`` (spacings < 0.1), ``consistent`` (1 if the 95%
+    interval of ``gamma`` contains the expected exponent).
+    """
+    rows = check_integer(rows, "rows", 50)
+    if not systems:
+        raise fail("systems", systems, "needs at least one system")
+    labels, sp, ra, stats = [], [], [], []
+    for k, system in enumerate(systems):
+        # exact samplers are cheap: give them `exact_factor` times more rows (the exponent
+        # estimator needs thousands of rows to resolve b = 4 at small n)
+        n_rows = rows * (exact_factor if system.get("kind") in ("ginibre", "gbe", "poisson") else 1)
+        x = system_samples(dict(system), n_rows, seed + k, dt)
+        s = spacings(x)
+        r = spacing_ratios(x)
+        mean, se = mean_spacing_ratio(x)
+        gamma, (low, high) = repulsion_exponent(x, n_boot=n_boot, seed=seed)
+        expect = expected_exponent(system)
+        labels.append(_label(system))
+        sp.append(s.ravel())
+        ra.append(r.ravel())
+        stats.append(
+            (
+                mean,
+                se,
+                gamma,
+                low,
+                high,
+                expect,
+                small_spacing_fraction(s),
+                float(low <= expect <= high),
+            )
+        )
+    n_sp = max(v.size for v in sp)
+    n_ra = max(v.size for v in ra)
+    def pad(arrays, n):
+        return np.array(
+            [
+                np.pad(v, (0, n - v.size), constant_values=np.nan)
+                for v in arrays
+            ]
+        )
+    st = np.array(stats)
+    names = [
+        "mean_ratio",
+        "mean_ratio_se",
+        "gamma",
+        "gamma_low",
+        "gamma_high",
+        "gamma_expected",
+        "small_fraction",
+        "consistent",
+    ]
+    long = [
+        "mean consecutive-spacing ratio <r>",
+        "standard error of <r> (row means)",
+        "repulsion exponent gamma (ML fit, analysis.repulsion_exponent)",
+        "95% bootstrap interval, low",
+        "95% bootstrap interval, high",
+        "expected exponent (0 chamber/Poisson, 1 matrix variant/Ginibre, b Dyson/GbE)",
+        "fraction of unfolded spacings below 0.1",
+        "1 if gamma's interval contains the expected",
+    ]
+    data = {
+        n: ("system", st[:, j], {"long_name": lo, "units": "1"})
+        for j, (n, lo) in enumerate(zip(names, long, strict=True))
+    }
+    data["spacings"] = (
+        ("system", "spacing"),
+        pad(sp, n_sp),
+        {"long_name": "unfolded nearest-neighbour spacings (NaN padded)", "units": "mean spacing"},
+    )
+    data["ratios"] = (
+        ("system", "ratio"),
+        pad(ra, n_ra),
+        {"long_name": "consecutive-spacing ratios (NaN padded)", "units": "1"},
+    )
+    ds = xr.Dataset(data, coords={"system": ("system", labels, {"long_name": "particle system"})})
+    ds.attrs.update(
+        provenance(
+            kind="repulsion",
+            rows=rows,
+            seed=str(seed),
+            dt=dt,
+            n_boot=n_boot,
+            systems=repr(list(systems)),
+        )
+    )
+    return ds
