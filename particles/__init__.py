@@ -2,9 +2,11 @@
 
 The singular values of the end-to-end matrix are particles driven by the free energy
 ``F_beta = E - S_N / beta`` (see MODEL.md).  ``Model`` holds the mathematics; ``gradient_flow``
-integrates the deterministic flow.
+integrates the deterministic flow.  ``MatrixVariant`` and ``DysonModel`` are the random-matrix
+baselines (MODEL section 10), simulated by ``simulate_baseline_members``.
 """
 
+from .baselines import DysonModel, MatrixVariant, simulate_baseline_members
 from .coordinates import COORDINATES, mobility
 from .energies import Energy, Schatten, SeparableEnergy
 from .ensemble import langevin_ensemble
@@ -15,7 +17,9 @@ from .version import __version__
 
 __all__ = [
     "COORDINATES",
+    "DysonModel",
     "Energy",
+    "MatrixVariant",
     "Model",
     "Schatten",
     "SeparableEnergy",
@@ -25,4 +29,5 @@ __all__ = [
     "log_kernel",
     "mobility",
     "psi",
+    "simulate_baseline_members",
 ]

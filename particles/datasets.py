@@ -24,7 +24,15 @@ import xarray as xr
 from .validation import fail
 from .version import __version__
 
-__all__ = ["provenance", "trajectory_dataset", "save", "load", "clean_attrs", "check_path"]
+__all__ = [
+    "provenance",
+    "trajectory_dataset",
+    "save",
+    "load",
+    "clean_attrs",
+    "check_path",
+    "valid_states",
+]
 
 CONVENTIONS = "CF-1.10"
 
@@ -82,6 +90,18 @@ def provenance(**params: object) -> dict[str, str | int | float]:
     return clean_attrs(attrs)
 
 
+def valid_states(model, sigma: np.ndarray) -> np.ndarray:
+    """Mask ``(...)`` of the states (last axis) at which ``model`` evaluates its energies.
+
+    ``model.valid_states`` when the model defines it (e.g. Dyson eigenvalues may be negative),
+    else finite and ``> 0`` (singular values).
+    """
+    method = getattr(model, "valid_states", None)
+    if method is not None:
+        return np.asarray(method(sigma), dtype=bool)
+    return np.all(np.isfinite(sigma) & (sigma > 0), axis=-1)
+
+
 def trajectory_dataset(
     sigma: np.ndarray,
     times: np.ndarray,
@@ -94,22 +114,25 @@ def trajectory_dataset(
     """The standard particle-trajectory Dataset.
 
     ``sigma`` has shape ``(member, time, particle)``.  Adds ``energy`` and ``free_energy``
-    ``(member, time)`` computed by ``model`` (NaN where ``sigma`` is not finite), coordinates
-    ``member``, ``time``, ``particle`` and the provenance attributes.
+    ``(member, time)`` computed by ``model`` (NaN where the state is not valid for the model,
+    see ``valid_states``), coordinates ``member``, ``time``, ``particle`` and the provenance
+    attributes; ``sigma``'s long_name is ``model.state_long_name`` when the model has one.
     """
     sigma = np.asarray(sigma, dtype=np.float64)
     n_member, n_time, d = sigma.shape
-    finite = np.all(np.isfinite(sigma) & (sigma > 0), axis=-1)
+    finite = valid_states(model, sigma)
     safe = np.where(finite[..., None], sigma, 1.0)
     energy = np.where(finite, model.energy(safe), np.nan)
     free = np.where(finite, model.free_energy(safe), np.nan)
     time_name = "rescaled time tau = N t" if rescaled else "time t"
+    state_name = getattr(model, "state_long_name", "singular value of the end-to-end matrix")
+    free_name = getattr(model, "free_energy_long_name", "free energy F_beta = E - S_N / beta")
     ds = xr.Dataset(
         {
             "sigma": (
                 ("member", "time", "particle"),
                 sigma,
-                {"long_name": "singular value of the end-to-end matrix", "units": "1"},
+                {"long_name": state_name, "units": "1"},
             ),
             "energy": (
                 ("member", "time"),
@@ -119,7 +142,7 @@ def trajectory_dataset(
             "free_energy": (
                 ("member", "time"),
                 free,
-                {"long_name": "free energy F_beta = E - S_N / beta", "units": "1"},
+                {"long_name": free_name, "units": "1"},
             ),
         },
         coords={

@@ -42,7 +42,8 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
-from .datasets import clean_attrs, trajectory_dataset
+from .baselines import DysonModel, MatrixVariant
+from .datasets import clean_attrs, trajectory_dataset, valid_states
 from .model import Model
 from .validation import check_integer, check_positive, check_singular_values, check_times, fail
 
@@ -193,7 +194,7 @@ def _finish(stats: Stats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 # ------------------------------------------------------------------ one chunk
 def _energies(model: Model, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``E`` and ``F_beta`` per state, NaN where ``sigma`` is not finite (as trajectory_dataset)."""
-    finite = np.all(np.isfinite(sigma) & (sigma > 0), axis=-1)
+    finite = valid_states(model, sigma)
     safe = np.where(finite[..., None], sigma, 1.0)
     with np.errstate(all="ignore"):
         energy = np.where(finite, model.energy(safe), np.nan)
@@ -214,10 +215,16 @@ def _run_chunk(
     save_members: bool,
 ) -> dict[str, Any]:
     """Simulate members ``first .. first+len(starts)-1``; their saved fields and tree nodes."""
+    from .baselines import simulate_baseline_members
     from .langevin import simulate_members
 
     members = np.arange(first, first + len(starts), dtype=np.int64)
-    block = simulate_members(
+    engine = (
+        simulate_baseline_members
+        if isinstance(model, MatrixVariant | DysonModel)
+        else simulate_members
+    )
+    block = engine(
         model, starts, members, times, dt, seed, temperature=temperature, rescaled=rescaled
     )
     sigma = np.asarray(block.sigma, dtype=np.float64)
@@ -719,12 +726,12 @@ def _check_resume(path: Path, plan: _Plan) -> None:
             raise fail("store", str(path), "is not a dlnsim langevin_ensemble store")
         if attrs.get("store_format") != STORE_FORMAT:
             raise fail("store", str(path), f"has layout {attrs.get('store_format')}")
-        keys = [*plan.model.describe(), "rescaled_time", "seed", "dt", "temperature"]
+        keys = ["system", *plan.model.describe(), "rescaled_time", "seed", "dt", "temperature"]
         keys += ["members", "chunk_size", "reductions", "save_members"]
         for key in keys:
-            if attrs.get(key) != plan.attrs[key]:
+            if attrs.get(key) != plan.attrs.get(key):
                 raise fail(
-                    key, plan.attrs[key], f"does not match {attrs.get(key)!r} stored in {path}"
+                    key, plan.attrs.get(key), f"does not match {attrs.get(key)!r} stored in {path}"
                 )
         old_times = stored.time.values
         if old_times.shape != plan.times.shape or not np.array_equal(old_times, plan.times):
@@ -762,6 +769,9 @@ def langevin_ensemble(
 ) -> xr.Dataset:
     """Run ``members`` independent Langevin trajectories of ``model``, saved at ``times``.
 
+    ``model``: a ``Model``, or a random-matrix baseline (``MatrixVariant``, ``DysonModel``),
+    which runs on ``particles.baselines.simulate_baseline_members`` with the same seeding.
+
     ``sigma0``: one start ``(d,)`` for all members or one per member ``(members, d)`` (rows are
     sorted descending).  ``dt``: the engine's time step; ``times`` in ``t`` or, ``rescaled``,
     in ``tau = N t``.  ``seed``: an integer >= 0; without one a seed is drawn
@@ -797,8 +807,8 @@ def langevin_ensemble(
     is then opened lazily from the store.  ``progress``: tqdm bar over chunks (None: on a
     terminal only).
     """
-    if not isinstance(model, Model):
-        raise fail("model", model, "must be a particles.Model")
+    if not isinstance(model, Model | DysonModel):
+        raise fail("model", model, "must be a particles.Model (or MatrixVariant, DysonModel)")
     members = check_integer(members, "members", 1)
     dt = check_positive(dt, "dt")
     times = check_times(times)
@@ -808,7 +818,11 @@ def langevin_ensemble(
         if temperature is None
         else check_positive(temperature, "temperature", allow_zero=True)
     )
-    starts = check_singular_values(sigma0, model.width, "sigma0")
+    check_state = getattr(model, "check_state", None)  # Dyson: ordered, possibly negative
+    if check_state is None:
+        starts = check_singular_values(sigma0, model.width, "sigma0")
+    else:
+        starts = check_state(sigma0, "sigma0")
     if starts.ndim == 1:
         starts = np.broadcast_to(starts, (members, model.width))
     elif starts.ndim != 2 or starts.shape[0] != members:

@@ -1,0 +1,1228 @@
+r"""Compiled pair force of the chamber entropy, exact to rounding, and its fast summation.
+
+Every entry point returns, for each member (row) of a batch of positions of shape ``(..., d)``,
+
+    F_i = sum_{j != i} psi_N'(rho_i - rho_j),     psi_N'(x) = coth x - coth(x/N)/N,
+
+(``psi_inf'(x) = coth x - 1/x``; ``N = 1`` gives 0), so that ``dS_N/drho_i = a + F_i / 2``
+(MODEL section 2).  ``pair_force`` takes ``rho = log sigma``; ``pair_force_u`` takes the flat
+coordinates ``u = sigma^{1/N}`` of the Langevin engine (finite ``N``), i.e. ``rho = N log u``.
+
+Per pair.  With ``a = |rho_i - rho_j|``, ``g = psi_N'(a) >= 0``; the pair adds
+``sign(rho_i - rho_j) g`` to ``F_i`` and the opposite to ``F_j`` (each pair is evaluated once).
+
+* near, ``a <= NEAR_CUT = 0.35``: the odd Taylor series ``g = a sum_n c_n (1 - N^{-2n}) a^{2n-2}``
+  (``c_n = 2^{2n} B_{2n} / (2n)!``, 9 terms, truncation < 6e-18 relative) in the exact difference
+  ``a``.  This is where ``coth x`` and ``coth(x/N)/N`` cancel; the series has no cancellation.
+* far, ``a > NEAR_CUT``, no transcendental call per pair.  Per member, ``w_i = e^{2(rho_i-c)/N}``
+  and ``v_i = e^{2(rho_i-c)}`` (``c`` the member's centre; the rounding of ``rho_i - c`` and of the
+  division by ``N`` is carried into the exponential, so both are within ~1 ulp whatever
+  ``|rho|``) and their inverses are computed once (a vectorized ``exp``); then
+  ``s = e^{-2a/N} = min(w_i/w_j, w_j/w_i)`` and ``t = e^{-2a} = min(v_i/v_j, v_j/v_i)`` are
+  products, and
+
+      N <= SMALL_DEPTH = 16:  g = (1 - 1/N) + 2 [t N (1 - s) - s (1 - t)] / [N (1 - s)(1 - t)]
+      N = inf:                g = [(1 + t) a - (1 - t)] / [a (1 - t)]           (= coth a - 1/a)
+      N > 16:                 g = (coth a - 1/a) - L'(a/N)/N, with L'(y) = coth y - 1/y from its
+                              series (18 terms) for y = a/N <= 1, else from
+                              [a (1 + s) - N (1 - s)] / [N a (1 - s)].
+
+  One division per pair.  (The first line is ``coth a - coth(a/N)/N`` with the constant
+  ``1 - 1/N`` split off, so far pairs are within ~1 ulp.)  For ``pair_force`` with
+  ``2 <= N <= 16`` and ``d < SORT_WIDTH``, ``t = s^N`` is formed per pair by repeated squaring
+  (``N`` a compile-time constant, one specialization per ``N``), so only ``w`` needs an
+  exponential.  For ``a > 0.35`` the cancellation inside these quotients is at most a factor ~30
+  and the ~1 ulp errors of ``s`` and ``t`` move ``g`` by at most ~N/a^3 ulp, which is why the
+  first form stops at ``N = 16``.  Measured against mpmath: ~1 ulp on average, worst pair 6e-14
+  relative (just above the cut, N = 16).
+* ``pair_force_u`` with ``2 <= N <= 16`` and ``d < SORT_WIDTH``: the rational form in
+  ``s = (u_lo/u_hi)^2`` (``u`` scaled by a power of two, which is exact), free of cancellation:
+
+      g = m Q(s) / (N S(s)),   m = 1 - s = (u_hi - u_lo)(u_hi + u_lo) / u_hi^2,
+      S(s) = sum_{k<N} s^k,   Q(s) = sum_{k=0}^{N-2} (k + 1)(N - 1 - k) s^k,
+
+  all coefficients positive (``N`` is a compile-time constant, one specialization per ``N``).
+  Elsewhere ``pair_force_u`` forms ``rho' = N log(u/c)`` per particle (``N log1p((u - c)/c)``
+  near the centre ``c``, so that close particles keep their exact difference) and proceeds as
+  ``pair_force``.
+
+Layouts.  ``d < SORT_WIDTH``: rows two at a time, one pass over ``j`` that evaluates both
+branches and selects (vectorizes over ``j``).  ``d >= SORT_WIDTH``: the member is sorted
+(insertion sort, linear for nearly sorted rows such as consecutive Langevin states; quicksort
+otherwise) and each row splits into a near run and a far run, each its own vectorized loop.
+Members with a spread above ``SPREAD_MAX`` in ``rho`` (``e^{2 rho}`` would overflow) or with
+non-finite entries use a scalar per-pair evaluation (``exp`` per pair; NaN propagates).
+Accuracy (tests/test_kernels.py, against the numpy reference ``particles.entropy``): relative
+force error ``max_i |F_i - F_i^ref| / max_j |F_j^ref|`` below 2e-14 on random, near-coincident
+(pairs at 0, 1e-14, 1e-10, 1e-6, 1e-3), fully clustered and widely spread (+-300) members.
+
+Fast summation (``method="fast"``; ``"auto"`` from ``d >= CROSSOVER_WIDTH``).  The kernel
+``K(x, y) = psi_N'(x - y)`` on the member's interval ``[lo, hi]`` is replaced by its tensor
+Chebyshev interpolant of rank ``r`` (``r`` first-kind nodes per variable):
+``F_i ~ sum_{k<r} G_k T_k(x_i)``, ``G = C K C^T W``, ``W_l = sum_j T_l(x_j)``, ``O(d r + r^2)``
+work (``r^2/2`` kernel values).  ``psi_N'`` is analytic in the strip ``|Im x| < pi``, so the rank
+grows with the spread: ``r ~ log(1/tol) / log(q)``, ``q = pi/h + sqrt(1 + (pi/h)^2)``,
+``h = (hi - lo)/2`` (about 45 at tol 1e-12 for ``h = 3``).  A rank is accepted when
+``4 d`` times the size of the last two coefficient rows of ``C K C^T`` is at most
+``tol * max_i |F_i|`` (the largest force sits at an end particle, since ``F`` increases with the
+position); otherwise it grows by 1.5x.  A member falls back to the exact kernel when the rank
+would exceed ``d/4`` or, for ``"auto"``, when a cost model says the exact kernel is cheaper.
+
+Threads.  ``threads`` (default ``default_threads()``: 1 inside a worker process or a non-main
+thread, else ``numba.get_num_threads()``) above 1 selects a ``parallel=True`` driver with
+``prange`` over chunks of members.  A member is always computed by the same code, and every choice
+(layout, fallback, rank) depends only on that member's data, so results are bitwise independent
+of the batch composition, of the chunking and of ``threads``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import multiprocessing
+import numbers
+import threading
+from fractions import Fraction
+
+import numba
+import numpy as np
+from numba import prange
+
+from .entropy import linear_coefficient
+from .validation import check_depth, check_positive, fail
+
+__all__ = [
+    "CROSSOVER_WIDTH",
+    "DEFAULT_TOL",
+    "KERNEL_NAMES",
+    "NEAR_CUT",
+    "SMALL_DEPTH",
+    "SORT_WIDTH",
+    "SPREAD_MAX",
+    "default_threads",
+    "entropy_gradient",
+    "entropy_gradient_u",
+    "pair_force",
+    "pair_force_u",
+]
+
+DEFAULT_TOL = 1e-12
+# Fast summation is tried from this width on (method="auto").  Measured with
+# benchmarks/bench_kernels.py (one thread, N = 10, 8 rows rho ~ normal(0, 1), default tol, rank
+# 37-40), exact vs fast per member: d = 256: 0.053 vs 0.062 ms; d = 320: 0.074 vs 0.066 ms;
+# d = 384: 0.101 vs 0.073 ms; d = 512: 0.154 vs 0.067 ms (benchmarks/results/kernels.md).  Wider
+# spreads need larger ranks; the per-member cost model below then keeps the exact kernel.
+CROSSOVER_WIDTH = 320
+SORT_WIDTH = 64  # d >= SORT_WIDTH: sorted near/far split; below: one branch-free pass
+NEAR_CUT = 0.35  # |rho_i - rho_j| <= NEAR_CUT: Taylor series of psi_N'
+SMALL_DEPTH = 16  # N <= SMALL_DEPTH: the one-division far formula (and the rational u form)
+SPREAD_MAX = 700.0  # max - min of rho above which e^{2 rho} would overflow: per-pair exp
+
+# kernel codes reported by ``return_plan=True``
+KERNEL_NAMES = {
+    0: "zero",  # d < 2 or N = 1
+    1: "branchless",  # one branch-free pass over j > i
+    2: "sorted",  # sorted rows, near and far runs
+    3: "rational-u",  # pair_force_u, N <= SMALL_DEPTH, branch-free rational form in u
+    4: "per-pair-exp",  # spread > SPREAD_MAX or non-finite input: exp per pair
+    5: "chebyshev",  # fast summation
+}
+_K_ZERO, _K_BRANCHLESS, _K_SORTED, _K_RATIONAL, _K_GENERIC, _K_FAST = range(6)
+_FAM_SMALL, _FAM_LARGE, _FAM_INF = 0, 1, 2
+_ENTRY_RHO, _ENTRY_U = 0, 1
+_METHOD_EXACT, _METHOD_FAST, _METHOD_AUTO = 0, 1, 2
+_METHODS = {"exact": _METHOD_EXACT, "fast": _METHOD_FAST, "auto": _METHOD_AUTO}
+
+_FM = {"reassoc", "contract", "nsz"}  # reassociation only (vectorized sums); no nnan/ninf/arcp
+_N_NEAR = 9  # terms of the near series (|a| <= 0.35: truncation < 6e-18 relative)
+_N_LARGE = 18  # terms of L'(y)/N for y = a/N <= 1 (next term < 1e-17 relative)
+_LARGE_Y = 1.0
+# cost model for method="auto", in units of one exact pair evaluation (per member):
+# exact d (d - 1) / 2; fast ~ 50 r^2 / 2 (kernel matrix, exp per entry) + 7 r^2 + 1.5 d r
+# (fitted to benchmark timings: 0.7 ns per exact pair, 0.9 ns per d r, 23 ns per r^2)
+_COST_KMAT = 50.0
+_COST_R2 = 7.0
+_COST_DR = 1.5
+_SMALL_WORK = 40_000  # members * d^2 below which threads are not worth starting
+_CHEB_BLOCK = 256
+
+
+# ---------------------------------------------------------------------------- coefficients
+def _bernoulli_even(n_max: int) -> list[Fraction]:
+    """B_0..B_{n_max} by the recurrence sum_{k<=m} C(m+1, k) B_k = 0 (B_1 = -1/2)."""
+    b = [Fraction(0)] * (n_max + 1)
+    b[0] = Fraction(1)
+    for m in range(1, n_max + 1):
+        b[m] = -sum(math.comb(m + 1, k) * b[k] for k in range(m)) / (m + 1)
+    return b
+
+
+def _lsinhc_series(n_terms: int) -> list[Fraction]:
+    """c_n, n = 1..n_terms, with L'(x) = coth x - 1/x = sum_n c_n x^{2n-1}."""
+    b = _bernoulli_even(2 * n_terms)
+    return [
+        Fraction(2 ** (2 * n)) * b[2 * n] / math.factorial(2 * n) for n in range(1, n_terms + 1)
+    ]
+
+
+_C_SERIES = _lsinhc_series(_N_LARGE)
+_C1_FLOAT = tuple(float(c) for c in _C_SERIES[:12])  # _lsinhc1: |x| <= 1/2
+
+
+@functools.lru_cache(maxsize=64)
+def _near_coefficients(depth: int | float) -> tuple[float, ...]:
+    """Horner coefficients (highest first) of psi_N'(a)/a in powers of a^2."""
+    if depth == math.inf:
+        cs = [float(c) for c in _C_SERIES[:_N_NEAR]]
+    else:
+        n = Fraction(int(depth))
+        cs = [float(c * (1 - n ** (-2 * k))) for k, c in enumerate(_C_SERIES[:_N_NEAR], start=1)]
+    return tuple(cs[::-1])
+
+
+@functools.lru_cache(maxsize=64)
+def _large_coefficients(depth: int | float) -> tuple[float, ...]:
+    """Horner coefficients of L'(a/N)/(N a) in powers of a^2 (zeros for N = inf)."""
+    if depth == math.inf:
+        return (0.0,) * _N_LARGE
+    n = Fraction(int(depth))
+    cs = [float(c / n ** (2 * k)) for k, c in enumerate(_C_SERIES, start=1)]
+    return tuple(cs[::-1])
+
+
+def _family(depth: int | float) -> int:
+    if depth == math.inf:
+        return _FAM_INF
+    return _FAM_SMALL if depth <= SMALL_DEPTH else _FAM_LARGE
+
+
+# ---------------------------------------------------------------------------- scalar exact
+@numba.njit(cache=True, error_model="numpy")
+def _horner(c, z):
+    p = c[0]
+    for k in range(1, len(c)):
+        p = p * z + c[k]
+    return p
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _lsinhc1(x):
+    """L'(x) = coth x - 1/x (odd), scalar, ~1 ulp: series for |x| <= 1/2, else exp form."""
+    ax = abs(x)
+    if ax <= 0.5:
+        z = x * x
+        c = _C1_FLOAT
+        p = c[11]
+        for k in range(10, -1, -1):
+            p = p * z + c[k]
+        return x * p
+    t = math.exp(-2.0 * ax)
+    val = (1.0 + t) / (1.0 - t) - 1.0 / ax
+    return val if x > 0 else -val
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _dpsi(x, inv_n):
+    """psi_N'(x) = L'(x) - L'(x/N)/N; ``inv_n = 1/N`` (0 for N = inf)."""
+    if inv_n == 0.0:
+        return _lsinhc1(x)
+    return _lsinhc1(x) - _lsinhc1(x * inv_n) * inv_n
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _generic_member(x, inv_n, out):
+    """Scalar per-pair evaluation (exp per pair); NaN in -> NaN out."""
+    d = x.shape[0]
+    for i in range(d):
+        out[i] = 0.0
+    for i in range(d - 1):
+        xi = x[i]
+        acc = 0.0
+        for j in range(i + 1, d):
+            f = _dpsi(xi - x[j], inv_n)
+            acc += f
+            out[j] -= f
+        out[i] += acc
+
+
+# ---------------------------------------------------------------------------- precomputation
+_LN2_HI = 6.93147180369123816490e-01  # high part of log 2 (trailing zeros: k * _LN2_HI exact)
+_LN2_LO = 1.90821492927058770002e-10
+_INV_LN2 = 1.44269504088896338700e00
+_EXP_POLY = tuple(1.0 / math.factorial(k) for k in range(13, -1, -1))  # e^r, |r| <= 0.35
+
+
+@numba.njit(cache=True, fastmath={"contract"}, error_model="numpy")
+def _vexp(y, dy, out, kbuf):
+    """out = exp(y + dy) (dy a tiny correction), |y| <= 705; vectorizable, ~1 ulp.
+
+    Cody-Waite reduction y = k log 2 + r (k log2_hi exact), degree-13 Taylor polynomial for
+    e^r (|r| <= 0.35, truncation < 5e-18), 2^k assembled in the exponent bits."""
+    n = y.shape[0]
+    for i in range(n):
+        yi = y[i]
+        k = math.floor(yi * _INV_LN2 + 0.5)
+        r = (yi - k * _LN2_HI) - k * _LN2_LO + dy[i]
+        out[i] = _horner(_EXP_POLY, r)
+        kbuf[i] = (np.int64(k) + 1023) << 52
+    scale = kbuf.view(np.float64)
+    for i in range(n):
+        out[i] *= scale[i]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _prep_rho(x, n_int, fam, w, iw, v, iv, y, dy, kbuf):
+    """Per-particle w = e^{2(x-c)/N}, v = e^{2(x-c)} and inverses; False if not applicable."""
+    d = x.shape[0]
+    lo = x[0]
+    hi = x[0]
+    for i in range(d):
+        xi = x[i]
+        if not (xi - xi == 0.0):  # NaN or inf
+            return False
+        lo = min(lo, xi)
+        hi = max(hi, xi)
+    if hi - lo > SPREAD_MAX:
+        return False
+    c = 0.5 * (lo + hi)
+    # v = exp(2 (x - c)) with the rounding error of x - c carried along (TwoSum)
+    for i in range(d):
+        r = x[i] - c
+        bp = r - x[i]
+        e = (x[i] - (r - bp)) + (-c - bp)
+        y[i] = 2.0 * r
+        dy[i] = 2.0 * e
+    _vexp(y, dy, v, kbuf)
+    for i in range(d):
+        iv[i] = 1.0 / v[i]
+    if fam == _FAM_INF:
+        for i in range(d):
+            w[i] = 1.0
+            iw[i] = 1.0
+        return True
+    # w = exp(2 (x - c) / N): residual of the division by N from a Veltkamp split (N < 2^26)
+    fn = float(n_int)
+    exact_split = n_int < 67108864
+    for i in range(d):
+        r2 = y[i]
+        q = r2 / fn
+        res = 0.0
+        if exact_split:
+            cq = 134217729.0 * q
+            qh = cq - (cq - q)
+            ql = q - qh
+            res = ((r2 - qh * fn) - ql * fn) / fn
+        y[i] = q
+        dy[i] = res + dy[i] / fn
+    _vexp(y, dy, w, kbuf)
+    for i in range(d):
+        iw[i] = 1.0 / w[i]
+    return True
+
+
+# ---------------------------------------------------------------------------- pair kernels
+@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
+def _pair_branchless(famt, xi, wi, iwi, vi, ivi, xj, wj, iwj, vj, ivj, cn, cl, fn):
+    """psi_N'(x_i - x_j) for an unsorted pair: both branches, then a select (vectorizes)."""
+    fam = len(famt) - 1
+    dx = xi - xj
+    a = abs(dx)
+    z = a * a
+    gn = a * _horner(cn, z)
+    t = min(vi * ivj, vj * ivi)
+    if fam == _FAM_SMALL:
+        s = min(wi * iwj, wj * iwi)
+        nm = fn * (1.0 - s)
+        gf = (1.0 - 1.0 / fn) + 2.0 * (t * nm - s * (1.0 - t)) / (nm * (1.0 - t))
+    elif fam == _FAM_INF:
+        gf = ((1.0 + t) * a - (1.0 - t)) / (a * (1.0 - t))
+    else:
+        s = min(wi * iwj, wj * iwi)
+        gl = ((1.0 + t) * a - (1.0 - t)) / (a * (1.0 - t))
+        ser = a * _horner(cl, z)
+        sfar = (a * (1.0 + s) - fn * (1.0 - s)) / (fn * a * (1.0 - s))
+        gf = gl - (ser if a <= _LARGE_Y * fn else sfar)
+    g = gn if a <= NEAR_CUT else gf
+    return math.copysign(g, dx)
+
+
+@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
+def _kernel_branchless(x, w, iw, v, iv, cn, cl, famt, fn, out):
+    """Unsorted member: rows in pairs, one pass over j computing both branches (vectorizes
+    over j).  The family is ``len(famt) - 1`` (a compile-time constant)."""
+    d = x.shape[0]
+    for i in range(d):
+        out[i] = 0.0
+    i = 0
+    while i + 2 < d:
+        x0 = x[i]
+        w0 = w[i]
+        iw0 = iw[i]
+        v0 = v[i]
+        iv0 = iv[i]
+        x1 = x[i + 1]
+        w1 = w[i + 1]
+        iw1 = iw[i + 1]
+        v1 = v[i + 1]
+        iv1 = iv[i + 1]
+        f01 = _pair_branchless(famt, x0, w0, iw0, v0, iv0, x1, w1, iw1, v1, iv1, cn, cl, fn)
+        a0 = f01
+        a1 = -f01
+        xx = x[i + 2 :]
+        ww = w[i + 2 :]
+        iww = iw[i + 2 :]
+        vv = v[i + 2 :]
+        ivv = iv[i + 2 :]
+        oo = out[i + 2 :]
+        for j in range(d - i - 2):
+            xj = xx[j]
+            wj = ww[j]
+            iwj = iww[j]
+            vj = vv[j]
+            ivj = ivv[j]
+            f0 = _pair_branchless(famt, x0, w0, iw0, v0, iv0, xj, wj, iwj, vj, ivj, cn, cl, fn)
+            f1 = _pair_branchless(famt, x1, w1, iw1, v1, iv1, xj, wj, iwj, vj, ivj, cn, cl, fn)
+            a0 += f0
+            a1 += f1
+            oo[j] -= f0 + f1
+        out[i] += a0
+        out[i + 1] += a1
+        i += 2
+    if i + 1 < d:
+        f = _pair_branchless(
+            famt,
+            x[i],
+            w[i],
+            iw[i],
+            v[i],
+            iv[i],
+            x[i + 1],
+            w[i + 1],
+            iw[i + 1],
+            v[i + 1],
+            iv[i + 1],
+            cn,
+            cl,
+            fn,
+        )
+        out[i] += f
+        out[i + 1] -= f
+
+
+@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
+def _kernel_sorted(x, w, iw, v, iv, cn, cl, famt, fn, out):
+    """Member sorted ascending: per row a near run (series) and a far run (quotients).
+
+    The family is ``len(famt) - 1`` (as in ``_kernel_branchless``)."""
+    fam = len(famt) - 1
+    d = x.shape[0]
+    for i in range(d):
+        out[i] = 0.0
+    k = 0
+    for i in range(d - 1):
+        xi = x[i]
+        wi = w[i]
+        vi = v[i]
+        lim = xi + NEAR_CUT
+        if k < i + 1:
+            k = i + 1
+        while k < d and x[k] <= lim:
+            k += 1
+        acc = 0.0
+        # near run j in (i, k): a = x_j - x_i in [0, NEAR_CUT]
+        xx = x[i + 1 : k]
+        oo = out[i + 1 : k]
+        for j in range(k - i - 1):
+            a = xx[j] - xi
+            g = a * _horner(cn, a * a)
+            acc -= g
+            oo[j] += g
+        # far run j >= k
+        oo = out[k:]
+        m = d - k
+        if fam == _FAM_SMALL:
+            iww = iw[k:]
+            ivv = iv[k:]
+            c0 = 1.0 - 1.0 / fn
+            for j in range(m):
+                s = wi * iww[j]
+                t = vi * ivv[j]
+                nm = fn * (1.0 - s)
+                g = c0 + 2.0 * (t * nm - s * (1.0 - t)) / (nm * (1.0 - t))
+                acc -= g
+                oo[j] += g
+        elif fam == _FAM_INF:
+            xx = x[k:]
+            ivv = iv[k:]
+            for j in range(m):
+                a = xx[j] - xi
+                t = vi * ivv[j]
+                g = ((1.0 + t) * a - (1.0 - t)) / (a * (1.0 - t))
+                acc -= g
+                oo[j] += g
+        else:
+            xx = x[k:]
+            iww = iw[k:]
+            ivv = iv[k:]
+            for j in range(m):
+                a = xx[j] - xi
+                s = wi * iww[j]
+                t = vi * ivv[j]
+                gl = ((1.0 + t) * a - (1.0 - t)) / (a * (1.0 - t))
+                ser = a * _horner(cl, a * a)
+                sfar = (a * (1.0 + s) - fn * (1.0 - s)) / (fn * a * (1.0 - s))
+                g = gl - (ser if a <= _LARGE_Y * fn else sfar)
+                acc -= g
+                oo[j] += g
+        out[i] += acc
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _prep_w(x, n_int, w, iw, y, dy, kbuf):
+    """``_prep_rho`` for the chain kernel: w = e^{2(x-c)/N} and 1/w only."""
+    d = x.shape[0]
+    lo = x[0]
+    hi = x[0]
+    chk = 0.0
+    for i in range(d):
+        xi = x[i]
+        chk += xi * 0.0  # NaN if any entry is NaN or infinite
+        lo = min(lo, xi)
+        hi = max(hi, xi)
+    if not (chk == 0.0 and hi - lo <= SPREAD_MAX):
+        return False
+    c = 0.5 * (lo + hi)
+    fn = float(n_int)
+    for i in range(d):
+        xi = x[i]
+        r = xi - c
+        bp = r - xi
+        e = (xi - (r - bp)) + (-c - bp)
+        r2 = 2.0 * r
+        q = r2 / fn
+        cq = 134217729.0 * q
+        qh = cq - (cq - q)
+        ql = q - qh
+        y[i] = q
+        dy[i] = ((r2 - qh * fn) - ql * fn) / fn + 2.0 * e / fn
+    _vexp(y, dy, w, kbuf)
+    for i in range(d):
+        iw[i] = 1.0 / w[i]
+    return True
+
+
+@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
+def _pow_n(nt, s):
+    """s^N, N = len(nt) (compile-time constant), by repeated squaring."""
+    n = len(nt)
+    nb = 0
+    while (n >> nb) > 1:
+        nb += 1
+    p = s
+    for b in range(nb - 1, -1, -1):
+        p = p * p
+        if (n >> b) & 1:
+            p = p * s
+    return p
+
+
+@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
+def _pair_chain(nt, xi, wi, iwi, xj, wj, iwj, cn, fn):
+    """psi_N'(x_i - x_j), 2 <= N <= SMALL_DEPTH, unsorted pair; t = s^N from s itself."""
+    dx = xi - xj
+    a = abs(dx)
+    gn = a * _horner(cn, a * a)
+    s = min(wi * iwj, wj * iwi)
+    t = _pow_n(nt, s)
+    nm = fn * (1.0 - s)
+    gf = (1.0 - 1.0 / fn) + 2.0 * (t * nm - s * (1.0 - t)) / (nm * (1.0 - t))
+    g = gn if a <= NEAR_CUT else gf
+    return math.copysign(g, dx)
+
+
+@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
+def _kernel_chain(x, w, iw, cn, nt, fn, out):
+    """``_kernel_branchless`` for 2 <= N <= SMALL_DEPTH with ``t = s^N`` formed per pair (N a
+    compile-time constant): two per-particle arrays fewer, and ``t`` consistent with ``s``."""
+    d = x.shape[0]
+    for i in range(d):
+        out[i] = 0.0
+    i = 0
+    while i + 2 < d:
+        x0 = x[i]
+        w0 = w[i]
+        iw0 = iw[i]
+        x1 = x[i + 1]
+        w1 = w[i + 1]
+        iw1 = iw[i + 1]
+        f01 = _pair_chain(nt, x0, w0, iw0, x1, w1, iw1, cn, fn)
+        a0 = f01
+        a1 = -f01
+        xx = x[i + 2 :]
+        ww = w[i + 2 :]
+        iww = iw[i + 2 :]
+        oo = out[i + 2 :]
+        for j in range(d - i - 2):
+            xj = xx[j]
+            wj = ww[j]
+            iwj = iww[j]
+            f0 = _pair_chain(nt, x0, w0, iw0, xj, wj, iwj, cn, fn)
+            f1 = _pair_chain(nt, x1, w1, iw1, xj, wj, iwj, cn, fn)
+            a0 += f0
+            a1 += f1
+            oo[j] -= f0 + f1
+        out[i] += a0
+        out[i + 1] += a1
+        i += 2
+    if i + 1 < d:
+        f = _pair_chain(nt, x[i], w[i], iw[i], x[i + 1], w[i + 1], iw[i + 1], cn, fn)
+        out[i] += f
+        out[i + 1] -= f
+
+
+@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
+def _q_poly(nt, s):
+    """Q(s) = sum_{k=0}^{N-2} (k+1)(N-1-k) s^k, N = len(nt) (a compile-time constant)."""
+    n = len(nt)
+    p = float(n - 1)
+    for kk in range(n - 2):
+        k = n - 3 - kk
+        p = p * s + float((k + 1) * (n - 1 - k))
+    return p
+
+
+@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
+def _s_poly(nt, s):
+    """S(s) = sum_{k<N} s^k by binary doubling: S_2k = S_k (1 + s^k), S_k+1 = 1 + s S_k."""
+    n = len(nt)
+    nb = 0
+    while (n >> nb) > 1:
+        nb += 1
+    acc = 1.0
+    p = s
+    for b in range(nb - 1, -1, -1):
+        acc = acc * (1.0 + p)
+        p = p * p
+        if (n >> b) & 1:
+            acc = acc * s + 1.0
+            p = p * s
+    return acc
+
+
+@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
+def _kernel_rational(u, iw, nt, fn, out):
+    """pair_force_u, N = len(nt) <= SMALL_DEPTH: g = m Q(s) / (N S(s)), branch-free."""
+    d = u.shape[0]
+    for i in range(d):
+        out[i] = 0.0
+    for i in range(d - 1):
+        ui = u[i]
+        iwi = iw[i]
+        uu = u[i + 1 :]
+        ww = iw[i + 1 :]
+        oo = out[i + 1 :]
+        acc = 0.0
+        for j in range(d - i - 1):
+            uj = uu[j]
+            hi = max(ui, uj)
+            lo = min(ui, uj)
+            iwh = min(iwi, ww[j])
+            s = lo * lo * iwh
+            m = (hi - lo) * (hi + lo) * iwh
+            g = (m * _q_poly(nt, s)) / (fn * _s_poly(nt, s))
+            f = math.copysign(g, ui - uj)
+            acc += f
+            oo[j] -= f
+        out[i] += acc
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _heapsort_indices(x, idx):
+    """idx[:] = an ascending order of x (heapsort on indices, O(d log d))."""
+    n = x.shape[0]
+    for i in range(n):
+        idx[i] = i
+    start = n // 2 - 1
+    end = n - 1
+    while end > 0:
+        if start >= 0:
+            root = start
+            start -= 1
+        else:
+            tmp = idx[0]
+            idx[0] = idx[end]
+            idx[end] = tmp
+            end -= 1
+            root = 0
+        while True:
+            child = 2 * root + 1
+            if child > end:
+                break
+            if child < end and x[idx[child]] < x[idx[child + 1]]:
+                child += 1
+            if x[idx[root]] < x[idx[child]]:
+                tmp = idx[root]
+                idx[root] = idx[child]
+                idx[child] = tmp
+                root = child
+            else:
+                break
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _argsort_adaptive(x, idx):
+    """Ascending order of x into idx: insertion sort from the better of the identity and the
+    reversal (linear for nearly sorted rows), heapsort when that would take too long."""
+    d = x.shape[0]
+    if x[0] > x[d - 1]:
+        for i in range(d):
+            idx[i] = d - 1 - i
+    else:
+        for i in range(d):
+            idx[i] = i
+    budget = 4 * d + 64
+    moves = 0
+    for i in range(1, d):
+        cur = idx[i]
+        xc = x[cur]
+        j = i
+        while j > 0 and x[idx[j - 1]] > xc:
+            idx[j] = idx[j - 1]
+            j -= 1
+        idx[j] = cur
+        moves += i - j
+        if moves > budget:
+            _heapsort_indices(x, idx)
+            return
+
+
+# ---------------------------------------------------------------------------- fast summation
+@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
+def _cheb_moments(xh, r, out_w, b0, b1):
+    """out_w[l] = sum_j T_l(xh_j), l < r, blocked over j."""
+    d = xh.shape[0]
+    for l in range(r):
+        out_w[l] = 0.0
+    for j0 in range(0, d, _CHEB_BLOCK):
+        nb = min(_CHEB_BLOCK, d - j0)
+        xb = xh[j0 : j0 + nb]
+        s1 = 0.0
+        for j in range(nb):
+            b0[j] = 1.0
+            b1[j] = xb[j]
+            s1 += xb[j]
+        out_w[0] += nb
+        if r > 1:
+            out_w[1] += s1
+        tm = b0
+        tc = b1
+        for l in range(2, r):
+            acc = 0.0
+            for j in range(nb):
+                tn = 2.0 * xb[j] * tc[j] - tm[j]
+                tm[j] = tn
+                acc += tn
+            out_w[l] += acc
+            tm, tc = tc, tm
+
+
+@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
+def _cheb_eval(xh, g, r, out, b1, b2):
+    """out_j = sum_{k<r} g_k T_k(xh_j) by Clenshaw, blocked over j."""
+    d = xh.shape[0]
+    for j0 in range(0, d, _CHEB_BLOCK):
+        nb = min(_CHEB_BLOCK, d - j0)
+        xb = xh[j0 : j0 + nb]
+        ob = out[j0 : j0 + nb]
+        for j in range(nb):
+            b1[j] = 0.0
+            b2[j] = 0.0
+        for kk in range(r - 1):
+            gk = g[r - 1 - kk]
+            for j in range(nb):
+                bn = gk + 2.0 * xb[j] * b1[j] - b2[j]
+                b2[j] = b1[j]
+                b1[j] = bn
+        g0 = g[0]
+        for j in range(nb):
+            ob[j] = g0 + xb[j] * b1[j] - b2[j]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _cheb_member(x, inv_n, tol, rmax, out, xh, b1, b2):
+    """Chebyshev fast summation of one member; returns the rank used, or -1 (not accurate
+    within rank rmax: nothing written)."""
+    d = x.shape[0]
+    lo = x[0]
+    hi = x[0]
+    for i in range(d):
+        lo = min(lo, x[i])
+        hi = max(hi, x[i])
+    h = 0.5 * (hi - lo)
+    if h == 0.0:
+        for i in range(d):
+            out[i] = 0.0
+        return 1
+    mid = lo + h
+    for i in range(d):
+        z = (x[i] - mid) / h
+        xh[i] = min(1.0, max(-1.0, z))
+    beta = math.pi / h
+    q = beta + math.sqrt(1.0 + beta * beta)
+    r = max(4, int(math.ceil(math.log(160.0 / tol) / math.log(q))) + 2)
+    while r <= rmax:
+        theta = np.empty(r)
+        nodes = np.empty(r)
+        for p in range(r):
+            theta[p] = math.pi * (p + 0.5) / r
+            nodes[p] = mid + h * math.cos(theta[p])
+        cmat = np.empty((r, r))  # C[k, p] = (2 - delta_k0) / r cos(k theta_p)
+        for k in range(r):
+            fk = (1.0 if k == 0 else 2.0) / r
+            for p in range(r):
+                cmat[k, p] = fk * math.cos(k * theta[p])
+        kmat = np.empty((r, r))
+        for p in range(r):
+            kmat[p, p] = 0.0
+            for qq in range(p + 1, r):
+                val = _dpsi(nodes[p] - nodes[qq], inv_n)
+                kmat[p, qq] = val
+                kmat[qq, p] = -val
+        wm = np.empty(r)
+        _cheb_moments(xh, r, wm, b1, b2)
+        zc = np.zeros(r)
+        for l in range(r):
+            wl = wm[l]
+            for p in range(r):
+                zc[p] += cmat[l, p] * wl
+        yv = np.zeros(r)
+        for p in range(r):
+            acc = 0.0
+            for qq in range(r):
+                acc += kmat[p, qq] * zc[qq]
+            yv[p] = acc
+        g = np.zeros(r)
+        for k in range(r):
+            acc = 0.0
+            for p in range(r):
+                acc += cmat[k, p] * yv[p]
+            g[k] = acc
+        # force scale: the end particles (xh = -1, +1) carry the largest |F|
+        f_lo = 0.0
+        f_hi = 0.0
+        for k in range(r):
+            f_hi += g[k]
+            f_lo += g[k] if k % 2 == 0 else -g[k]
+        fscale = max(abs(f_lo), abs(f_hi))
+        # truncation estimate: last two rows of A = C K C^T (A is antisymmetric)
+        tail = 0.0
+        rowv = np.empty(r)
+        for k in range(max(0, r - 2), r):
+            for qq in range(r):
+                acc = 0.0
+                for p in range(r):
+                    acc += cmat[k, p] * kmat[p, qq]
+                rowv[qq] = acc
+            rs = 0.0
+            for l in range(r):
+                acc = 0.0
+                for qq in range(r):
+                    acc += rowv[qq] * cmat[l, qq]
+                rs += abs(acc)
+            tail = max(tail, rs)
+        if 4.0 * d * tail <= tol * fscale:
+            _cheb_eval(xh, g, r, out, b1, b2)
+            return r
+        r = int(math.ceil(1.5 * r))
+    return -1
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _fast_rank_cap(d, method):
+    """Largest rank worth trying: d/4, and for "auto" the rank where the cost model of the fast
+    summation reaches that of the exact kernel."""
+    cap = d // 4
+    if method == _METHOD_AUTO:
+        exact = 0.5 * d * (d - 1.0)
+        a = 0.5 * _COST_KMAT + _COST_R2
+        b = _COST_DR * d
+        r_cost = int((-b + math.sqrt(b * b + 4.0 * a * exact)) / (2.0 * a))
+        cap = min(cap, r_cost)
+    return cap
+
+
+# ---------------------------------------------------------------------------- one member
+@numba.njit(cache=True, error_model="numpy")
+def _member(row, out, entry, n_int, fam, cn, cl, method, tol, fs, ks):
+    """Forces of one member into ``out``; returns (kernel code, rank)."""
+    d = row.shape[0]
+    if d < 2 or n_int == 1:
+        for i in range(d):
+            out[i] = 0.0
+        return _K_ZERO, 0
+    fn = np.inf if n_int == 0 else float(n_int)
+    inv_n = 0.0 if n_int == 0 else 1.0 / n_int
+    xs = fs[0]
+    w = fs[1]
+    iw = fs[2]
+    v = fs[3]
+    iv = fs[4]
+    os = fs[5]
+    y = fs[6]
+    dy = fs[7]
+    x = fs[8]
+    idx = ks[0]
+    kbuf = ks[1]
+    if entry == _ENTRY_U:
+        # positive finite u only (NaN forces otherwise, like a NaN rho)
+        ulo = row[0]
+        uhi = row[0]
+        for i in range(d):
+            ui = row[i]
+            if not (ui > 0.0 and ui < np.inf):
+                for k in range(d):
+                    out[k] = np.nan
+                return _K_GENERIC, 0
+            ulo = min(ulo, ui)
+            uhi = max(uhi, ui)
+        # rho' = N log(u / c) about the centre c, as N log1p((u - c)/c) near c (exact u - c)
+        c = math.sqrt(ulo) * math.sqrt(uhi)
+        for i in range(d):
+            qi = (row[i] - c) / c
+            x[i] = fn * (math.log1p(qi) if abs(qi) < 0.5 else math.log(row[i] / c))
+    else:
+        for i in range(d):
+            x[i] = row[i]
+    for i in range(d):
+        if not (x[i] - x[i] == 0.0):
+            _generic_member(x, inv_n, out)
+            return _K_GENERIC, 0
+    if method == _METHOD_FAST or (method == _METHOD_AUTO and d >= CROSSOVER_WIDTH):
+        rank = _cheb_member(x, inv_n, tol, _fast_rank_cap(d, method), out, y, w, iw)
+        if rank > 0:
+            return _K_FAST, rank
+    if d < SORT_WIDTH:
+        if not _prep_rho(x, n_int, fam, w, iw, v, iv, y, dy, kbuf):
+            _generic_member(x, inv_n, out)
+            return _K_GENERIC, 0
+        if fam == _FAM_SMALL:
+            _kernel_branchless(x, w, iw, v, iv, cn, cl, (0,), fn, out)
+        elif fam == _FAM_LARGE:
+            _kernel_branchless(x, w, iw, v, iv, cn, cl, (0, 0), fn, out)
+        else:
+            _kernel_branchless(x, w, iw, v, iv, cn, cl, (0, 0, 0), fn, out)
+        return _K_BRANCHLESS, 0
+    _argsort_adaptive(x, idx)
+    for i in range(d):
+        xs[i] = x[idx[i]]
+    if not _prep_rho(xs, n_int, fam, w, iw, v, iv, y, dy, kbuf):
+        _generic_member(x, inv_n, out)
+        return _K_GENERIC, 0
+    if fam == _FAM_SMALL:
+        _kernel_sorted(xs, w, iw, v, iv, cn, cl, (0,), fn, os)
+    elif fam == _FAM_LARGE:
+        _kernel_sorted(xs, w, iw, v, iv, cn, cl, (0, 0), fn, os)
+    else:
+        _kernel_sorted(xs, w, iw, v, iv, cn, cl, (0, 0, 0), fn, os)
+    for i in range(d):
+        out[idx[i]] = os[i]
+    return _K_SORTED, 0
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _member_rational(row, out, nt, fn, us, iw):
+    """pair_force_u for 2 <= N <= SMALL_DEPTH, d < SORT_WIDTH: the rational form in u (scaled
+    by a power of two, which is exact).  Returns False (nothing written) for a member it cannot
+    take (d < 2, non-positive or non-finite u, u_max/u_min >= 1e150)."""
+    d = row.shape[0]
+    if d < 2:
+        return False
+    ulo = row[0]
+    uhi = row[0]
+    for i in range(d):
+        ui = row[i]
+        if not (ui > 0.0 and ui < np.inf):
+            return False
+        ulo = min(ulo, ui)
+        uhi = max(uhi, ui)
+    if not uhi / ulo < 1e150:
+        return False
+    _, e = math.frexp(math.sqrt(ulo) * math.sqrt(uhi))
+    scale = math.ldexp(1.0, -e)
+    for i in range(d):
+        us[i] = row[i] * scale
+    for i in range(d):
+        iw[i] = 1.0 / (us[i] * us[i])
+    _kernel_rational(us, iw, nt, fn, out)
+    return True
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _member_chain(row, out, nt, cn, w, iw, y, dy, kbuf):
+    """pair_force for 2 <= N <= SMALL_DEPTH, 2 <= d < SORT_WIDTH (``_kernel_chain``).  Returns
+    False (nothing written) for a non-finite member or a spread above SPREAD_MAX."""
+    if not _prep_w(row, len(nt), w, iw, y, dy, kbuf):
+        return False
+    _kernel_chain(row, w, iw, cn, nt, float(len(nt)), out)
+    return True
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _batch_chain_serial(rows, out, codes, nt, cn):
+    d = rows.shape[1]
+    bufs = np.empty((4, d))
+    kbuf = np.empty(d, dtype=np.int64)
+    for b in range(rows.shape[0]):
+        ok = _member_chain(rows[b], out[b], nt, cn, bufs[0], bufs[1], bufs[2], bufs[3], kbuf)
+        codes[b] = _K_BRANCHLESS if ok else -1
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def _batch_chain_parallel(rows, out, codes, nt, cn, nchunk):
+    m, d = rows.shape
+    for c in prange(nchunk):
+        bufs = np.empty((4, d))
+        kbuf = np.empty(d, dtype=np.int64)
+        for b in range((c * m) // nchunk, ((c + 1) * m) // nchunk):
+            ok = _member_chain(rows[b], out[b], nt, cn, bufs[0], bufs[1], bufs[2], bufs[3], kbuf)
+            codes[b] = _K_BRANCHLESS if ok else -1
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _batch_serial(rows, out, codes, ranks, entry, n_int, fam, cn, cl, method, tol):
+    d = rows.shape[1]
+    fs = np.empty((9, d))
+    ks = np.empty((2, d), dtype=np.int64)
+    for b in range(rows.shape[0]):
+        code, rank = _member(rows[b], out[b], entry, n_int, fam, cn, cl, method, tol, fs, ks)
+        codes[b] = code
+        ranks[b] = rank
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def _batch_parallel(rows, out, codes, ranks, entry, n_int, fam, cn, cl, method, tol, nchunk):
+    m, d = rows.shape
+    for c in prange(nchunk):
+        fs = np.empty((9, d))
+        ks = np.empty((2, d), dtype=np.int64)
+        for b in range((c * m) // nchunk, ((c + 1) * m) // nchunk):
+            code, rank = _member(rows[b], out[b], entry, n_int, fam, cn, cl, method, tol, fs, ks)
+            codes[b] = code
+            ranks[b] = rank
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _batch_rational_serial(rows, out, codes, nt):
+    d = rows.shape[1]
+    us = np.empty(d)
+    iw = np.empty(d)
+    fn = float(len(nt))
+    for b in range(rows.shape[0]):
+        codes[b] = _K_RATIONAL if _member_rational(rows[b], out[b], nt, fn, us, iw) else -1
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def _batch_rational_parallel(rows, out, codes, nt, nchunk):
+    m, d = rows.shape
+    fn = float(len(nt))
+    for c in prange(nchunk):
+        us = np.empty(d)
+        iw = np.empty(d)
+        for b in range((c * m) // nchunk, ((c + 1) * m) // nchunk):
+            ok = _member_rational(rows[b], out[b], nt, fn, us, iw)
+            codes[b] = _K_RATIONAL if ok else -1
+
+
+# ---------------------------------------------------------------------------- Python API
+def default_threads() -> int:
+    """Threads used when ``threads=None``: 1 inside a worker process (``multiprocessing`` child,
+    e.g. a dask/distributed or ``ProcessPoolExecutor`` worker) or in a non-main thread (thread
+    pools; the OpenMP/workqueue layers are not meant for concurrent launches), otherwise
+    ``numba.get_num_threads()`` (all cores unless lowered by ``numba.set_num_threads`` or
+    ``NUMBA_NUM_THREADS``)."""
+    if multiprocessing.parent_process() is not None:
+        return 1
+    if threading.current_thread() is not threading.main_thread():
+        return 1
+    return int(numba.get_num_threads())
+
+
+def _check_threads(threads: object) -> int:
+    if threads is None:
+        return default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
+        raise fail("threads", threads, "must be None or an integer >= 1")
+    return min(int(threads), int(numba.config.NUMBA_NUM_THREADS))
+
+
+def _check_method(method: object) -> int:
+    if not isinstance(method, str) or method not in _METHODS:
+        raise fail("method", method, "must be one of auto, exact, fast")
+    return _METHODS[method]
+
+
+def _check_tol(tol: object) -> float:
+    value = check_positive(tol, "tol")
+    if value >= 1.0:
+        raise fail("tol", tol, "must be < 1 (a relative force error)")
+    return value
+
+
+def _as_rows(arr: object, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
+    try:
+        a = np.asarray(arr, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise fail(name, arr, "must be an array of real numbers") from None
+    if a.ndim == 0:
+        raise fail(name, arr, "must have at least one axis (..., d)")
+    shape = a.shape
+    rows = np.ascontiguousarray(a.reshape(-1, shape[-1]) if a.size else a.reshape(0, shape[-1]))
+    if not rows.flags.writeable:  # a read-only array would be a new numba type (a recompile)
+        rows = rows.copy()
+    return rows, shape
+
+
+def _run(rows, entry, depth, method, tol, threads):
+    m, d = rows.shape
+    out = np.empty_like(rows)
+    codes = np.zeros(m, dtype=np.int64)
+    ranks = np.zeros(m, dtype=np.int64)
+    if m == 0 or d == 0:
+        return out, codes, ranks
+    n_int = 0 if depth == math.inf else int(depth)
+    fam = _family(depth)
+    cn = _near_coefficients(depth) if n_int != 1 else (0.0,) * _N_NEAR
+    cl = _large_coefficients(depth) if n_int != 1 else (0.0,) * _N_LARGE
+    parallel = threads > 1 and m > 1 and m * d * d >= _SMALL_WORK
+    todo = rows
+    if (
+        fam == _FAM_SMALL
+        and n_int >= 2
+        and 2 <= d < SORT_WIDTH
+        and method != _METHOD_FAST
+        and not (method == _METHOD_AUTO and d >= CROSSOVER_WIDTH)
+    ):
+        # N as a type (tuple length): polynomials and powers of s unroll at compile time
+        nt = (0,) * n_int
+        if entry == _ENTRY_U:
+            pair = (_batch_rational_serial, _batch_rational_parallel, (rows, out, codes, nt))
+        else:
+            pair = (_batch_chain_serial, _batch_chain_parallel, (rows, out, codes, nt, cn))
+        _launch(*pair, m, threads if parallel else 1)
+        rest = np.flatnonzero(codes < 0)  # members these kernels cannot take
+        if rest.size == 0:
+            return out, codes, ranks
+        todo = np.ascontiguousarray(rows[rest])
+    sub_out = np.empty_like(todo) if todo is not rows else out
+    sub_codes = np.zeros(todo.shape[0], dtype=np.int64) if todo is not rows else codes
+    sub_ranks = np.zeros(todo.shape[0], dtype=np.int64) if todo is not rows else ranks
+    args = (todo, sub_out, sub_codes, sub_ranks, entry, n_int, fam, cn, cl, method, tol)
+    _launch(_batch_serial, _batch_parallel, args, todo.shape[0], threads if parallel else 1)
+    if todo is not rows:
+        out[rest] = sub_out
+        codes[rest] = sub_codes
+        ranks[rest] = sub_ranks
+    return out, codes, ranks
+
+
+def _launch(serial, parallel, args, m, threads):
+    """Run ``serial(*args)``, or ``parallel(*args, nchunk)`` on ``threads`` threads."""
+    if threads <= 1 or m < 2:
+        serial(*args)
+        return
+    old = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        parallel(*args, min(m, 4 * threads))
+    finally:
+        numba.set_num_threads(old)
+
+
+def _plan(codes: np.ndarray, ranks: np.ndarray, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    lead = shape[:-1]
+    return {"kernel": codes.reshape(lead), "rank": ranks.reshape(lead)}
+
+
+def pair_force(
+    rho: np.ndarray,
+    depth: int | float,
+    *,
+    method: str = "auto",
+    tol: float = DEFAULT_TOL,
+    threads: int | None = None,
+    return_plan: bool = False,
+):
+    """``F_i = sum_{j != i} psi_N'(rho_i - rho_j)`` for ``rho`` of shape ``(..., d)`` (compiled).
+
+    ``method``: ``"exact"`` (rounding-level accuracy, every width), ``"fast"`` (Chebyshev
+    summation with relative force error ``<= tol``, ``max_i |F_i - F_i^exact| <= tol max_i |F_i|``;
+    members whose rank would exceed ``d/4`` use the exact kernel), ``"auto"`` (``"exact"`` below
+    ``CROSSOVER_WIDTH``, above it ``"fast"`` when the cost model says it is cheaper).
+    ``threads``: see ``default_threads``.  ``return_plan=True`` also returns
+    ``{"kernel": codes, "rank": ranks}`` per member (codes in ``KERNEL_NAMES``).
+    """
+    n = check_depth(depth)
+    meth = _check_method(method)
+    tol = _check_tol(tol)
+    nthreads = _check_threads(threads)
+    rows, shape = _as_rows(rho, "rho")
+    out, codes, ranks = _run(rows, _ENTRY_RHO, n, meth, tol, nthreads)
+    out = out.reshape(shape)
+    return (out, _plan(codes, ranks, shape)) if return_plan else out
+
+
+def pair_force_u(
+    u: np.ndarray,
+    depth: int,
+    *,
+    method: str = "auto",
+    tol: float = DEFAULT_TOL,
+    threads: int | None = None,
+    return_plan: bool = False,
+):
+    """``F_i = sum_{j != i} psi_N'(rho_i - rho_j)`` at ``rho = N log u`` (``u = sigma^{1/N}``).
+
+    Finite ``N`` only (for ``N = inf`` use ``pair_force`` in ``rho``).  ``u`` of shape ``(..., d)``
+    must be positive and finite; a member with another value gets NaN forces.  No logarithm is
+    taken for ``2 <= N <= SMALL_DEPTH`` and ``d < SORT_WIDTH`` (rational form); otherwise
+    ``rho' = N log(u/c)`` about the member's centre ``c`` (as ``N log1p((u - c)/c)`` near ``c``,
+    so that differences of close particles are accurate to rounding) feeds the ``rho`` kernels.
+    The other arguments are those of ``pair_force``.
+    """
+    n = check_depth(depth)
+    if n == math.inf:
+        raise fail("depth", depth, "u = sigma^(1/N) needs a finite depth; use pair_force(rho)")
+    meth = _check_method(method)
+    tol = _check_tol(tol)
+    nthreads = _check_threads(threads)
+    rows, shape = _as_rows(u, "u")
+    out, codes, ranks = _run(rows, _ENTRY_U, n, meth, tol, nthreads)
+    out = out.reshape(shape)
+    return (out, _plan(codes, ranks, shape)) if return_plan else out
+
+
+def entropy_gradient(
+    rho: np.ndarray,
+    depth: int | float,
+    *,
+    method: str = "auto",
+    tol: float = DEFAULT_TOL,
+    threads: int | None = None,
+) -> np.ndarray:
+    """``dS_N/drho_i = 1/2 (1 - 1/N)(d - 1) + 1/2 F_i`` (same contract as the numpy reference
+    ``particles.entropy.entropy_gradient``)."""
+    f = pair_force(rho, depth, method=method, tol=tol, threads=threads)
+    return linear_coefficient(f.shape[-1], check_depth(depth)) + 0.5 * f
+
+
+def entropy_gradient_u(
+    u: np.ndarray,
+    depth: int,
+    *,
+    method: str = "auto",
+    tol: float = DEFAULT_TOL,
+    threads: int | None = None,
+) -> np.ndarray:
+    """``dS_N/drho_i`` at ``rho = N log u`` (finite ``N``); ``dS/du_i = (N / u_i) dS/drho_i``."""
+    f = pair_force_u(u, depth, method=method, tol=tol, threads=threads)
+    return linear_coefficient(f.shape[-1], check_depth(depth)) + 0.5 * f
