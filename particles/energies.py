@@ -51,6 +51,12 @@ class Energy(ABC):
         g = s * self.de(s)
         return g, g + s * s * self.d2e(s)
 
+    def log_gradient(self, rho: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``dE/drho_i = s e'(s)`` at ``s = e^rho`` written into ``out`` (same shape as ``rho``)
+        and returned; the same values as ``log_derivatives(rho)[0]``."""
+        out[...] = self.log_derivatives(rho)[0]
+        return out
+
     def equilibrium(self, c: float) -> float:
         """The root ``sigma > 0`` of ``sigma e'(sigma) = c`` (bracketed Brent search).
 
@@ -95,6 +101,10 @@ class Schatten(Energy):
 
     def d2e(self, sigma: np.ndarray) -> np.ndarray:
         return (self.p - 1.0) * np.power(sigma, self.p - 2.0)
+
+    def log_gradient(self, rho: np.ndarray, out: np.ndarray) -> np.ndarray:
+        np.multiply(self.p, rho, out=out)
+        return np.exp(out, out=out)
 
     def log_derivatives(self, rho: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         g = np.exp(self.p * np.asarray(rho, dtype=np.float64))

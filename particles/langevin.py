@@ -25,9 +25,13 @@ only for ``d >= 4``: one particle escaping to ``rho -> -inf`` alone has density
 
 Scheme.  Euler-Maruyama in ``u`` (finite ``N``; ``u <- |u + h b(u) + sqrt(2 T h / N) xi|``, the
 "symmetrized" reflection, one reflection counted each time the sign flips) or in ``rho``
-(``N = inf``), vectorized over members, with ``dF/drho`` from ``Model`` (energy
-``log_derivatives`` and the compiled pair sum of ``particles.kernels``).  ``T = 0`` is the
-explicit Euler method for the deterministic flow.  Time is ``t`` for finite ``N`` unless
+(``N = inf``), vectorized over members, with ``dF/drho`` from ``Model`` (the energy's
+``log_gradient`` and the compiled pair sum: ``pairforce.hot_entropy_gradient_u`` straight from
+``u`` for finite ``N``, no logarithm per pair; ``particles.kernels`` in ``rho`` for ``N = inf``).
+For finite ``N`` the update, the reflection count and ``rho = N log u`` are one compiled pass
+(``_advance_u``) on preallocated buffers: a step allocates no array (a step of a chunk costs
+~20-40 us of Python besides the pair sums; see ``benchmarks/bench_langevin.py``).  ``T = 0`` is
+the explicit Euler method for the deterministic flow.  Time is ``t`` for finite ``N`` unless
 ``rescaled`` (then ``tau = N t`` and a step ``h_tau`` moves ``u`` by ``h_t = h_tau / N``); it is
 ``tau`` for ``N = inf``.
 
@@ -56,9 +60,11 @@ import math
 import numbers
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from .model import Model
+from .pairforce import default_threads
 from .validation import check_positive, check_singular_values, check_times, fail
 
 __all__ = ["LangevinBlock", "member_rng", "simulate_members", "noise_batch_steps"]
@@ -135,6 +141,35 @@ def _check_members(members: object, m: int) -> np.ndarray:
     return arr
 
 
+@numba.njit(cache=True, error_model="numpy")
+def _advance_u(u, g, h_u, amp, xi, noisy, depth, hits, u_new, rho_new, bad):
+    """One Euler-Maruyama step in ``u`` for every row (compiled, fused; no fast-math):
+    ``u_new = |u - (h_u g) / u + amp xi|``, ``rho_new = N log u_new``.  A row is bad when some
+    ``rho_new`` is NaN, ``-inf`` (``u_new = 0``) or above ``log(max float)``; for the other rows
+    each sign flip (reflection) adds 1 to ``hits``.  Returns the number of bad rows."""
+    m, d = u.shape
+    n_bad = 0
+    for b in range(m):
+        ok = True
+        for i in range(d):
+            x = u[b, i] - (h_u * g[b, i]) / u[b, i]
+            if noisy:
+                x += amp * xi[b, i]
+            u_new[b, i] = x
+            r = depth * math.log(abs(x))
+            rho_new[b, i] = r
+            ok = ok and r <= _LOG_MAX and r > -math.inf
+        bad[b] = not ok
+        if ok:
+            for i in range(d):
+                if u_new[b, i] < 0.0:
+                    hits[b, i] += 1
+                    u_new[b, i] = -u_new[b, i]
+        else:
+            n_bad += 1
+    return n_bad
+
+
 def _sorted_desc(sigma: np.ndarray) -> np.ndarray:
     return np.sort(sigma, axis=-1)[..., ::-1]
 
@@ -161,6 +196,15 @@ def simulate_members(
     """
     if not isinstance(model, Model):
         raise fail("model", model, "must be a particles.Model")
+    from .baselines import MatrixVariant  # baselines builds on this module
+
+    if isinstance(model, MatrixVariant):
+        raise fail(
+            "model",
+            model,
+            "is a MatrixVariant: its singular pair force needs the ordered scheme of "
+            "particles.baselines.simulate_baseline_members (or use langevin_ensemble)",
+        )
     rescaled = model._rescaled(rescaled)
     d = model.width
     sigma0 = check_singular_values(sigma0, d, "sigma0")
@@ -198,7 +242,8 @@ def simulate_members(
     buf = np.empty((m, batch, d))
     pos = batch  # the buffer is refilled before the first step
     noisy = temp > 0.0
-
+    threads = default_threads()
+    grad = work = u_new = rho_new = bad_rows = np.empty((0, 0))  # finite-N step buffers
     with np.errstate(all="ignore"):
         for k, (t_start, t_end, n_steps, h) in enumerate(plan):
             h_u = h * u_scale
@@ -208,36 +253,43 @@ def simulate_members(
                     for a, idx in enumerate(active):
                         rngs[idx].standard_normal(out=buf[a])
                     pos = 0
-                g = model._gradient_rho(rho)
-                if infinite:
-                    rho_new = rho - h_u * g
-                    if noisy:
-                        rho_new += amp * buf[:, pos, :]
-                else:
-                    u_new = u - (h_u * g) / u
-                    if noisy:
-                        u_new += amp * buf[:, pos, :]
-                    neg = u_new < 0.0
-                    np.abs(u_new, out=u_new)
-                    rho_new = depth * np.log(u_new)
+                xi = buf[:, min(pos, batch - 1), :]  # unused when not noisy
                 pos += 1
-                # whole-array test first (cheap); rows only when something went wrong
-                if not (
-                    rho_new.max(initial=-np.inf) <= _LOG_MAX and rho_new.min(initial=0.0) > -np.inf
-                ):
-                    bad = ~(rho_new.max(axis=1) <= _LOG_MAX) | (rho_new.min(axis=1) == -np.inf)
+                if infinite:
+                    rho_new = rho - h_u * model._gradient_rho(rho)
+                    if noisy:
+                        rho_new += amp * xi
+                    # whole-array test first (cheap); rows only when something went wrong
+                    fine = rho_new.max(initial=-np.inf) <= _LOG_MAX
+                    fine = fine and rho_new.min(initial=0.0) > -np.inf
+                    bad = None
+                    if not fine:
+                        bad = ~(rho_new.max(axis=1) <= _LOG_MAX) | (rho_new.min(axis=1) == -np.inf)
+                else:
+                    # preallocated buffers: no per-step allocation (a Dask worker's glibc
+                    # returns freed blocks to the OS, so fresh arrays would page-fault)
+                    if grad.shape != u.shape:
+                        grad, work, u_new, rho_new = (np.empty_like(u) for _ in range(4))
+                        bad_rows = np.empty(u.shape[0], dtype=np.bool_)
+                    g = model._gradient_rho_u(rho, u, threads, grad, work)
+                    n_bad = _advance_u(
+                        u, g, h_u, amp, xi, noisy, float(depth), hits, u_new, rho_new, bad_rows
+                    )
+                    bad = bad_rows.copy() if n_bad else None
+                if bad is not None:
                     ok = ~bad
                     lost = active[bad]
                     failed_time[lost] = t_end if j == n_steps - 1 else t_start + (j + 1) * h
                     last_finite[lost] = _sorted_desc(np.exp(rho[bad]))
                     if not infinite:
                         reflections[lost] = hits[bad].sum(axis=1)
-                        u_new, neg, hits = u_new[ok], neg[ok], hits[ok]
+                        u_new, hits = np.ascontiguousarray(u_new[ok]), hits[ok]
                     active, rho_new, buf = active[ok], rho_new[ok], buf[ok]
                 if not infinite:
-                    hits += neg
-                    u = u_new
-                rho = rho_new
+                    u, u_new = u_new, u  # swap the double buffers
+                    rho, rho_new = rho_new, rho
+                else:
+                    rho = rho_new
             if n_steps == 0:
                 out[active, k] = start[active]
             else:

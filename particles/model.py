@@ -21,6 +21,7 @@ from . import coordinates as coords_mod
 from .energies import Energy
 from .entropy import entropy, entropy_hessian
 from .kernels import entropy_gradient
+from .pairforce import hot_entropy_gradient_u
 from .validation import (
     check_choice,
     check_depth,
@@ -108,6 +109,17 @@ class Model:
         """``dF/drho`` (no argument checks: the hot path of the flow)."""
         g_e, _ = self.energy.log_derivatives(rho)
         return g_e - entropy_gradient(rho, self.depth) / self.beta
+
+    def _gradient_rho_u(
+        self, rho: np.ndarray, u: np.ndarray, threads: int, out: np.ndarray, work: np.ndarray
+    ) -> np.ndarray:
+        """``dF/drho`` at ``rho = N log u`` (finite ``N``) into ``out``, the entropy part from the
+        flat coordinates ``u`` (no logarithm per pair): the unchecked, allocation-free hot path of
+        the Langevin engine, which carries both (``u``, ``out``, ``work``: C-contiguous
+        ``(m, d)``; the same values as ``_gradient_rho``'s formula ``E' - S'/beta``)."""
+        ent = hot_entropy_gradient_u(u, self.depth, threads, out)
+        np.divide(ent, self.beta, out=ent)
+        return np.subtract(self.energy.log_gradient(rho, work), ent, out=ent)
 
     def _hessian_rho(self, rho: np.ndarray) -> np.ndarray:
         _, h_e = self.energy.log_derivatives(rho)

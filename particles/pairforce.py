@@ -46,10 +46,12 @@ Per pair.  With ``a = |rho_i - rho_j|``, ``g = psi_N'(a) >= 0``; the pair adds
   near the centre ``c``, so that close particles keep their exact difference) and proceeds as
   ``pair_force``.
 
-Layouts.  ``d < SORT_WIDTH``: rows two at a time, one pass over ``j`` that evaluates both
-branches and selects (vectorizes over ``j``).  ``d >= SORT_WIDTH``: the member is sorted
-(insertion sort, linear for nearly sorted rows such as consecutive Langevin states; quicksort
-otherwise) and each row splits into a near run and a far run, each its own vectorized loop.
+Layouts.  ``d < SORT_WIDTH``: rows two at a time (four for the rational ``u`` form, whose pair
+is cheaper: each ``u_j`` is loaded and ``out[j]`` stored once per four pairs), one pass over
+``j`` that evaluates both branches and selects (vectorizes over ``j``).
+``d >= SORT_WIDTH``: the member is sorted (insertion sort, linear for nearly sorted rows such
+as consecutive Langevin states; quicksort otherwise) and each row splits into a near run and
+a far run, each its own vectorized loop.
 Members with a spread above ``SPREAD_MAX`` in ``rho`` (``e^{2 rho}`` would overflow) or with
 non-finite entries use a scalar per-pair evaluation (``exp`` per pair; NaN propagates).
 Accuracy (tests/test_kernels.py, against the numpy reference ``particles.entropy``): relative
@@ -610,30 +612,76 @@ def _s_poly(nt, s):
 
 
 @numba.njit(cache=True, fastmath=_FM, error_model="numpy")
+def _pair_rational(nt, fn, ui, iwi, uj, iwj):
+    """psi_N'(rho_i - rho_j) at rho = N log u, N = len(nt) <= SMALL_DEPTH: ``m Q(s) / (N S(s))``
+    with ``s = (u_lo/u_hi)^2`` (``iw = 1/u^2``), branch-free."""
+    hi = max(ui, uj)
+    lo = min(ui, uj)
+    iwh = min(iwi, iwj)
+    s = lo * lo * iwh
+    m = (hi - lo) * (hi + lo) * iwh
+    g = (m * _q_poly(nt, s)) / (fn * _s_poly(nt, s))
+    return math.copysign(g, ui - uj)
+
+
+@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
 def _kernel_rational(u, iw, nt, fn, out):
-    """pair_force_u, N = len(nt) <= SMALL_DEPTH: g = m Q(s) / (N S(s)), branch-free."""
+    """pair_force_u, N = len(nt) <= SMALL_DEPTH: rows four at a time, one vectorized pass over
+    ``j`` for the four (each ``u_j, 1/u_j^2`` loaded once, one store into ``out[j]`` for four
+    pairs), then the remaining rows one at a time."""
     d = u.shape[0]
     for i in range(d):
         out[i] = 0.0
-    for i in range(d - 1):
-        ui = u[i]
-        iwi = iw[i]
-        uu = u[i + 1 :]
-        ww = iw[i + 1 :]
-        oo = out[i + 1 :]
-        acc = 0.0
-        for j in range(d - i - 1):
+    i = 0
+    while i + 4 < d:
+        u0 = u[i]
+        w0 = iw[i]
+        u1 = u[i + 1]
+        w1 = iw[i + 1]
+        u2 = u[i + 2]
+        w2 = iw[i + 2]
+        u3 = u[i + 3]
+        w3 = iw[i + 3]
+        f01 = _pair_rational(nt, fn, u0, w0, u1, w1)
+        f02 = _pair_rational(nt, fn, u0, w0, u2, w2)
+        f03 = _pair_rational(nt, fn, u0, w0, u3, w3)
+        f12 = _pair_rational(nt, fn, u1, w1, u2, w2)
+        f13 = _pair_rational(nt, fn, u1, w1, u3, w3)
+        f23 = _pair_rational(nt, fn, u2, w2, u3, w3)
+        a0 = f01 + f02 + f03
+        a1 = f12 + f13 - f01
+        a2 = f23 - f02 - f12
+        a3 = -(f03 + f13 + f23)
+        uu = u[i + 4 :]
+        ww = iw[i + 4 :]
+        oo = out[i + 4 :]
+        for j in range(d - i - 4):
             uj = uu[j]
-            hi = max(ui, uj)
-            lo = min(ui, uj)
-            iwh = min(iwi, ww[j])
-            s = lo * lo * iwh
-            m = (hi - lo) * (hi + lo) * iwh
-            g = (m * _q_poly(nt, s)) / (fn * _s_poly(nt, s))
-            f = math.copysign(g, ui - uj)
+            wj = ww[j]
+            f0 = _pair_rational(nt, fn, u0, w0, uj, wj)
+            f1 = _pair_rational(nt, fn, u1, w1, uj, wj)
+            f2 = _pair_rational(nt, fn, u2, w2, uj, wj)
+            f3 = _pair_rational(nt, fn, u3, w3, uj, wj)
+            a0 += f0
+            a1 += f1
+            a2 += f2
+            a3 += f3
+            oo[j] -= (f0 + f1) + (f2 + f3)
+        out[i] += a0
+        out[i + 1] += a1
+        out[i + 2] += a2
+        out[i + 3] += a3
+        i += 4
+    while i + 1 < d:
+        ui = u[i]
+        wi = iw[i]
+        acc = 0.0
+        for j in range(i + 1, d):
+            f = _pair_rational(nt, fn, ui, wi, u[j], iw[j])
             acc += f
-            oo[j] -= f
+            out[j] -= f
         out[i] += acc
+        i += 1
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -1082,9 +1130,9 @@ def _as_rows(arr: object, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
     return rows, shape
 
 
-def _run(rows, entry, depth, method, tol, threads):
+def _run(rows, entry, depth, method, tol, threads, out=None):
     m, d = rows.shape
-    out = np.empty_like(rows)
+    out = np.empty_like(rows) if out is None else out
     codes = np.zeros(m, dtype=np.int64)
     ranks = np.zeros(m, dtype=np.int64)
     if m == 0 or d == 0:
@@ -1213,6 +1261,17 @@ def entropy_gradient(
     ``particles.entropy.entropy_gradient``)."""
     f = pair_force(rho, depth, method=method, tol=tol, threads=threads)
     return linear_coefficient(f.shape[-1], check_depth(depth)) + 0.5 * f
+
+
+def hot_entropy_gradient_u(u: np.ndarray, depth: int, threads: int, out: np.ndarray) -> np.ndarray:
+    """``entropy_gradient_u`` without argument checks or allocations, for engines that validated
+    once: ``u`` and ``out`` C-contiguous writeable float64 ``(m, d)`` arrays, ``depth`` a finite
+    integer, ``threads`` an int (``default_threads()``); ``method="auto"`` at the default
+    tolerance.  Writes ``dS_N/drho`` into ``out`` and returns it (the same values as
+    ``entropy_gradient_u``)."""
+    _run(u, _ENTRY_U, depth, _METHOD_AUTO, DEFAULT_TOL, threads, out)
+    np.multiply(out, 0.5, out=out)
+    return np.add(out, linear_coefficient(u.shape[-1], depth), out=out)
 
 
 def entropy_gradient_u(
