@@ -6,7 +6,9 @@ Each *system* gives samples of stationary configurations, one row per configurat
   ``(d, N, beta)``, Schatten-p energy; rows are the states of every member at ``rows_per_member``
   save times after the burn-in, spaced by several relaxation times (``1/lambda_relative``);
 - ``matrix_variant`` / ``dyson``: the same on the random-matrix baselines of
-  ``particles.baselines`` (the DLN entropy plus the SVD-orbit term; Dyson Brownian motion);
+  ``particles.baselines`` (the DLN entropy plus the SVD-orbit term; Dyson Brownian motion),
+  with Metropolis-adjusted steps (``metropolis=True``: exact stationary law at any ``dt``; the
+  plain split step under-samples gaps below ``sqrt(2 h kappa)``, which biases ``gamma`` up);
 - ``ginibre``: exact singular values of ``d x d`` real Gaussian matrices (variance ``1/beta``):
   the stationary law of the ``N = 1`` matrix variant with ``E = 1/2 sum sigma^2``;
 - ``gbe``: exact Gaussian ``b``-ensembles (Dumitriu-Edelman), the law of Dyson's motion;
@@ -45,6 +47,7 @@ __all__ = ["DEFAULT_SYSTEMS", "system_samples", "repulsion_comparison"]
 DEFAULT_SYSTEMS: list[dict[str, Any]] = [
     {"kind": "chamber", "width": 16, "depth": 4, "beta": 1.0},
     {"kind": "chamber", "width": 16, "depth": "inf", "beta": 1.0},
+    {"kind": "dyson", "width": 16, "b": 2.0},
     {"kind": "ginibre", "width": 16, "beta": 1.0},
     {"kind": "gbe", "width": 16, "b": 1.0},
     {"kind": "gbe", "width": 16, "b": 2.0},
@@ -88,11 +91,22 @@ def system_samples(
     dt: float = 1e-3,
     rows_per_member: int = 4,
     p: float = 2.0,
+    info: dict[str, float] | None = None,
 ) -> np.ndarray:
-    """``(rows, width)`` stationary configurations of one system (see the module docstring)."""
+    """``(rows, width)`` stationary configurations of one system (see the module docstring).
+
+    Step sizes: the chamber model uses ``min(dt, decorrelation / 50)`` (smooth forces; first
+    order bias).  The SDE baselines use Metropolis-adjusted steps (exact stationary law) of size
+    ``min(decorrelation / 50, resolving_step(pilot, 0.1))``: a pilot of 8 members run over the
+    burn-in gives the typical gap, and the step keeps the proximal gap floor at a tenth of it,
+    where the adjusted chain still mixes into small gaps.  ``info`` (if given) receives the
+    ``step`` used and, for the baselines, the mean Metropolis ``acceptance`` rate.
+    """
     kind = system.get("kind")
     d = check_integer(system.get("width"), "width", 3)
     rng = np.random.default_rng(seed)
+    info = {} if info is None else info
+    info.update(step=math.nan, acceptance=math.nan)
     if kind == "ginibre":
         return ginibre_singular_values(d, rows, rng, variance=1.0 / float(system["beta"]))
     if kind == "gbe":
@@ -123,16 +137,21 @@ def system_samples(
     members = math.ceil(rows / rows_per_member)
     burn = 3.0 * decorrelation
     times = burn + decorrelation * np.arange(rows_per_member)
-    ds = langevin_ensemble(
-        model,
-        start,
-        times,
-        members,
-        min(dt, decorrelation / 50),
-        seed=seed,
-        scheduler="serial",
-        progress=False,
-    )
+    run = dict(seed=seed, scheduler="serial", progress=False)
+    step = min(dt, decorrelation / 50)
+    baseline = kind != "chamber"
+    if baseline:
+        from particles.baselines import resolving_step
+
+        pilot = langevin_ensemble(model, start, [burn], 8, step, metropolis=True, **run)
+        step = min(decorrelation / 50, resolving_step(model, pilot.sigma.values[:, -1]))
+    ds = langevin_ensemble(model, start, times, members, step, metropolis=baseline, **run)
+    info["step"] = step
+    if baseline:
+        from particles.langevin import _step_plan
+
+        steps = sum(n for _, _, n, _ in _step_plan(times, step))
+        info["acceptance"] = float(ds.accepted.values.sum() / (members * steps))
     out = ds.sigma.values.reshape(-1, d)[:rows]
     return np.sort(out, axis=-1)
 
@@ -161,7 +180,8 @@ def repulsion_comparison(
         # exact samplers are cheap: give them `exact_factor` times more rows (the exponent
         # estimator needs thousands of rows to resolve b = 4 at small n)
         n_rows = rows * (exact_factor if system.get("kind") in ("ginibre", "gbe", "poisson") else 1)
-        x = system_samples(dict(system), n_rows, seed + k, dt)
+        info: dict[str, float] = {}
+        x = system_samples(dict(system), n_rows, seed + k, dt, info=info)
         s = spacings(x)
         r = spacing_ratios(x)
         mean, se = mean_spacing_ratio(x)
@@ -180,17 +200,16 @@ def repulsion_comparison(
                 expect,
                 small_spacing_fraction(s),
                 float(low <= expect <= high),
+                info["step"],
+                info["acceptance"],
             )
         )
     n_sp = max(v.size for v in sp)
     n_ra = max(v.size for v in ra)
+
     def pad(arrays, n):
-        return np.array(
-            [
-                np.pad(v, (0, n - v.size), constant_values=np.nan)
-                for v in arrays
-            ]
-        )
+        return np.array([np.pad(v, (0, n - v.size), constant_values=np.nan) for v in arrays])
+
     st = np.array(stats)
     names = [
         "mean_ratio",
@@ -201,6 +220,8 @@ def repulsion_comparison(
         "gamma_expected",
         "small_fraction",
         "consistent",
+        "step",
+        "acceptance",
     ]
     long = [
         "mean consecutive-spacing ratio <r>",
@@ -211,6 +232,8 @@ def repulsion_comparison(
         "expected exponent (0 chamber/Poisson, 1 matrix variant/Ginibre, b Dyson/GbE)",
         "fraction of unfolded spacings below 0.1",
         "1 if gamma's interval contains the expected",
+        "time step of the SDE (NaN: exact sampler)",
+        "mean Metropolis acceptance rate (baselines; NaN otherwise)",
     ]
     data = {
         n: ("system", st[:, j], {"long_name": lo, "units": "1"})

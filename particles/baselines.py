@@ -54,8 +54,20 @@ implicit Euler step of the singular drift (its optimality condition is
 ``z = y + h kappa grad log-gas(z)``), so the scheme is a drift-implicit Euler-Maruyama method
 with additive noise: first order in the weak sense (formally, for smooth test functions), and
 its stationary law is ``O(h)`` from the exact one (measured for the ``N = 1`` matrix variant,
-``beta = 1``, ``d = 4``: ``E sum sigma^2`` off by -2.1%, -1.3%, -0.7% at ``h = 0.04, 0.02, 0.01``;
-the implicit step slightly under-repels pairs closer than ``~sqrt(h kappa)``).
+``beta = 1``, ``d = 4``: ``E sum sigma^2`` off by -2.1%, -1.3%, -0.7% at ``h = 0.04, 0.02, 0.01``).
+The pair gaps are resolved only above ``~sqrt(2 h kappa)``: the prox maps a pre-gap ``g_y``
+to ``(g_y + sqrt(g_y^2 + 8 h kappa)) / 2 >= ~sqrt(2 h kappa)``, so smaller gaps are depleted and
+a small-spacing exponent measured from such samples comes out too large (the ``N = 4`` matrix
+variant at ``d = 16``, ``beta = 1``, where ``sqrt(2 h kappa)`` is 0.38 / 0.19 / 0.095 of the
+median gap in ``u`` at ``dt = 1e-3 / 2.5e-4 / 6.25e-5``: ``gamma`` = 3.0 / 2.1 / 1.4).
+
+Metropolis adjustment (``metropolis=True``).  The step above is a proposal whose density is
+known exactly (the prox is a bijection onto ``D`` with inverse ``Y(z) = z - h kappa grad B(z)``
+and Jacobian ``det(I + h kappa L(z))``; the reflection folds the two pre-images ``z`` and its
+mirror image), so a Metropolis-Hastings test against ``exp(-Phi / T)`` (``Phi`` = ``F`` in the
+flat chart, or Dyson's potential) makes the stationary law exact for every ``h``: a
+Metropolis-adjusted Langevin algorithm with a proximal proposal.  Tested on exact second
+moments at coarse ``dt`` (tests/test_baselines.py); acceptance 0.87-0.97 there.
 
 Newton.  With ``Phi_h(z) = |z - y|^2 / 2 - h kappa B(z)`` (``B`` the log-gas sum), gradient
 ``g = z - y - h kappa grad B`` and Hessian ``I + h kappa L(z)``, ``L`` the positive semi-definite
@@ -122,7 +134,14 @@ from .validation import (
     fail,
 )
 
-__all__ = ["BaselineBlock", "DysonModel", "MatrixVariant", "simulate_baseline_members"]
+__all__ = [
+    "BaselineBlock",
+    "DysonModel",
+    "MatrixVariant",
+    "acceptance_rng",
+    "resolving_step",
+    "simulate_baseline_members",
+]
 
 NEWTON_RTOL = 1e-12  #: relative gradient tolerance of the proximal Newton solve
 NEWTON_MAX_ITER = 100  #: cap on Newton iterations per step (never reached in the tests)
@@ -553,13 +572,15 @@ class BaselineBlock(LangevinBlock):
     ``steps``: proximal steps taken (including a failing one); ``newton_iterations``: their
     total Newton iterations; ``newton_max``: the most in one step; ``newton_unconverged``: 1 if
     the member failed because a solve stopped short of the tolerance (iteration cap or stalled
-    line search), else 0.
+    line search), else 0; ``accepted``: proposals accepted (``metropolis=True``; otherwise every
+    step counts).
     """
 
     steps: np.ndarray
     newton_iterations: np.ndarray
     newton_max: np.ndarray
     newton_unconverged: np.ndarray
+    accepted: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -569,6 +590,7 @@ class _Chart:
     to_flat: Callable[[np.ndarray], np.ndarray]
     to_state: Callable[[np.ndarray], np.ndarray]
     drift: Callable[[np.ndarray], np.ndarray]
+    potential: Callable[[np.ndarray], np.ndarray]  # Phi: stationary density exp(-Phi/T) dx
     is_bad: Callable[[np.ndarray], np.ndarray]
     h_scale: float
     noise_var: float
@@ -582,6 +604,7 @@ def _chart(system: MatrixVariant | DysonModel, rescaled: bool, temp: float) -> _
             to_flat=lambda s: s,
             to_state=lambda x: x,
             drift=lambda x: -0.5 * x,
+            potential=system.free_energy,
             is_bad=lambda x: ~np.all(np.isfinite(x), axis=1),
             h_scale=1.0,
             noise_var=2.0 * temp,
@@ -594,6 +617,7 @@ def _chart(system: MatrixVariant | DysonModel, rescaled: bool, temp: float) -> _
             to_flat=np.log,
             to_state=np.exp,
             drift=lambda rho: -gradient(rho),
+            potential=system._free_energy_rho,
             is_bad=lambda rho: ~(np.all(np.isfinite(rho), axis=1) & (rho.max(axis=1) <= _LOG_MAX)),
             h_scale=1.0,
             noise_var=2.0 * temp,
@@ -609,6 +633,7 @@ def _chart(system: MatrixVariant | DysonModel, rescaled: bool, temp: float) -> _
         to_flat=lambda s: np.exp(np.log(s) / n),
         to_state=lambda u: np.exp(n * np.log(u)),
         drift=drift_u,
+        potential=lambda u: system._free_energy_rho(n * np.log(u)),
         # rho = N log u must be finite (u > 0: landing exactly on 0 is a failure) and <= log max
         is_bad=lambda u: ~((n * np.log(u)).max(axis=1) <= _LOG_MAX) | ~(u.min(axis=1) > 0.0),
         h_scale=1.0 / n if rescaled else 1.0,
@@ -616,6 +641,94 @@ def _chart(system: MatrixVariant | DysonModel, rescaled: bool, temp: float) -> _
         kappa=1.0 / (n * system.beta),
         mirror=True,
     )
+
+
+@dataclass
+class _Terms:
+    """Per-state quantities of the Metropolis test (rows = members), for one ``(h, kappa)``.
+
+    ``phi``: ``Phi(x) / T``; ``mean``: the proposal mean ``x + h b_reg(x)``; ``back``: the
+    pre-image ``Y(x) = x - h kappa grad B(x)`` of ``x`` under the proximal map; ``logdet``:
+    ``log det(I + h kappa L(x))``, the log-Jacobian of ``Y``.
+    """
+
+    phi: np.ndarray
+    mean: np.ndarray
+    back: np.ndarray
+    logdet: np.ndarray
+
+    def take(self, keep: np.ndarray) -> _Terms:
+        return _Terms(self.phi[keep], self.mean[keep], self.back[keep], self.logdet[keep])
+
+    def update(self, accept: np.ndarray, new: _Terms) -> None:
+        self.phi = np.where(accept, new.phi, self.phi)
+        self.mean = np.where(accept[:, None], new.mean, self.mean)
+        self.back = np.where(accept[:, None], new.back, self.back)
+        self.logdet = np.where(accept, new.logdet, self.logdet)
+
+
+def _terms(chart: _Chart, x: np.ndarray, h_x: float, hk: float, temp: float) -> _Terms:
+    force, lap = _pair_terms(x, chart.mirror) if x.shape[1] > 1 else (0.0 * x, None)
+    if lap is None:
+        logdet = np.zeros(x.shape[0])
+    else:
+        _, logdet = np.linalg.slogdet(np.eye(x.shape[1]) + hk * lap)
+    return _Terms(
+        phi=chart.potential(x) / temp,
+        mean=x + h_x * chart.drift(x),
+        back=x - hk * force,
+        logdet=logdet,
+    )
+
+
+def _log_proposal(to: _Terms, frm: _Terms, var: float, mirror: bool) -> np.ndarray:
+    """``log q(to | frm)`` up to a constant: the Gaussian density of the pre-image ``Y(to)``
+    around ``frm.mean`` times the Jacobian ``det(I + h kappa L(to))``; with the mirror the
+    reflected pre-image (last coordinate negated, which the reflection maps to the same state)
+    adds its own Gaussian term."""
+    r = to.back - frm.mean
+    quad = _rowsum(r * r)
+    logq = -quad / (2.0 * var)
+    if mirror:
+        r_last = -to.back[:, -1] - frm.mean[:, -1]
+        quad_flip = quad - r[:, -1] ** 2 + r_last**2
+        logq = np.logaddexp(logq, -quad_flip / (2.0 * var))
+    return logq + to.logdet
+
+
+def resolving_step(
+    system: MatrixVariant | DysonModel,
+    states: np.ndarray,
+    fraction: float = 0.1,
+    rescaled: bool | None = None,
+) -> float:
+    """The step ``h`` at which the proximal gap floor ``sqrt(2 h_x kappa)`` is ``fraction`` of
+    the median nearest-neighbour gap of ``states`` (``(..., d)``, e.g. a pilot run) in the flat
+    chart (``u``, ``rho`` or ``l``); ``h`` in the engine's time (``t``, or ``tau`` when
+    ``rescaled`` / ``N = inf``).  Pair gaps well above ``fraction`` of the typical gap are then
+    sampled without the depletion described in the module docstring."""
+    if not isinstance(system, MatrixVariant | DysonModel):
+        raise fail("system", system, "must be a particles.MatrixVariant or particles.DysonModel")
+    fraction = check_positive(fraction, "fraction")
+    x = np.asarray(states, dtype=np.float64)
+    if x.ndim < 1 or x.shape[-1] != system.width or system.width < 2:
+        raise fail("states", x.shape, f"must have shape (..., {system.width}) with width >= 2")
+    chart = _chart(system, system._rescaled(rescaled), 1.0)
+    flat = chart.to_flat(np.sort(x.reshape(-1, system.width), axis=-1))
+    gap = float(np.median(np.abs(np.diff(flat, axis=-1))))
+    if not (math.isfinite(gap) and gap > 0.0):
+        raise fail("states", "<array>", "have no positive finite gaps")
+    return (fraction * gap) ** 2 / (2.0 * chart.kappa) / chart.h_scale
+
+
+def acceptance_rng(seed: int, member: int) -> np.random.Generator:
+    """The uniforms of the Metropolis test of member ``member``:
+    ``PCG64(SeedSequence(seed, spawn_key=(member, 1)))``, a stream apart from the noise
+    (``member_rng``, spawn key ``(member,)``), so the noise rows drive the same steps with and
+    without the test."""
+    seed = _check_index(seed, "seed")
+    member = _check_index(member, "member")
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(member, 1))))
 
 
 def simulate_baseline_members(
@@ -627,6 +740,7 @@ def simulate_baseline_members(
     seed: int,
     temperature: float | None = None,
     rescaled: bool | None = None,
+    metropolis: bool = False,
 ) -> BaselineBlock:
     """The split-step proximal scheme for ``m`` members of a baseline system; states at ``times``.
 
@@ -637,6 +751,18 @@ def simulate_baseline_members(
     ``rescaled`` / ``N = inf``), ``dt`` the largest step, ``temperature`` the noise ``T``
     (default ``1/beta``; ``0``: the implicit-explicit scheme for the gradient flow).  Returns a
     ``BaselineBlock`` whose states are strictly ordered at every save time (module docstring).
+
+    ``metropolis=True`` (``T > 0``) makes each step a Metropolis-Hastings proposal (a
+    Metropolis-adjusted Langevin algorithm with the proximal step): the proposal ``z`` is
+    accepted with probability
+    ``min(1, exp(-Phi(z)/T) q(x | z) / (exp(-Phi(x)/T) q(z | x)))``, where ``exp(-Phi/T)`` is
+    the stationary density in the flat coordinate and ``q`` the exact density of the step (the
+    proximal map is a bijection onto ``D`` with inverse ``Y(z) = z - h kappa grad B(z)`` and
+    Jacobian ``det(I + h kappa L(z))``; the reflection at ``u = 0`` folds two pre-images).
+    The chain then leaves the exact stationary law invariant for every ``dt``: the time-step
+    bias of the plain scheme, which depletes pair gaps below ``~sqrt(2 h kappa)`` and so
+    inflates the measured repulsion exponent, is removed, at the price of the dynamics
+    (a rejected step stays put).  The uniforms come from ``acceptance_rng(seed, k)``.
     """
     if not isinstance(system, MatrixVariant | DysonModel):
         raise fail("system", system, "must be a particles.MatrixVariant or particles.DysonModel")
@@ -656,6 +782,10 @@ def simulate_baseline_members(
         temp = 1.0 / system.beta
     else:
         temp = check_positive(temperature, "temperature", allow_zero=True)
+    if not isinstance(metropolis, bool | np.bool_):
+        raise fail("metropolis", metropolis, "must be a bool")
+    if metropolis and temp == 0.0:
+        raise fail("metropolis", metropolis, "needs a positive temperature")
 
     chart = _chart(system, rescaled, temp)
     plan = _step_plan(times, dt)
@@ -668,29 +798,35 @@ def simulate_baseline_members(
     n_iter = np.zeros(m, dtype=np.int64)
     n_max = np.zeros(m, dtype=np.int64)
     n_short = np.zeros(m, dtype=np.int64)
+    accepted = np.zeros(m, dtype=np.int64)
 
     active = np.arange(m)
     x = chart.to_flat(start)
     rngs = [member_rng(seed, int(k)) for k in members]
+    urngs = [acceptance_rng(seed, int(k)) for k in members] if metropolis else []
     batch = noise_batch_steps(d)
     buf = np.empty((m, batch, d))
+    ubuf = np.empty((m, batch))
     pos = batch  # the buffer is refilled before the first step
     noisy = temp > 0.0
 
     with np.errstate(all="ignore"):
         for k, (t_start, t_end, n_steps, h) in enumerate(plan):
             h_x = h * chart.h_scale
-            amp = math.sqrt(chart.noise_var * h_x)
+            var = chart.noise_var * h_x
+            amp = math.sqrt(var)
             hk = chart.kappa * h_x
+            terms = _terms(chart, x, h_x, hk, temp) if metropolis and n_steps else None
             for j in range(n_steps):
                 if noisy and pos == batch:
                     for a, idx in enumerate(active):
                         rngs[idx].standard_normal(out=buf[a])
+                        if metropolis:
+                            urngs[idx].random(out=ubuf[a])
                     pos = 0
-                y = x + h_x * chart.drift(x)
+                y = terms.mean.copy() if terms is not None else x + h_x * chart.drift(x)
                 if noisy:
                     y += amp * buf[:, pos, :]
-                pos += 1
                 fin = np.all(np.isfinite(y), axis=1)
                 if fin.all():
                     z, it, conv = _prox(y, x, hk, chart.mirror)
@@ -699,6 +835,7 @@ def simulate_baseline_members(
                     it = np.zeros(y.shape[0], dtype=np.int64)
                     conv = np.ones(y.shape[0], dtype=bool)
                     z[fin], it[fin], conv[fin] = _prox(y[fin], x[fin], hk, chart.mirror)
+                neg = np.zeros(z.shape[0], dtype=bool)
                 if chart.mirror:
                     neg = z[:, -1] < 0.0
                     z[:, -1] = np.abs(z[:, -1])
@@ -707,16 +844,32 @@ def simulate_baseline_members(
                 n_max[active] = np.maximum(n_max[active], it)
                 n_short[active] += ~conv
                 bad = chart.is_bad(z) | ~conv
+                if terms is not None:
+                    new = _terms(chart, z, h_x, hk, temp)
+                    bad |= ~(np.isfinite(new.phi) & np.isfinite(new.logdet))
                 if bad.any():
                     ok = ~bad
                     lost = active[bad]
                     failed_time[lost] = t_end if j == n_steps - 1 else t_start + (j + 1) * h
                     last_finite[lost] = chart.to_state(x[bad])
-                    active, z, buf = active[ok], z[ok], buf[ok]
-                    if chart.mirror:
-                        neg = neg[ok]
-                if chart.mirror:
-                    reflections[active] += neg
+                    active, x, z, neg = active[ok], x[ok], z[ok], neg[ok]
+                    buf, ubuf = buf[ok], ubuf[ok]
+                    if terms is not None:
+                        terms, new = terms.take(ok), new.take(ok)
+                if terms is not None:
+                    log_ratio = (terms.phi - new.phi) + (
+                        _log_proposal(terms, new, var, chart.mirror)
+                        - _log_proposal(new, terms, var, chart.mirror)
+                    )
+                    accept = np.log(ubuf[:, pos]) < log_ratio
+                    z = np.where(accept[:, None], z, x)
+                    neg &= accept
+                    terms.update(accept, new)
+                else:
+                    accept = np.ones(z.shape[0], dtype=bool)
+                accepted[active] += accept
+                pos += 1
+                reflections[active] += neg
                 x = z
             out[active, k] = start[active] if n_steps == 0 else chart.to_state(x)
     last_finite[active] = out[active, -1]
@@ -729,4 +882,5 @@ def simulate_baseline_members(
         newton_iterations=n_iter,
         newton_max=n_max,
         newton_unconverged=n_short,
+        accepted=accepted,
     )

@@ -50,6 +50,7 @@ from .validation import check_integer, check_positive, check_singular_values, ch
 __all__ = [
     "BIT_GENERATOR",
     "CHUNK_BYTES",
+    "CHUNK_PAIR_WORK",
     "REDUCTIONS",
     "SEEDING_SCHEME",
     "WORK_THRESHOLD",
@@ -65,6 +66,9 @@ BIT_GENERATOR = "PCG64"
 WORK_THRESHOLD = 5.0e8
 #: Target size of one chunk's ``sigma`` block when ``chunk_size`` is chosen automatically.
 CHUNK_BYTES = 64 * 2**20
+#: Members per automatically sized chunk are at least ``CHUNK_PAIR_WORK / d^2`` (when the
+#: workers stay busy): about 1 ms of pair sums per step and chunk.
+CHUNK_PAIR_WORK = 2**20
 #: Version of the Zarr store layout (checked on resume).
 STORE_FORMAT = 1
 _SERIAL = ("serial", "in-process")
@@ -213,24 +217,34 @@ def _run_chunk(
     rescaled: bool,
     reductions: tuple[str, ...],
     save_members: bool,
+    metropolis: bool = False,
 ) -> dict[str, Any]:
     """Simulate members ``first .. first+len(starts)-1``; their saved fields and tree nodes."""
     from .baselines import simulate_baseline_members
     from .langevin import simulate_members
 
     members = np.arange(first, first + len(starts), dtype=np.int64)
-    engine = (
-        simulate_baseline_members
-        if isinstance(model, MatrixVariant | DysonModel)
-        else simulate_members
-    )
-    block = engine(
-        model, starts, members, times, dt, seed, temperature=temperature, rescaled=rescaled
-    )
+    if isinstance(model, MatrixVariant | DysonModel):
+        block = simulate_baseline_members(
+            model,
+            starts,
+            members,
+            times,
+            dt,
+            seed,
+            temperature=temperature,
+            rescaled=rescaled,
+            metropolis=metropolis,
+        )
+    else:
+        block = simulate_members(
+            model, starts, members, times, dt, seed, temperature=temperature, rescaled=rescaled
+        )
     sigma = np.asarray(block.sigma, dtype=np.float64)
     failed_time = np.asarray(block.failed_time, dtype=np.float64)
     out: dict[str, Any] = {
         "reflections": np.asarray(block.reflections, dtype=np.int64),
+        **({"accepted": np.asarray(block.accepted, dtype=np.int64)} if metropolis else {}),
         "failed_time": failed_time,
         "last_finite": np.asarray(block.last_finite, dtype=np.float64),
         "nodes": {},
@@ -268,6 +282,7 @@ class _Plan:
     chunk_size: int
     reductions: tuple[str, ...]
     save_members: bool
+    metropolis: bool = False
     attrs: dict[str, str | int | float] = field(default_factory=dict)
 
     @property
@@ -295,6 +310,7 @@ class _Plan:
             "rescaled": self.rescaled,
             "reductions": self.reductions,
             "save_members": self.save_members,
+            "metropolis": self.metropolis,
         }
 
     def reduced_dims(self, name: str) -> tuple[str, ...]:
@@ -330,6 +346,13 @@ class _Plan:
             -1,
             {"long_name": "reflections at u = 0 (-1 = not computed yet)"},
         )
+        if self.metropolis:
+            out["accepted"] = (
+                ("member",),
+                i8,
+                -1,
+                {"long_name": "accepted Metropolis proposals (-1 = not computed yet)"},
+            )
         out["failed"] = (
             ("member",),
             np.int8,
@@ -441,11 +464,18 @@ def _connect(address: str, name: str = "scheduler") -> _Executor:
 
 
 def _local_cluster(n_workers: int) -> _Executor:
+    import dask
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(
-        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0"
-    )
+    # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536 (against memory creep of generic
+    # workloads); glibc then also fixes the mmap threshold, and the engine's task thread paid
+    # 10-30% for it (benchmarks/bench_langevin.py, case A).  The engine allocates nothing per
+    # step, so its workers keep glibc's adaptive defaults.
+    trim = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
+    with dask.config.set({trim: None}):
+        cluster = LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+        )
     client = Client(cluster, set_as_default=False)
     return _Executor(
         client, f"dask LocalCluster, {n_workers} worker processes", n_workers, [cluster, client]
@@ -540,7 +570,8 @@ class _MemorySink:
 
 
 def _member_fields(result: Mapping[str, Any]) -> Iterator[tuple[str, np.ndarray]]:
-    for name in ("sigma", "energy", "free_energy", "reflections", "failed_time", "last_finite"):
+    names = ("sigma", "energy", "free_energy", "reflections", "accepted")
+    for name in (*names, "failed_time", "last_finite"):
         if name in result:
             yield name, result[name]
     yield "failed", (~np.isnan(result["failed_time"])).astype(np.int8)
@@ -700,10 +731,15 @@ def _check_store(store: object) -> Path | None:
 
 
 def _default_chunk_size(members: int, n_times: int, width: int, threads: int) -> int:
-    """About 4 chunks per worker thread (1 in-process: ``threads=0``), each chunk's ``sigma`` at
-    most ``CHUNK_BYTES``."""
+    """``k`` chunks per worker thread (1 in-process: ``threads=0``), ``k`` from 1 to 4 as large
+    as keeps at least ``CHUNK_PAIR_WORK / d^2`` members per chunk (a step of a chunk costs a
+    fixed ~30 us of Python besides ~1 ns per pair: fewer, larger chunks keep that below ~5%,
+    benchmarks/bench_langevin.py), and each chunk's ``sigma`` at most ``CHUNK_BYTES``."""
     by_memory = math.ceil(members * n_times * width * 8 / CHUNK_BYTES)
-    n_chunks = max(by_memory, 4 * threads, 1)
+    slots = max(threads, 1)
+    min_members = max(1, CHUNK_PAIR_WORK // max(width * width, 1))
+    per_slot = min(4, max(1, members // (min_members * slots)))
+    n_chunks = max(by_memory, per_slot * threads, 1)
     return max(1, math.ceil(members / min(members, n_chunks)))
 
 
@@ -727,7 +763,7 @@ def _check_resume(path: Path, plan: _Plan) -> None:
         if attrs.get("store_format") != STORE_FORMAT:
             raise fail("store", str(path), f"has layout {attrs.get('store_format')}")
         keys = ["system", *plan.model.describe(), "rescaled_time", "seed", "dt", "temperature"]
-        keys += ["members", "chunk_size", "reductions", "save_members"]
+        keys += ["members", "chunk_size", "reductions", "save_members", "metropolis"]
         for key in keys:
             if attrs.get(key) != plan.attrs.get(key):
                 raise fail(
@@ -766,6 +802,7 @@ def langevin_ensemble(
     save_members: bool = True,
     progress: bool | None = None,
     overwrite: bool = False,
+    metropolis: bool = False,
 ) -> xr.Dataset:
     """Run ``members`` independent Langevin trajectories of ``model``, saved at ``times``.
 
@@ -794,8 +831,9 @@ def langevin_ensemble(
     WORK_THRESHOLD`` (``steps = ceil(times[-1] / dt)``) or there is one core, and otherwise a
     ``LocalCluster`` for the duration of the call.  A cluster started here lives only for this
     call; scripts using it need the ``if __name__ == "__main__":`` guard.  ``chunk_size``
-    (members per task) defaults to about 4 chunks per worker thread (1 in-process), each chunk's
-    ``sigma`` at most ``CHUNK_BYTES``; it does not change any value.
+    (members per task) defaults to 1-4 chunks per worker thread (1 in-process; fewer when
+    chunks would hold under ``CHUNK_PAIR_WORK / d^2`` members), each chunk's ``sigma`` at most
+    ``CHUNK_BYTES``; it does not change any value.
 
     ``store``: a ``.zarr`` path.  The store is laid out up front (every variable full size,
     NaN, chunked along ``member`` like the work chunks, ``chunk_done`` per chunk and the
@@ -805,7 +843,8 @@ def langevin_ensemble(
     first that differs; ``seed``/``chunk_size`` default to the stored ones; a missing store is
     started afresh).  An existing store without ``resume`` needs ``overwrite=True``.  The result
     is then opened lazily from the store.  ``progress``: tqdm bar over chunks (None: on a
-    terminal only).
+    terminal only).  ``metropolis`` (baselines only): Metropolis-adjusted proximal steps, exact
+    stationary law at any ``dt`` (``simulate_baseline_members``); adds ``accepted`` per member.
     """
     if not isinstance(model, Model | DysonModel):
         raise fail("model", model, "must be a particles.Model (or MatrixVariant, DysonModel)")
@@ -834,6 +873,13 @@ def langevin_ensemble(
     starts = np.sort(starts, axis=-1)[:, ::-1].copy()
     reductions = _check_reductions(reductions)
     save_members = _check_bool(save_members, "save_members")
+    metropolis = _check_bool(metropolis, "metropolis")
+    if metropolis and not isinstance(model, MatrixVariant | DysonModel):
+        raise fail(
+            "metropolis", metropolis, "is for the random-matrix baselines (MatrixVariant, Dyson)"
+        )
+    if metropolis and temperature == 0.0:
+        raise fail("metropolis", metropolis, "needs a positive temperature")
     if not save_members and not reductions:
         raise fail("save_members", False, "without reductions nothing would be kept")
     resume = _check_bool(resume, "resume")
@@ -889,6 +935,7 @@ def langevin_ensemble(
             chunk_size,
             reductions,
             save_members,
+            metropolis,
         )
         plan.attrs = _plan_attrs(plan, work)
         if resuming:
@@ -926,6 +973,7 @@ def _plan_attrs(plan: _Plan, work: float) -> dict[str, str | int | float]:
             "n_chunks": plan.n_chunks,
             "reductions": ",".join(plan.reductions) or "none",
             "save_members": int(plan.save_members),
+            "metropolis": int(plan.metropolis),
             "variance": "sample variance over members (ddof=1)",
             "reduction_scheme": "Chan pairwise (count, mean, M2) on a fixed binary tree of "
             "member indices; failed members excluded",

@@ -31,6 +31,12 @@ def test_chamber_model_has_no_repulsion_and_baselines_do(tmp_path):
         assert ds.mean_ratio.values[k] < 0.5307 - 10 * ds.mean_ratio_se.values[k]
         assert ds.small_fraction.values[k] > 0.05  # Poisson: 1 - e^{-0.1} = 0.095
     assert ds.spacings.dims == ("system", "spacing")
+    # the SDE baseline (Dyson b = 2, Metropolis-adjusted proximal steps) records its step and
+    # acceptance rate; exact samplers have neither
+    (dyson,) = [k for k, s in enumerate(ds.system.values) if s.startswith("Dyson")]
+    assert 0.9 < ds.acceptance.values[dyson] <= 1.0 and 0 < ds.step.values[dyson] <= 0.02
+    exact = [k for k, s in enumerate(ds.system.values) if "exact" in s]
+    assert len(exact) == 4 and np.isnan(ds.step.values[exact]).all()
 
 
 def test_repulsion_command(tmp_path, capsys):
