@@ -545,41 +545,58 @@ def _pair_chain(nt, xi, wi, iwi, xj, wj, iwj, cn, fn):
 @numba.njit(cache=True, fastmath=_FM, error_model="numpy")
 def _kernel_chain(x, w, iw, cn, nt, fn, out):
     """``_kernel_branchless`` for 2 <= N <= SMALL_DEPTH with ``t = s^N`` formed per pair (N a
-    compile-time constant): two per-particle arrays fewer, and ``t`` consistent with ``s``."""
+    compile-time constant): two per-particle arrays fewer, and ``t`` consistent with ``s``.
+    Rows four at a time (as ``_kernel_rational``), then the rest one at a time."""
     d = x.shape[0]
     for i in range(d):
         out[i] = 0.0
     i = 0
-    while i + 2 < d:
-        x0 = x[i]
-        w0 = w[i]
-        iw0 = iw[i]
-        x1 = x[i + 1]
-        w1 = w[i + 1]
-        iw1 = iw[i + 1]
+    while i + 4 < d:
+        x0, w0, iw0 = x[i], w[i], iw[i]
+        x1, w1, iw1 = x[i + 1], w[i + 1], iw[i + 1]
+        x2, w2, iw2 = x[i + 2], w[i + 2], iw[i + 2]
+        x3, w3, iw3 = x[i + 3], w[i + 3], iw[i + 3]
         f01 = _pair_chain(nt, x0, w0, iw0, x1, w1, iw1, cn, fn)
-        a0 = f01
-        a1 = -f01
-        xx = x[i + 2 :]
-        ww = w[i + 2 :]
-        iww = iw[i + 2 :]
-        oo = out[i + 2 :]
-        for j in range(d - i - 2):
+        f02 = _pair_chain(nt, x0, w0, iw0, x2, w2, iw2, cn, fn)
+        f03 = _pair_chain(nt, x0, w0, iw0, x3, w3, iw3, cn, fn)
+        f12 = _pair_chain(nt, x1, w1, iw1, x2, w2, iw2, cn, fn)
+        f13 = _pair_chain(nt, x1, w1, iw1, x3, w3, iw3, cn, fn)
+        f23 = _pair_chain(nt, x2, w2, iw2, x3, w3, iw3, cn, fn)
+        a0 = f01 + f02 + f03
+        a1 = f12 + f13 - f01
+        a2 = f23 - f02 - f12
+        a3 = -(f03 + f13 + f23)
+        xx = x[i + 4 :]
+        ww = w[i + 4 :]
+        iww = iw[i + 4 :]
+        oo = out[i + 4 :]
+        for j in range(d - i - 4):
             xj = xx[j]
             wj = ww[j]
             iwj = iww[j]
             f0 = _pair_chain(nt, x0, w0, iw0, xj, wj, iwj, cn, fn)
             f1 = _pair_chain(nt, x1, w1, iw1, xj, wj, iwj, cn, fn)
+            f2 = _pair_chain(nt, x2, w2, iw2, xj, wj, iwj, cn, fn)
+            f3 = _pair_chain(nt, x3, w3, iw3, xj, wj, iwj, cn, fn)
             a0 += f0
             a1 += f1
-            oo[j] -= f0 + f1
+            a2 += f2
+            a3 += f3
+            oo[j] -= (f0 + f1) + (f2 + f3)
         out[i] += a0
         out[i + 1] += a1
-        i += 2
-    if i + 1 < d:
-        f = _pair_chain(nt, x[i], w[i], iw[i], x[i + 1], w[i + 1], iw[i + 1], cn, fn)
-        out[i] += f
-        out[i + 1] -= f
+        out[i + 2] += a2
+        out[i + 3] += a3
+        i += 4
+    while i + 1 < d:
+        xi, wi, iwi = x[i], w[i], iw[i]
+        acc = 0.0
+        for j in range(i + 1, d):
+            f = _pair_chain(nt, xi, wi, iwi, x[j], w[j], iw[j], cn, fn)
+            acc += f
+            out[j] -= f
+        out[i] += acc
+        i += 1
 
 
 @numba.njit(cache=True, fastmath=_FM, error_model="numpy")

@@ -35,6 +35,7 @@ from particles import (
     simulate_baseline_members,
 )
 from particles.baselines import NEWTON_RTOL, _prox
+from particles.langevin import simulate_members
 from particles.rmt import gaussian_beta_ensemble, ginibre_singular_values
 
 KS_MEMBERS = 2000
@@ -530,3 +531,8 @@ def test_bad_arguments():
         run(dyson, ok, [0], [1.0, 0.5], 0.1, 0)
     with pytest.raises(ValueError, match="bad model="):
         langevin_ensemble("dyson", ok[0], [1.0], 1, 0.1, 0, scheduler="serial")
+    # the chamber engine's explicit steps would let the matrix variant's particles cross
+    with pytest.raises(ValueError, match="bad model=.*MatrixVariant"):
+        simulate_members(
+            MatrixVariant(3, 2, 1.0, Schatten(2.0)), [[1.0, 0.5, 0.1]], [0], [1.0], 0.1, 0
+        )
