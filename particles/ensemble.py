@@ -67,8 +67,8 @@ WORK_THRESHOLD = 5.0e8
 #: Target size of one chunk's ``sigma`` block when ``chunk_size`` is chosen automatically.
 CHUNK_BYTES = 64 * 2**20
 #: Members per automatically sized chunk are at least ``CHUNK_PAIR_WORK / d^2`` (when the
-#: workers stay busy): about 1 ms of pair sums per step and chunk.
-CHUNK_PAIR_WORK = 2**20
+#: workers stay busy): a few ms of pair sums per step and chunk.
+CHUNK_PAIR_WORK = 2**22
 #: Version of the Zarr store layout (checked on resume).
 STORE_FORMAT = 1
 _SERIAL = ("serial", "in-process")
