@@ -510,7 +510,7 @@ def test_default_chunk_size():
     assert ens._default_chunk_size(1000, 11, 4, threads=2) == 500
     # enough work (>= CHUNK_PAIR_WORK / d^2 members per chunk): 4 chunks per thread
     assert ens._default_chunk_size(1000, 11, 256, threads=2) == 125
-    assert ens._default_chunk_size(20, 11, 512, threads=2) == 10  # at least 16 members: 1 per thread
+    assert ens._default_chunk_size(20, 11, 512, threads=2) == 10  # >= 16 members: 1 per thread
     assert ens._default_chunk_size(3, 11, 4, threads=2) == 2
     big = ens._default_chunk_size(10**6, 1001, 10, threads=0)  # bounded by CHUNK_BYTES
     assert big * 1001 * 10 * 8 <= ens.CHUNK_BYTES
