@@ -112,18 +112,13 @@ def _executor(scheduler: str | None):
     if scheduler != "local":
         yield {"scheduler": scheduler}
         return
-    from distributed import Client, LocalCluster
+    from particles.ensemble import _local_cluster  # the one LocalCluster configuration
 
-    with (
-        LocalCluster(
-            n_workers=os.cpu_count() or 1,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield {"client": client}
+    executor = _local_cluster(os.cpu_count() or 1)
+    try:
+        yield {"client": executor.client}
+    finally:
+        executor.close()
 
 
 def run_ensemble(params: dict[str, Any], out: Path) -> list[str]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import logging
 import math
 import numbers
 import os
@@ -474,7 +475,14 @@ def _local_cluster(n_workers: int) -> _Executor:
     trim = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
     with dask.config.set({trim: None}):
         cluster = LocalCluster(
-            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            # the cluster's own infrastructure logs (e.g. a worker's heartbeat racing the
+            # scheduler's shutdown, with a traceback) stay out of the CLI's stderr; errors of
+            # our tasks still reach the caller through their futures
+            silence_logs=logging.CRITICAL,
         )
     client = Client(cluster, set_as_default=False)
     return _Executor(
