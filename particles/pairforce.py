@@ -543,41 +543,44 @@ def _pair_chain(nt, xi, wi, iwi, xj, wj, iwj, cn, fn):
 
 
 @numba.njit(cache=True, fastmath=_FM, error_model="numpy")
-def _kernel_chain(x, w, iw, cn, nt, fn, out):
-    """``_kernel_branchless`` for 2 <= N <= SMALL_DEPTH with ``t = s^N`` formed per pair (N a
-    compile-time constant): two per-particle arrays fewer, and ``t`` consistent with ``s``.
-    Rows four at a time (as ``_kernel_rational``), then the rest one at a time."""
-    d = x.shape[0]
+def _blocked_pair_sum(form, par, p, q, r, out):
+    """``out_i = sum_{j != i} pair(par, p_i, q_i, r_i, p_j, q_j, r_j)`` for an antisymmetric
+    pair (each unordered pair evaluated once).  Rows four at a time: one vectorized pass over
+    ``j`` for the four (each particle ``j`` loaded and ``out[j]`` stored once per four pairs),
+    then the remaining rows one at a time.  The pair form is ``_pair_form(form, ...)``
+    (``form`` a tuple whose length selects it at compile time; a function argument would stop
+    numba from caching), ``p, q, r`` per-particle arrays."""
+    d = p.shape[0]
     for i in range(d):
         out[i] = 0.0
     i = 0
     while i + 4 < d:
-        x0, w0, iw0 = x[i], w[i], iw[i]
-        x1, w1, iw1 = x[i + 1], w[i + 1], iw[i + 1]
-        x2, w2, iw2 = x[i + 2], w[i + 2], iw[i + 2]
-        x3, w3, iw3 = x[i + 3], w[i + 3], iw[i + 3]
-        f01 = _pair_chain(nt, x0, w0, iw0, x1, w1, iw1, cn, fn)
-        f02 = _pair_chain(nt, x0, w0, iw0, x2, w2, iw2, cn, fn)
-        f03 = _pair_chain(nt, x0, w0, iw0, x3, w3, iw3, cn, fn)
-        f12 = _pair_chain(nt, x1, w1, iw1, x2, w2, iw2, cn, fn)
-        f13 = _pair_chain(nt, x1, w1, iw1, x3, w3, iw3, cn, fn)
-        f23 = _pair_chain(nt, x2, w2, iw2, x3, w3, iw3, cn, fn)
+        p0, q0, r0 = p[i], q[i], r[i]
+        p1, q1, r1 = p[i + 1], q[i + 1], r[i + 1]
+        p2, q2, r2 = p[i + 2], q[i + 2], r[i + 2]
+        p3, q3, r3 = p[i + 3], q[i + 3], r[i + 3]
+        f01 = _pair_form(form, par, p0, q0, r0, p1, q1, r1)
+        f02 = _pair_form(form, par, p0, q0, r0, p2, q2, r2)
+        f03 = _pair_form(form, par, p0, q0, r0, p3, q3, r3)
+        f12 = _pair_form(form, par, p1, q1, r1, p2, q2, r2)
+        f13 = _pair_form(form, par, p1, q1, r1, p3, q3, r3)
+        f23 = _pair_form(form, par, p2, q2, r2, p3, q3, r3)
         a0 = f01 + f02 + f03
         a1 = f12 + f13 - f01
         a2 = f23 - f02 - f12
         a3 = -(f03 + f13 + f23)
-        xx = x[i + 4 :]
-        ww = w[i + 4 :]
-        iww = iw[i + 4 :]
+        pp = p[i + 4 :]
+        qq = q[i + 4 :]
+        rr = r[i + 4 :]
         oo = out[i + 4 :]
         for j in range(d - i - 4):
-            xj = xx[j]
-            wj = ww[j]
-            iwj = iww[j]
-            f0 = _pair_chain(nt, x0, w0, iw0, xj, wj, iwj, cn, fn)
-            f1 = _pair_chain(nt, x1, w1, iw1, xj, wj, iwj, cn, fn)
-            f2 = _pair_chain(nt, x2, w2, iw2, xj, wj, iwj, cn, fn)
-            f3 = _pair_chain(nt, x3, w3, iw3, xj, wj, iwj, cn, fn)
+            pj = pp[j]
+            qj = qq[j]
+            rj = rr[j]
+            f0 = _pair_form(form, par, p0, q0, r0, pj, qj, rj)
+            f1 = _pair_form(form, par, p1, q1, r1, pj, qj, rj)
+            f2 = _pair_form(form, par, p2, q2, r2, pj, qj, rj)
+            f3 = _pair_form(form, par, p3, q3, r3, pj, qj, rj)
             a0 += f0
             a1 += f1
             a2 += f2
@@ -589,14 +592,25 @@ def _kernel_chain(x, w, iw, cn, nt, fn, out):
         out[i + 3] += a3
         i += 4
     while i + 1 < d:
-        xi, wi, iwi = x[i], w[i], iw[i]
+        pi, qi, ri = p[i], q[i], r[i]
         acc = 0.0
         for j in range(i + 1, d):
-            f = _pair_chain(nt, xi, wi, iwi, x[j], w[j], iw[j], cn, fn)
+            f = _pair_form(form, par, pi, qi, ri, p[j], q[j], r[j])
             acc += f
             out[j] -= f
         out[i] += acc
         i += 1
+
+
+_FORM_CHAIN = (0,)  # _pair_chain, par = (nt, cn, fn), per-particle (x, w, 1/w)
+_FORM_RATIONAL = (0, 0)  # _pair_rational, par = (nt, unused, fn), per-particle (u, 1/u^2, unused)
+
+
+@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
+def _kernel_chain(x, w, iw, cn, nt, fn, out):
+    """``_kernel_branchless`` for 2 <= N <= SMALL_DEPTH with ``t = s^N`` formed per pair (N a
+    compile-time constant): two per-particle arrays fewer, and ``t`` consistent with ``s``."""
+    _blocked_pair_sum(_FORM_CHAIN, (nt, cn, fn), x, w, iw, out)
 
 
 @numba.njit(cache=True, fastmath=_FM, error_model="numpy")
@@ -642,63 +656,19 @@ def _pair_rational(nt, fn, ui, iwi, uj, iwj):
 
 
 @numba.njit(cache=True, fastmath=_FM, error_model="numpy")
+def _pair_form(form, par, pi, qi, ri, pj, qj, rj):
+    """The pair force of ``_blocked_pair_sum``: ``_FORM_CHAIN`` or ``_FORM_RATIONAL``, chosen by
+    the tuple length (a compile-time constant; ``par = (nt, cn, fn)`` for both)."""
+    if len(form) == len(_FORM_CHAIN):
+        return _pair_chain(par[0], pi, qi, ri, pj, qj, rj, par[1], par[2])
+    return _pair_rational(par[0], par[2], pi, qi, pj, qj)
+
+
+@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
 def _kernel_rational(u, iw, nt, fn, out):
-    """pair_force_u, N = len(nt) <= SMALL_DEPTH: rows four at a time, one vectorized pass over
-    ``j`` for the four (each ``u_j, 1/u_j^2`` loaded once, one store into ``out[j]`` for four
-    pairs), then the remaining rows one at a time."""
-    d = u.shape[0]
-    for i in range(d):
-        out[i] = 0.0
-    i = 0
-    while i + 4 < d:
-        u0 = u[i]
-        w0 = iw[i]
-        u1 = u[i + 1]
-        w1 = iw[i + 1]
-        u2 = u[i + 2]
-        w2 = iw[i + 2]
-        u3 = u[i + 3]
-        w3 = iw[i + 3]
-        f01 = _pair_rational(nt, fn, u0, w0, u1, w1)
-        f02 = _pair_rational(nt, fn, u0, w0, u2, w2)
-        f03 = _pair_rational(nt, fn, u0, w0, u3, w3)
-        f12 = _pair_rational(nt, fn, u1, w1, u2, w2)
-        f13 = _pair_rational(nt, fn, u1, w1, u3, w3)
-        f23 = _pair_rational(nt, fn, u2, w2, u3, w3)
-        a0 = f01 + f02 + f03
-        a1 = f12 + f13 - f01
-        a2 = f23 - f02 - f12
-        a3 = -(f03 + f13 + f23)
-        uu = u[i + 4 :]
-        ww = iw[i + 4 :]
-        oo = out[i + 4 :]
-        for j in range(d - i - 4):
-            uj = uu[j]
-            wj = ww[j]
-            f0 = _pair_rational(nt, fn, u0, w0, uj, wj)
-            f1 = _pair_rational(nt, fn, u1, w1, uj, wj)
-            f2 = _pair_rational(nt, fn, u2, w2, uj, wj)
-            f3 = _pair_rational(nt, fn, u3, w3, uj, wj)
-            a0 += f0
-            a1 += f1
-            a2 += f2
-            a3 += f3
-            oo[j] -= (f0 + f1) + (f2 + f3)
-        out[i] += a0
-        out[i + 1] += a1
-        out[i + 2] += a2
-        out[i + 3] += a3
-        i += 4
-    while i + 1 < d:
-        ui = u[i]
-        wi = iw[i]
-        acc = 0.0
-        for j in range(i + 1, d):
-            f = _pair_rational(nt, fn, ui, wi, u[j], iw[j])
-            acc += f
-            out[j] -= f
-        out[i] += acc
-        i += 1
+    """pair_force_u, N = len(nt) <= SMALL_DEPTH, by ``_blocked_pair_sum``."""
+    # both forms are typed for every call: the unused coefficients keep the chain form typable
+    _blocked_pair_sum(_FORM_RATIONAL, (nt, (0.0,), fn), u, iw, iw, out)
 
 
 @numba.njit(cache=True, error_model="numpy")
