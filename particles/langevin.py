@@ -283,7 +283,7 @@ def simulate_members(
                     last_finite[lost] = _sorted_desc(np.exp(rho[bad]))
                     if not infinite:
                         reflections[lost] = hits[bad].sum(axis=1)
-                        u_new, hits = np.ascontiguousarray(u_new[ok]), hits[ok]
+                        u_new, hits = u_new[ok], hits[ok]  # boolean indexing copies
                     active, rho_new, buf = active[ok], rho_new[ok], buf[ok]
                 if not infinite:
                     u, u_new = u_new, u  # swap the double buffers
