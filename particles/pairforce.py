@@ -46,9 +46,12 @@ Per pair.  With ``a = |rho_i - rho_j|``, ``g = psi_N'(a) >= 0``; the pair adds
   near the centre ``c``, so that close particles keep their exact difference) and proceeds as
   ``pair_force``.
 
-Layouts.  ``d < SORT_WIDTH``: rows two at a time (four for the rational ``u`` form, whose pair
-is cheaper: each ``u_j`` is loaded and ``out[j]`` stored once per four pairs), one pass over
-``j`` that evaluates both branches and selects (vectorizes over ``j``).
+Layouts.  ``d < SORT_WIDTH`` and ``2 <= N <= 16`` (the chain form in ``rho``, the rational form
+in ``u``): members go ``LANES`` at a time into a transposed block (particle index first, member
+last), and the pair sum runs with the loop over members innermost: contiguous, vectorized
+across members with no per-row remainder, rows four at a time (``_lanes_pair_sum``; both
+branches evaluated and selected).  Other depths at ``d < SORT_WIDTH``: rows two at a time, one
+pass over ``j`` that evaluates both branches and selects (vectorizes over ``j``).
 ``d >= SORT_WIDTH``: the member is sorted (insertion sort, linear for nearly sorted rows such
 as consecutive Langevin states; quicksort otherwise) and each row splits into a near run and
 a far run, each its own vectorized loop.
@@ -147,6 +150,7 @@ _COST_R2 = 7.0
 _COST_DR = 1.5
 _SMALL_WORK = 40_000  # members * d^2 below which threads are not worth starting
 _CHEB_BLOCK = 256
+LANES = 128  # members per transposed block of the small-width kernels (_lanes_pair_sum)
 
 
 # ---------------------------------------------------------------------------- coefficients
@@ -543,74 +547,65 @@ def _pair_chain(nt, xi, wi, iwi, xj, wj, iwj, cn, fn):
 
 
 @numba.njit(cache=True, fastmath=_FM, error_model="numpy")
-def _blocked_pair_sum(form, par, p, q, r, out):
-    """``out_i = sum_{j != i} pair(par, p_i, q_i, r_i, p_j, q_j, r_j)`` for an antisymmetric
-    pair (each unordered pair evaluated once).  Rows four at a time: one vectorized pass over
-    ``j`` for the four (each particle ``j`` loaded and ``out[j]`` stored once per four pairs),
-    then the remaining rows one at a time.  The pair form is ``_pair_form(form, ...)``
-    (``form`` a tuple whose length selects it at compile time; a function argument would stop
-    numba from caching), ``p, q, r`` per-particle arrays."""
+def _lanes_pair_sum(form, par, p, q, r, o, nb):
+    """``o[i, b] = sum_{j != i} pair(par, p[i, b], q[i, b], r[i, b], p[j, b], q[j, b], r[j, b])``
+    for the members ``b < nb`` of a block stored transposed (particle ``i`` in the first axis,
+    member ``b`` in the last), for an antisymmetric pair (each unordered pair evaluated once).
+
+    The innermost loop runs over the members: contiguous, as long as the block, the same
+    arithmetic in every lane, so it vectorizes without a per-row remainder and a member's result
+    does not depend on its lane or on ``nb``.  Rows go four at a time (each ``j`` loaded and
+    ``o[j]`` updated once per four pairs, four independent pair evaluations in flight), then the
+    remaining rows one at a time.  The pair form is ``_pair_form(form, ...)`` (``form`` a tuple
+    whose length selects it at compile time; a function argument would stop numba from
+    caching)."""
     d = p.shape[0]
     for i in range(d):
-        out[i] = 0.0
+        for b in range(nb):
+            o[i, b] = 0.0
     i = 0
-    while i + 4 < d:
-        p0, q0, r0 = p[i], q[i], r[i]
-        p1, q1, r1 = p[i + 1], q[i + 1], r[i + 1]
-        p2, q2, r2 = p[i + 2], q[i + 2], r[i + 2]
-        p3, q3, r3 = p[i + 3], q[i + 3], r[i + 3]
-        f01 = _pair_form(form, par, p0, q0, r0, p1, q1, r1)
-        f02 = _pair_form(form, par, p0, q0, r0, p2, q2, r2)
-        f03 = _pair_form(form, par, p0, q0, r0, p3, q3, r3)
-        f12 = _pair_form(form, par, p1, q1, r1, p2, q2, r2)
-        f13 = _pair_form(form, par, p1, q1, r1, p3, q3, r3)
-        f23 = _pair_form(form, par, p2, q2, r2, p3, q3, r3)
-        a0 = f01 + f02 + f03
-        a1 = f12 + f13 - f01
-        a2 = f23 - f02 - f12
-        a3 = -(f03 + f13 + f23)
-        pp = p[i + 4 :]
-        qq = q[i + 4 :]
-        rr = r[i + 4 :]
-        oo = out[i + 4 :]
-        for j in range(d - i - 4):
-            pj = pp[j]
-            qj = qq[j]
-            rj = rr[j]
-            f0 = _pair_form(form, par, p0, q0, r0, pj, qj, rj)
-            f1 = _pair_form(form, par, p1, q1, r1, pj, qj, rj)
-            f2 = _pair_form(form, par, p2, q2, r2, pj, qj, rj)
-            f3 = _pair_form(form, par, p3, q3, r3, pj, qj, rj)
-            a0 += f0
-            a1 += f1
-            a2 += f2
-            a3 += f3
-            oo[j] -= (f0 + f1) + (f2 + f3)
-        out[i] += a0
-        out[i + 1] += a1
-        out[i + 2] += a2
-        out[i + 3] += a3
+    while i + 3 < d:
+        p0, q0, r0, o0 = p[i], q[i], r[i], o[i]
+        p1, q1, r1, o1 = p[i + 1], q[i + 1], r[i + 1], o[i + 1]
+        p2, q2, r2, o2 = p[i + 2], q[i + 2], r[i + 2], o[i + 2]
+        p3, q3, r3, o3 = p[i + 3], q[i + 3], r[i + 3], o[i + 3]
+        for b in range(nb):
+            f01 = _pair_form(form, par, p0[b], q0[b], r0[b], p1[b], q1[b], r1[b])
+            f02 = _pair_form(form, par, p0[b], q0[b], r0[b], p2[b], q2[b], r2[b])
+            f03 = _pair_form(form, par, p0[b], q0[b], r0[b], p3[b], q3[b], r3[b])
+            f12 = _pair_form(form, par, p1[b], q1[b], r1[b], p2[b], q2[b], r2[b])
+            f13 = _pair_form(form, par, p1[b], q1[b], r1[b], p3[b], q3[b], r3[b])
+            f23 = _pair_form(form, par, p2[b], q2[b], r2[b], p3[b], q3[b], r3[b])
+            o0[b] += f01 + f02 + f03
+            o1[b] += f12 + f13 - f01
+            o2[b] += f23 - f02 - f12
+            o3[b] -= f03 + f13 + f23
+        for j in range(i + 4, d):
+            pj, qj, rj, oj = p[j], q[j], r[j], o[j]
+            for b in range(nb):
+                g0 = _pair_form(form, par, p0[b], q0[b], r0[b], pj[b], qj[b], rj[b])
+                g1 = _pair_form(form, par, p1[b], q1[b], r1[b], pj[b], qj[b], rj[b])
+                g2 = _pair_form(form, par, p2[b], q2[b], r2[b], pj[b], qj[b], rj[b])
+                g3 = _pair_form(form, par, p3[b], q3[b], r3[b], pj[b], qj[b], rj[b])
+                o0[b] += g0
+                o1[b] += g1
+                o2[b] += g2
+                o3[b] += g3
+                oj[b] -= (g0 + g1) + (g2 + g3)
         i += 4
     while i + 1 < d:
-        pi, qi, ri = p[i], q[i], r[i]
-        acc = 0.0
+        p0, q0, r0, o0 = p[i], q[i], r[i], o[i]
         for j in range(i + 1, d):
-            f = _pair_form(form, par, pi, qi, ri, p[j], q[j], r[j])
-            acc += f
-            out[j] -= f
-        out[i] += acc
+            pj, qj, rj, oj = p[j], q[j], r[j], o[j]
+            for b in range(nb):
+                g = _pair_form(form, par, p0[b], q0[b], r0[b], pj[b], qj[b], rj[b])
+                o0[b] += g
+                oj[b] -= g
         i += 1
 
 
 _FORM_CHAIN = (0,)  # _pair_chain, par = (nt, cn, fn), per-particle (x, w, 1/w)
-_FORM_RATIONAL = (0, 0)  # _pair_rational, par = (nt, unused, fn), per-particle (u, 1/u^2, unused)
-
-
-@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
-def _kernel_chain(x, w, iw, cn, nt, fn, out):
-    """``_kernel_branchless`` for 2 <= N <= SMALL_DEPTH with ``t = s^N`` formed per pair (N a
-    compile-time constant): two per-particle arrays fewer, and ``t`` consistent with ``s``."""
-    _blocked_pair_sum(_FORM_CHAIN, (nt, cn, fn), x, w, iw, out)
+_FORM_RATIONAL = (0, 0)  # _pair_rational, par = (nt, cn unused, fn), per-particle (u, 1/u^2, -)
 
 
 @numba.njit(cache=True, fastmath=_FM, error_model="numpy")
@@ -657,18 +652,11 @@ def _pair_rational(nt, fn, ui, iwi, uj, iwj):
 
 @numba.njit(cache=True, fastmath=_FM, error_model="numpy")
 def _pair_form(form, par, pi, qi, ri, pj, qj, rj):
-    """The pair force of ``_blocked_pair_sum``: ``_FORM_CHAIN`` or ``_FORM_RATIONAL``, chosen by
+    """The pair force of ``_lanes_pair_sum``: ``_FORM_CHAIN`` or ``_FORM_RATIONAL``, chosen by
     the tuple length (a compile-time constant; ``par = (nt, cn, fn)`` for both)."""
     if len(form) == len(_FORM_CHAIN):
         return _pair_chain(par[0], pi, qi, ri, pj, qj, rj, par[1], par[2])
     return _pair_rational(par[0], par[2], pi, qi, pj, qj)
-
-
-@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
-def _kernel_rational(u, iw, nt, fn, out):
-    """pair_force_u, N = len(nt) <= SMALL_DEPTH, by ``_blocked_pair_sum``."""
-    # both forms are typed for every call: the unused coefficients keep the chain form typable
-    _blocked_pair_sum(_FORM_RATIONAL, (nt, (0.0,), fn), u, iw, iw, out)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -965,62 +953,88 @@ def _member(row, out, entry, n_int, fam, cn, cl, method, tol, fs, ks):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _member_rational(row, out, nt, fn, us, iw):
-    """pair_force_u for 2 <= N <= SMALL_DEPTH, d < SORT_WIDTH: the rational form in u (scaled
-    by a power of two, which is exact).  Returns False (nothing written) for a member it cannot
-    take (d < 2, non-positive or non-finite u, u_max/u_min >= 1e150)."""
+def _load_lane(form, row, nt, pt, qt, rt, lane, w, iw, y, dy, kbuf):
+    """Lane ``lane`` of a transposed block from one member, for ``_lanes_pair_sum``:
+    ``_FORM_RATIONAL``: ``(u, 1/u^2)``, ``u`` scaled by a power of two (exact) to centre it on 1;
+    ``_FORM_CHAIN``: ``(x, w, 1/w)`` with ``w = e^{2(x-c)/N}`` (``_prep_w``).  Returns False for a
+    member the form cannot take (d < 2; rational: non-positive or non-finite u, or
+    ``u_max/u_min >= 1e150``; chain: non-finite x or a spread above SPREAD_MAX); its lane then
+    holds coincident particles (zero forces, no NaN in the vector lanes)."""
     d = row.shape[0]
-    if d < 2:
-        return False
-    ulo = row[0]
-    uhi = row[0]
+    ok = d >= 2
+    if len(form) == len(_FORM_RATIONAL):
+        ulo = row[0]
+        uhi = row[0]
+        for i in range(d):
+            ui = row[i]
+            if not (ui > 0.0 and ui < np.inf):
+                ok = False
+            ulo = min(ulo, ui)
+            uhi = max(uhi, ui)
+        if ok and uhi / ulo < 1e150:
+            _, e = math.frexp(math.sqrt(ulo) * math.sqrt(uhi))
+            scale = math.ldexp(1.0, -e)
+            for i in range(d):
+                ui = row[i] * scale
+                pt[i, lane] = ui
+                qt[i, lane] = 1.0 / (ui * ui)
+            return True
+    elif ok and _prep_w(row, len(nt), w, iw, y, dy, kbuf):
+        for i in range(d):
+            pt[i, lane] = row[i]
+            qt[i, lane] = w[i]
+            rt[i, lane] = iw[i]
+        return True
     for i in range(d):
-        ui = row[i]
-        if not (ui > 0.0 and ui < np.inf):
-            return False
-        ulo = min(ulo, ui)
-        uhi = max(uhi, ui)
-    if not uhi / ulo < 1e150:
-        return False
-    _, e = math.frexp(math.sqrt(ulo) * math.sqrt(uhi))
-    scale = math.ldexp(1.0, -e)
-    for i in range(d):
-        us[i] = row[i] * scale
-    for i in range(d):
-        iw[i] = 1.0 / (us[i] * us[i])
-    _kernel_rational(us, iw, nt, fn, out)
-    return True
+        pt[i, lane] = 1.0
+        qt[i, lane] = 1.0
+        rt[i, lane] = 1.0
+    return False
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _member_chain(row, out, nt, cn, w, iw, y, dy, kbuf):
-    """pair_force for 2 <= N <= SMALL_DEPTH, 2 <= d < SORT_WIDTH (``_kernel_chain``).  Returns
-    False (nothing written) for a non-finite member or a spread above SPREAD_MAX."""
-    if not _prep_w(row, len(nt), w, iw, y, dy, kbuf):
-        return False
-    _kernel_chain(row, w, iw, cn, nt, float(len(nt)), out)
-    return True
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _batch_chain_serial(rows, out, codes, nt, cn):
+def _small_range(form, rows, out, codes, nt, cn, lo, hi):
+    """Members ``lo <= b < hi`` by ``_lanes_pair_sum`` (2 <= N = len(nt) <= SMALL_DEPTH,
+    d < SORT_WIDTH), LANES members per block; ``codes[b] = -1`` (nothing written) for a member
+    the form cannot take."""
     d = rows.shape[1]
-    bufs = np.empty((4, d))
+    fn = float(len(nt))
+    code = _K_RATIONAL if len(form) == len(_FORM_RATIONAL) else _K_BRANCHLESS
+    pt = np.empty((d, LANES))
+    qt = np.empty((d, LANES))
+    rt = np.empty((d, LANES))
+    ot = np.empty((d, LANES))
+    w = np.empty(d)  # separate arrays, not rows of one: _vexp vectorizes only on unaliased ones
+    iw = np.empty(d)
+    y = np.empty(d)
+    dy = np.empty(d)
     kbuf = np.empty(d, dtype=np.int64)
-    for b in range(rows.shape[0]):
-        ok = _member_chain(rows[b], out[b], nt, cn, bufs[0], bufs[1], bufs[2], bufs[3], kbuf)
-        codes[b] = _K_BRANCHLESS if ok else -1
+    for b0 in range(lo, hi, LANES):
+        nb = min(LANES, hi - b0)
+        for lane in range(nb):
+            ok = _load_lane(form, rows[b0 + lane], nt, pt, qt, rt, lane, w, iw, y, dy, kbuf)
+            codes[b0 + lane] = code if ok else -1
+        if len(form) == len(_FORM_RATIONAL):
+            _lanes_pair_sum(form, (nt, cn, fn), pt, qt, qt, ot, nb)
+        else:
+            _lanes_pair_sum(form, (nt, cn, fn), pt, qt, rt, ot, nb)
+        for lane in range(nb):
+            if codes[b0 + lane] >= 0:
+                o = out[b0 + lane]
+                for i in range(d):
+                    o[i] = ot[i, lane]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _batch_small_serial(form, rows, out, codes, nt, cn):
+    _small_range(form, rows, out, codes, nt, cn, 0, rows.shape[0])
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
-def _batch_chain_parallel(rows, out, codes, nt, cn, nchunk):
-    m, d = rows.shape
+def _batch_small_parallel(form, rows, out, codes, nt, cn, nchunk):
+    m = rows.shape[0]
     for c in prange(nchunk):
-        bufs = np.empty((4, d))
-        kbuf = np.empty(d, dtype=np.int64)
-        for b in range((c * m) // nchunk, ((c + 1) * m) // nchunk):
-            ok = _member_chain(rows[b], out[b], nt, cn, bufs[0], bufs[1], bufs[2], bufs[3], kbuf)
-            codes[b] = _K_BRANCHLESS if ok else -1
+        _small_range(form, rows, out, codes, nt, cn, (c * m) // nchunk, ((c + 1) * m) // nchunk)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -1044,28 +1058,6 @@ def _batch_parallel(rows, out, codes, ranks, entry, n_int, fam, cn, cl, method, 
             code, rank = _member(rows[b], out[b], entry, n_int, fam, cn, cl, method, tol, fs, ks)
             codes[b] = code
             ranks[b] = rank
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _batch_rational_serial(rows, out, codes, nt):
-    d = rows.shape[1]
-    us = np.empty(d)
-    iw = np.empty(d)
-    fn = float(len(nt))
-    for b in range(rows.shape[0]):
-        codes[b] = _K_RATIONAL if _member_rational(rows[b], out[b], nt, fn, us, iw) else -1
-
-
-@numba.njit(cache=True, parallel=True, error_model="numpy")
-def _batch_rational_parallel(rows, out, codes, nt, nchunk):
-    m, d = rows.shape
-    fn = float(len(nt))
-    for c in prange(nchunk):
-        us = np.empty(d)
-        iw = np.empty(d)
-        for b in range((c * m) // nchunk, ((c + 1) * m) // nchunk):
-            ok = _member_rational(rows[b], out[b], nt, fn, us, iw)
-            codes[b] = _K_RATIONAL if ok else -1
 
 
 # ---------------------------------------------------------------------------- Python API
@@ -1139,11 +1131,9 @@ def _run(rows, entry, depth, method, tol, threads, out=None):
     ):
         # N as a type (tuple length): polynomials and powers of s unroll at compile time
         nt = (0,) * n_int
-        if entry == _ENTRY_U:
-            pair = (_batch_rational_serial, _batch_rational_parallel, (rows, out, codes, nt))
-        else:
-            pair = (_batch_chain_serial, _batch_chain_parallel, (rows, out, codes, nt, cn))
-        _launch(*pair, m, threads if parallel else 1)
+        form = _FORM_RATIONAL if entry == _ENTRY_U else _FORM_CHAIN
+        args = (form, rows, out, codes, nt, cn)
+        _launch(_batch_small_serial, _batch_small_parallel, args, m, threads if parallel else 1)
         rest = np.flatnonzero(codes < 0)  # members these kernels cannot take
         if rest.size == 0:
             return out, codes, ranks

@@ -176,9 +176,10 @@ def test_edge_widths_and_shapes():
 
 
 def test_bitwise_independent_of_batch_and_threads():
-    """A member's forces do not depend on the other members, their order, or the threads."""
+    """A member's forces do not depend on the other members, their order, or the threads
+    (also across the LANES-member blocks of the small-width kernels: m = 300 > 2 LANES)."""
     rng = np.random.default_rng(6)
-    for m, d in [(40, 24), (6, 100), (4, 700)]:
+    for m, d in [(40, 24), (300, 13), (6, 100), (4, 700)]:
         rho = rng.normal(size=(m, d))
         for depth in [3, 100, math.inf]:
             one = pair_force(rho, depth, threads=1)
@@ -190,7 +191,15 @@ def test_bitwise_independent_of_batch_and_threads():
         u = np.exp(rho / 10)
         one = pair_force_u(u, 10, threads=1)
         np.testing.assert_array_equal(one, pair_force_u(u, 10, threads=2))
-        np.testing.assert_array_equal(one[1], pair_force_u(u[1], 10, threads=1))
+        np.testing.assert_array_equal(one[::-1], pair_force_u(u[::-1], 10, threads=2))
+        for k in (0, 1, m - 1):
+            np.testing.assert_array_equal(one[k], pair_force_u(u[k], 10, threads=1))
+        # a member the fast path cannot take (non-positive u) leaves the others' bits alone
+        bad = u.copy()
+        bad[m // 2, 0] = 0.0
+        broken = pair_force_u(bad, 10, threads=1)
+        assert np.all(np.isnan(broken[m // 2]))
+        np.testing.assert_array_equal(np.delete(broken, m // 2, 0), np.delete(one, m // 2, 0))
 
 
 def test_sorting_of_nearly_sorted_and_reversed_rows_is_exact():
