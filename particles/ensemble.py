@@ -519,8 +519,9 @@ def _run_serial(plan: _Plan, chunks: list[int]) -> Iterator[tuple[int, dict[str,
 
 
 def _run_dask(client: Any, plan: _Plan, chunks: list[int]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """One task per chunk (``retries=2``), results in order of completion."""
-    from distributed import as_completed
+    """One task per chunk (``retries=2``), submitted at once (the workers start while the caller
+    lays out the store); results in order of completion.  Closing the iterator, even before
+    the first result, cancels the tasks not yet collected."""
 
     token = uuid.uuid4().hex[:12]
     futures = {}
@@ -534,16 +535,34 @@ def _run_dask(client: Any, plan: _Plan, chunks: list[int]) -> Iterator[tuple[int
             pure=False,
         )
         futures[future] = chunk
-    try:
-        for future in as_completed(list(futures), loop=client.loop):
-            chunk = futures.pop(future)
-            result = future.result()
-            future.release()
-            yield chunk, result
-    finally:
-        if futures:
+    return _DaskResults(client, futures)
+
+
+class _DaskResults:
+    """Iterator over submitted chunk futures in order of completion; ``close`` cancels the rest."""
+
+    def __init__(self, client: Any, futures: dict[Any, int]) -> None:
+        from distributed import as_completed
+
+        self.client = client
+        self.futures = futures
+        self.completed = as_completed(list(futures), loop=client.loop)
+
+    def __iter__(self) -> _DaskResults:
+        return self
+
+    def __next__(self) -> tuple[int, dict[str, Any]]:
+        future = next(self.completed)
+        chunk = self.futures.pop(future)
+        result = future.result()
+        future.release()
+        return chunk, result
+
+    def close(self) -> None:
+        if self.futures:
             with contextlib.suppress(Exception):
-                client.cancel(list(futures))
+                self.client.cancel(list(self.futures))
+            self.futures = {}
 
 
 # ------------------------------------------------------------------ storage
@@ -1000,18 +1019,27 @@ def _execute(
 ) -> xr.Dataset:
     """Lay out the sink, run the chunks not done yet, reduce, finish the dataset."""
     schema = plan.schema()
+    early = None  # a fresh run on a cluster: tasks go out before the store is laid out
     if not resuming:
-        plan.attrs["executor"] = get_executor().description
-    if path is None:
-        sink: _MemorySink | _ZarrSink = _MemorySink(plan, schema)
-    else:
-        if not resuming and path.is_dir():
-            shutil.rmtree(path)
-        elif not resuming and path.exists():
-            path.unlink()
-        sink = _ZarrSink(path, plan, schema, create=not resuming)
-        if resuming and int(sink.root.attrs.get("complete", 0)) == 1:
-            return sink.dataset(schema)
+        executor = get_executor()
+        plan.attrs["executor"] = executor.description
+        if executor.client is not None and plan.n_chunks > 0:
+            early = _run_dask(executor.client, plan, list(range(plan.n_chunks)))
+    try:
+        if path is None:
+            sink: _MemorySink | _ZarrSink = _MemorySink(plan, schema)
+        else:
+            if not resuming and path.is_dir():
+                shutil.rmtree(path)
+            elif not resuming and path.exists():
+                path.unlink()
+            sink = _ZarrSink(path, plan, schema, create=not resuming)
+            if resuming and int(sink.root.attrs.get("complete", 0)) == 1:
+                return sink.dataset(schema)
+    except BaseException:
+        if early is not None:
+            early.close()
+        raise
     done = sink.done()
     sweeps = {
         name: _TreeSweep(
@@ -1022,7 +1050,7 @@ def _execute(
     for sweep in sweeps.values():
         sweep.add_stored(done)
     todo = [c for c in range(plan.n_chunks) if c not in done]
-    executor = get_executor() if todo else None
+    executor = get_executor() if todo and early is None else None
     hide = None if progress is None else not progress
     warned = 0
     with tqdm(
@@ -1033,7 +1061,9 @@ def _execute(
         disable=hide,
         leave=False,
     ) as bar:
-        if executor is None or executor.client is None:
+        if early is not None:
+            runner: Iterator[tuple[int, dict[str, Any]]] = early
+        elif executor is None or executor.client is None:
             runner = _run_serial(plan, todo)
         else:
             runner = _run_dask(executor.client, plan, todo)
