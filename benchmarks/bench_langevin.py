@@ -20,7 +20,7 @@ Reported: particle-steps per second (steps * M * d / s) and pair interactions pe
 - ``numpy``: a plain-numpy reference of the same Euler-Maruyama step in ``u = sigma^{1/N}``, with
   the M x d x d matrix of ``psi_N'(rho_i - rho_j)`` from ``particles.entropy.psi`` (broadcast).
 
-Each timing is the best of 3 rounds (1 with ``--quick``) that run every engine of a case in
+Each timing is the best of 5 rounds (1 with ``--quick``) that run every engine of a case in
 turn.  Also the first-call time of the engine in a fresh process, with an empty numba cache
 (compile) and with a warm cache.  The table is printed and written to
 ``benchmarks/results/langevin.md``.
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     steps = {"A": 100, "B": 300} if args.quick else {"A": 2000, "B": 3000}
     ref_steps = {"A": 5, "B": 2} if args.quick else {"A": 15, "B": 4}
-    repeats = 1 if args.quick else 3  # best of: the machine may be shared
+    repeats = 1 if args.quick else 5  # rounds: the machine may be shared
 
     diff = check_reference()
     print(f"engine vs numpy reference, one deterministic step: max rel. diff {diff:.1e}")
@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = []
     overhead: dict[tuple[str, int], float] = {}
+    paired: dict[str, tuple[float, float]] = {}
     for case, (m, d) in CASES.items():
         runs = (
             ("dlnsim, 1 process", run_engine, steps[case]),
@@ -222,10 +223,16 @@ def main(argv: list[str] | None = None) -> None:
         )
         # rounds that run every engine in turn: a slow spell of the shared machine hits the
         # bare engine and the pipeline alike, so their ratio is not an artefact of timing
-        best = [math.inf] * len(runs)
+        times: list[list[float]] = [[] for _ in runs]
         for _ in range(repeats):
             for k, (_, fn, n) in enumerate(runs):
-                best[k] = min(best[k], fn(m, d, n))
+                times[k].append(fn(m, d, n))
+        best = [min(t) for t in times]
+        # pipeline / bare engine within each round (adjacent runs), median over rounds
+        paired[case] = tuple(
+            float(np.median(np.array(times[bare]) / np.array(times[pipe])))
+            for bare, pipe in ((0, 2), (1, 3))
+        )
         for workers in (1, 2):
             elapsed = best[1 + workers]
             busy = PIPELINE_BUSY[(m, d, workers, elapsed)]
@@ -275,7 +282,9 @@ def main(argv: list[str] | None = None) -> None:
             f"2 processes give {two[6] / eng[6]:.2f}x of 1 process.  The whole pipeline (Dask, "
             f"Zarr) runs at {pipe1[6] / eng[6]:.1%} of the bare engine on 1 worker and "
             f"{pipe2[6] / two[6]:.1%} of 2 bare processes on 2 workers (best of interleaved "
-            "rounds; the VM's speed drifts by 10-25% between runs).  Within the best pipeline "
+            "rounds; the VM's speed drifts by 10-25% between runs).  Paired within each round "
+            f"(adjacent runs; median over rounds): {paired[case][0]:.1%} and "
+            f"{paired[case][1]:.1%}.  Within the best pipeline "
             "run, the time the pipeline adds to the busiest worker's compute time (Dask's task "
             f"stream) is {overhead[(case, 1)]:.1%} of the wall time on 1 worker and "
             f"{overhead[(case, 2)]:.1%} on 2."
