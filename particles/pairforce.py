@@ -126,7 +126,7 @@ SPREAD_MAX = 700.0  # max - min of rho above which e^{2 rho} would overflow: per
 # kernel codes reported by ``return_plan=True``
 KERNEL_NAMES = {
     0: "zero",  # d < 2 or N = 1
-    1: "branchless",  # one branch-free pass over j > i
+    1: "branchless",  # branch-free pass over j > i (members vectorized in blocks: N <= 16)
     2: "sorted",  # sorted rows, near and far runs
     3: "rational-u",  # pair_force_u, N <= SMALL_DEPTH, branch-free rational form in u
     4: "per-pair-exp",  # spread > SPREAD_MAX or non-finite input: exp per pair
