@@ -473,7 +473,11 @@ def _local_cluster(n_workers: int) -> _Executor:
     # 10-30% for it (benchmarks/bench_langevin.py, case A).  The engine allocates nothing per
     # step, so its workers keep glibc's adaptive defaults.
     trim = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
-    with dask.config.set({trim: None}):
+    # The workers' statistical profiler samples the task thread's stack every 10 ms under the
+    # GIL; the engine's step loop runs Python between its compiled calls, so each sample stalls
+    # it (paired runs, case A: 91% of the bare engine with it, 94-109% without).
+    profile = "distributed.worker.profile.enabled"
+    with dask.config.set({trim: None, profile: False}):
         cluster = LocalCluster(
             n_workers=n_workers,
             threads_per_worker=1,
