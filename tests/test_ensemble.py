@@ -325,6 +325,34 @@ def test_resume_checks_the_parameters(tmp_path):
             run(**args)
 
 
+def _dlnsim_tasks(dask_scheduler) -> int:
+    return sum(str(key).startswith("dlnsim-langevin-") for key in dask_scheduler.tasks)
+
+
+def test_store_failure_cancels_the_tasks_already_submitted(tmp_path, cluster, monkeypatch):
+    """On a cluster the chunk tasks go out before the store is laid out (the workers compute
+    meanwhile); if laying it out fails, the error reaches the caller and the tasks are
+    cancelled rather than left running."""
+    seen = []
+
+    def broken(self, *args, **kwargs):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not seen:
+            if n := cluster.run_on_scheduler(_dlnsim_tasks):
+                seen.append(n)
+            time.sleep(0.02)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ens._ZarrSink, "__init__", broken)
+    with pytest.raises(OSError, match="disk full"):
+        run(client=cluster, chunk_size=4, store=tmp_path / "broken.zarr")
+    assert seen and seen[0] > 0  # submitted before the store
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and cluster.run_on_scheduler(_dlnsim_tasks):
+        time.sleep(0.05)
+    assert cluster.run_on_scheduler(_dlnsim_tasks) == 0
+
+
 def test_ctrl_c_leaves_a_valid_store_and_resume_finishes_it(reference, tmp_path, monkeypatch):
     path = tmp_path / "run.zarr"
     real = ens._run_chunk
