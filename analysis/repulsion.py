@@ -19,7 +19,7 @@ import numpy as np
 from scipy.signal import fftconvolve
 from scipy.special import gammaln, roots_laguerre
 
-from particles.validation import check_integer, check_positive, fail
+from particles.validation import check_bool, check_integer, check_positive, fail
 
 __all__ = [
     "mean_spacing_ratio",
@@ -145,8 +145,7 @@ def spacings(samples: object, unfold: bool = True) -> np.ndarray:
     ``F' = rho/n_points`` is the mean one-point density, the local mean spacing is ~1 everywhere.
     ``unfold=False``: raw spacings ``x_{i+1} - x_i`` divided by their global mean.
     """
-    if not isinstance(unfold, bool | np.bool_):
-        raise fail("unfold", unfold, "must be a bool")
+    unfold = check_bool(unfold, "unfold")
     x = _as_samples(samples, min_points=2)
     if unfold:
         return np.diff(_unfolded_positions(x), axis=1)
@@ -405,10 +404,9 @@ def repulsion_exponent(
     if confidence >= 1.0:
         raise fail("confidence", confidence, "must lie in (0, 1)")
     seed = check_integer(seed, "seed", 0)
-    if not isinstance(unfold, bool | np.bool_):
-        raise fail("unfold", unfold, "must be a bool")
+    unfold = check_bool(unfold, "unfold")
     x = _as_samples(samples, min_points=3, min_samples=2)
-    gamma, boot = _exponent_and_bootstrap(x, bulk, quantile, bool(unfold), n_boot, seed)
+    gamma, boot = _exponent_and_bootstrap(x, bulk, quantile, unfold, n_boot, seed)
     alpha = 0.5 * (1.0 - confidence)
     lo, hi = np.quantile(boot, [alpha, 1.0 - alpha])
     return gamma, (float(lo), float(hi))

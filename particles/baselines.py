@@ -127,6 +127,7 @@ from .langevin import (
 from .model import Model
 from .validation import (
     _short,
+    check_bool,
     check_positive,
     check_singular_values,
     check_times,
@@ -782,8 +783,7 @@ def simulate_baseline_members(
         temp = 1.0 / system.beta
     else:
         temp = check_positive(temperature, "temperature", allow_zero=True)
-    if not isinstance(metropolis, bool | np.bool_):
-        raise fail("metropolis", metropolis, "must be a bool")
+    metropolis = check_bool(metropolis, "metropolis")
     if metropolis and temp == 0.0:
         raise fail("metropolis", metropolis, "needs a positive temperature")
 

@@ -46,7 +46,14 @@ from tqdm.auto import tqdm
 from .baselines import DysonModel, MatrixVariant
 from .datasets import clean_attrs, trajectory_dataset, valid_states
 from .model import Model
-from .validation import check_integer, check_positive, check_singular_values, check_times, fail
+from .validation import (
+    check_bool,
+    check_integer,
+    check_positive,
+    check_singular_values,
+    check_times,
+    fail,
+)
 
 __all__ = [
     "BIT_GENERATOR",
@@ -744,12 +751,6 @@ def _check_reductions(reductions: object) -> tuple[str, ...]:
     return tuple(n for n in REDUCTIONS if n in names)
 
 
-def _check_bool(value: object, name: str) -> bool:
-    if not isinstance(value, bool | np.bool_):
-        raise fail(name, value, "must be True or False")
-    return bool(value)
-
-
 def _check_store(store: object) -> Path | None:
     if store is None:
         return None
@@ -903,8 +904,8 @@ def langevin_ensemble(
         )
     starts = np.sort(starts, axis=-1)[:, ::-1].copy()
     reductions = _check_reductions(reductions)
-    save_members = _check_bool(save_members, "save_members")
-    metropolis = _check_bool(metropolis, "metropolis")
+    save_members = check_bool(save_members, "save_members")
+    metropolis = check_bool(metropolis, "metropolis")
     if metropolis and not isinstance(model, MatrixVariant | DysonModel):
         raise fail(
             "metropolis", metropolis, "is for the random-matrix baselines (MatrixVariant, Dyson)"
@@ -913,10 +914,10 @@ def langevin_ensemble(
         raise fail("metropolis", metropolis, "needs a positive temperature")
     if not save_members and not reductions:
         raise fail("save_members", False, "without reductions nothing would be kept")
-    resume = _check_bool(resume, "resume")
-    overwrite = _check_bool(overwrite, "overwrite")
+    resume = check_bool(resume, "resume")
+    overwrite = check_bool(overwrite, "overwrite")
     if progress is not None:
-        progress = _check_bool(progress, "progress")
+        progress = check_bool(progress, "progress")
     path = _check_store(store)
     if resume and path is None:
         raise fail("resume", True, "needs a store to resume from")

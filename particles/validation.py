@@ -48,6 +48,13 @@ def check_positive(value: object, name: str, *, allow_zero: bool = False) -> flo
     return v
 
 
+def check_bool(value: object, name: str) -> bool:
+    """``True`` or ``False`` (numpy booleans included)."""
+    if not isinstance(value, bool | np.bool_):
+        raise fail(name, value, "must be True or False")
+    return bool(value)
+
+
 def check_integer(value: object, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise fail(name, value, f"must be an integer >= {minimum}")
