@@ -233,21 +233,12 @@ def _run_chunk(
 
     members = np.arange(first, first + len(starts), dtype=np.int64)
     if isinstance(model, MatrixVariant | DysonModel):
-        block = simulate_baseline_members(
-            model,
-            starts,
-            members,
-            times,
-            dt,
-            seed,
-            temperature=temperature,
-            rescaled=rescaled,
-            metropolis=metropolis,
-        )
+        engine, extra = simulate_baseline_members, {"metropolis": metropolis}
     else:
-        block = simulate_members(
-            model, starts, members, times, dt, seed, temperature=temperature, rescaled=rescaled
-        )
+        engine, extra = simulate_members, {}
+    block = engine(
+        model, starts, members, times, dt, seed, temperature=temperature, rescaled=rescaled, **extra
+    )
     sigma = np.asarray(block.sigma, dtype=np.float64)
     failed_time = np.asarray(block.failed_time, dtype=np.float64)
     out: dict[str, Any] = {
@@ -529,7 +520,7 @@ def _run_serial(plan: _Plan, chunks: list[int]) -> Iterator[tuple[int, dict[str,
         yield chunk, _run_chunk(**plan.task(chunk))
 
 
-def _run_dask(client: Any, plan: _Plan, chunks: list[int]) -> Iterator[tuple[int, dict[str, Any]]]:
+def _run_dask(client: Any, plan: _Plan, chunks: list[int]) -> _DaskResults:
     """One task per chunk (``retries=2``), submitted at once (the workers start while the caller
     lays out the store); results in order of completion.  Closing the iterator, even before
     the first result, cancels the tasks not yet collected."""
@@ -1024,12 +1015,13 @@ def _execute(
 ) -> xr.Dataset:
     """Lay out the sink, run the chunks not done yet, reduce, finish the dataset."""
     schema = plan.schema()
-    early = None  # a fresh run on a cluster: tasks go out before the store is laid out
+    runner: Iterator[tuple[int, dict[str, Any]]] | _DaskResults | None = None
     if not resuming:
         executor = get_executor()
         plan.attrs["executor"] = executor.description
         if executor.client is not None and plan.n_chunks > 0:
-            early = _run_dask(executor.client, plan, list(range(plan.n_chunks)))
+            # a fresh run on a cluster: the tasks go out before the store is laid out
+            runner = _run_dask(executor.client, plan, list(range(plan.n_chunks)))
     try:
         if path is None:
             sink: _MemorySink | _ZarrSink = _MemorySink(plan, schema)
@@ -1041,45 +1033,40 @@ def _execute(
             sink = _ZarrSink(path, plan, schema, create=not resuming)
             if resuming and int(sink.root.attrs.get("complete", 0)) == 1:
                 return sink.dataset(schema)
-    except BaseException:
-        if early is not None:
-            early.close()
-        raise
-    done = sink.done()
-    sweeps = {
-        name: _TreeSweep(
-            plan.n_chunks, sink.load_nodes(name) if isinstance(sink, _ZarrSink) else None
-        )
-        for name in plan.reductions
-    }
-    for sweep in sweeps.values():
-        sweep.add_stored(done)
-    todo = [c for c in range(plan.n_chunks) if c not in done]
-    executor = get_executor() if todo and early is None else None
-    hide = None if progress is None else not progress
-    warned = 0
-    with tqdm(
-        total=plan.n_chunks,
-        initial=len(done),
-        desc="langevin ensemble",
-        unit="chunk",
-        disable=hide,
-        leave=False,
-    ) as bar:
-        if early is not None:
-            runner: Iterator[tuple[int, dict[str, Any]]] = early
-        elif executor is None or executor.client is None:
-            runner = _run_serial(plan, todo)
-        else:
-            runner = _run_dask(executor.client, plan, todo)
-        try:
+        done = sink.done()
+        sweeps = {
+            name: _TreeSweep(
+                plan.n_chunks, sink.load_nodes(name) if isinstance(sink, _ZarrSink) else None
+            )
+            for name in plan.reductions
+        }
+        for sweep in sweeps.values():
+            sweep.add_stored(done)
+        if runner is None:
+            todo = [c for c in range(plan.n_chunks) if c not in done]
+            executor = get_executor() if todo else None
+            if executor is None or executor.client is None:
+                runner = _run_serial(plan, todo)
+            else:
+                runner = _run_dask(executor.client, plan, todo)
+        hide = None if progress is None else not progress
+        warned = 0
+        with tqdm(
+            total=plan.n_chunks,
+            initial=len(done),
+            desc="langevin ensemble",
+            unit="chunk",
+            disable=hide,
+            leave=False,
+        ) as bar:
             for chunk, result in runner:
                 sink.write(chunk, result)
                 for name, sweep in sweeps.items():
                     sweep.add(chunk, result["nodes"][name])
                 warned = _warn_failures(plan, chunk, result, warned)
                 bar.update(1)
-        finally:
+    finally:
+        if runner is not None:
             runner.close()  # cancels the remaining tasks at once on an error or Ctrl-C
     reduced = {name: _finish(sweep.result()) for name, sweep in sweeps.items()}
     if isinstance(sink, _ZarrSink):
