@@ -1014,10 +1014,7 @@ def _small_range(form, rows, out, codes, nt, cn, lo, hi):
         for lane in range(nb):
             ok = _load_lane(form, rows[b0 + lane], nt, pt, qt, rt, lane, w, iw, y, dy, kbuf)
             codes[b0 + lane] = code if ok else -1
-        if len(form) == len(_FORM_RATIONAL):
-            _lanes_pair_sum(form, (nt, cn, fn), pt, qt, qt, ot, nb)
-        else:
-            _lanes_pair_sum(form, (nt, cn, fn), pt, qt, rt, ot, nb)
+        _lanes_pair_sum(form, (nt, cn, fn), pt, qt, rt, ot, nb)  # the rational form ignores rt
         for lane in range(nb):
             if codes[b0 + lane] >= 0:
                 o = out[b0 + lane]
