@@ -22,7 +22,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _depth(text: str) -> int | float:
-    from particles.validation import check_depth
+    from dlnsim.particles.validation import check_depth
 
     try:
         value: int | float | str = int(text)
@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Thermodynamics of the deep linear network: "
         "singular values as interacting particles.",
     )
+    from dlnsim.particles.version import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser(
@@ -245,7 +248,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _phase_portrait(args: argparse.Namespace) -> int:
-    from particles import Model, Schatten
+    from dlnsim.particles import Model, Schatten
 
     from .plots import phase_portrait
 
@@ -259,9 +262,9 @@ def _phase_portrait(args: argparse.Namespace) -> int:
 def _flow(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from particles import Model, Schatten, gradient_flow
-    from particles.datasets import check_path, save
-    from particles.validation import check_integer
+    from dlnsim.particles import Model, Schatten, gradient_flow
+    from dlnsim.particles.datasets import check_path, save
+    from dlnsim.particles.validation import check_integer
 
     check_path(Path(args.out))
     model = Model(args.width, args.depth, args.beta, Schatten(args.p))
@@ -281,8 +284,8 @@ def _ensemble(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from particles import Model, Schatten, langevin_ensemble
-    from particles.validation import check_positive
+    from dlnsim.particles import Model, Schatten, langevin_ensemble
+    from dlnsim.particles.validation import check_positive
 
     model = Model(args.width, args.depth, args.beta, Schatten(args.p))
     s_star = model.equilibrium()

@@ -30,9 +30,9 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from particles import Model, Schatten, gradient_flow
-from particles.datasets import provenance
-from particles.validation import check_depth, check_singular_values, check_times, check_width, fail
+from dlnsim.particles import Model, Schatten, gradient_flow
+from dlnsim.particles.datasets import provenance
+from dlnsim.particles.validation import check_depth, check_singular_values, check_times, check_width, fail
 
 __all__ = ["DEFAULT_DEPTHS", "depth_sweep", "fit_order", "convergence_orders"]
 
@@ -195,7 +195,7 @@ def _stationary(d, beta, p, sigma0, depth_list, options: dict) -> tuple[np.ndarr
     ``burn_in`` (a fraction of ``tau_end``).  Members are independent, so standard errors are
     standard deviations over members / sqrt(members).  Also returns the ensemble trajectories
     ``ensemble_sigma (depth, member, ensemble_time, particle)``."""
-    from particles import langevin_ensemble
+    from dlnsim.particles import langevin_ensemble
 
     burn_in = float(options.pop("burn_in", 0.5))
     tau_end = float(options.pop("tau_end", 20.0))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from particles.validation import fail
+from dlnsim.particles.validation import fail
 
 __all__ = ["compare_densities", "fit_rate", "wasserstein_to_density"]
 

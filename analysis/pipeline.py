@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from particles import Model, Schatten, gradient_flow
-from particles.datasets import save
-from particles.validation import (
+from dlnsim.particles import Model, Schatten, gradient_flow
+from dlnsim.particles.datasets import save
+from dlnsim.particles.validation import (
     check_depth,
     check_integer,
     check_positive,
@@ -112,7 +112,7 @@ def _executor(scheduler: str | None):
     if scheduler != "local":
         yield {"scheduler": scheduler}
         return
-    from particles.ensemble import _local_cluster  # the one LocalCluster configuration
+    from dlnsim.particles.ensemble import _local_cluster  # the one LocalCluster configuration
 
     executor = _local_cluster(os.cpu_count() or 1)
     try:
@@ -123,7 +123,7 @@ def _executor(scheduler: str | None):
 
 def run_ensemble(params: dict[str, Any], out: Path) -> list[str]:
     """Langevin ensembles at temperature 1/beta (and a temperature scan) vs the gradient flow."""
-    from particles import langevin_ensemble
+    from dlnsim.particles import langevin_ensemble
 
     from .plots import ensemble_figure, temperature_figure
 
@@ -185,7 +185,7 @@ def run_ensemble(params: dict[str, Any], out: Path) -> list[str]:
     rows_arr = np.array(rows, dtype=float)
     import xarray as xr
 
-    from particles.datasets import provenance
+    from dlnsim.particles.datasets import provenance
 
     scan = xr.Dataset(
         {

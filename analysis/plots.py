@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from particles import Model, gradient_flow  # noqa: E402
-from particles.validation import check_positive, fail  # noqa: E402
+from dlnsim.particles import Model, gradient_flow  # noqa: E402
+from dlnsim.particles.validation import check_positive, fail  # noqa: E402
 
 from .relaxation import RelaxationRun  # noqa: E402
 

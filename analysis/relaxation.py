@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from particles import Model, gradient_flow
-from particles.validation import check_positive, fail
+from dlnsim.particles import Model, gradient_flow
+from dlnsim.particles.validation import check_positive, fail
 
 __all__ = ["RelaxationRun", "measured_relaxation_rates", "relaxation_runs"]
 

@@ -19,7 +19,7 @@ import numpy as np
 from scipy.signal import fftconvolve
 from scipy.special import gammaln, roots_laguerre
 
-from particles.validation import check_bool, check_integer, check_positive, fail
+from dlnsim.particles.validation import check_bool, check_integer, check_positive, fail
 
 __all__ = [
     "mean_spacing_ratio",

@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from particles import Model, Schatten, langevin_ensemble
-from particles.datasets import provenance
-from particles.rmt import gaussian_beta_ensemble, ginibre_singular_values
-from particles.validation import check_integer, fail
+from dlnsim.particles import Model, Schatten, langevin_ensemble
+from dlnsim.particles.datasets import provenance
+from dlnsim.particles.rmt import gaussian_beta_ensemble, ginibre_singular_values
+from dlnsim.particles.validation import check_integer, fail
 
 from .repulsion import (
     mean_spacing_ratio,
@@ -124,7 +124,7 @@ def system_samples(
     if kind not in ("chamber", "matrix_variant", "dyson"):
         raise fail("kind", kind, "must be chamber, matrix_variant, dyson, ginibre, gbe or poisson")
     if kind == "dyson":
-        from particles.baselines import DysonModel
+        from dlnsim.particles.baselines import DysonModel
 
         model = DysonModel(d, float(system["b"]))
         start = np.linspace(-2.0, 2.0, d)[::-1] * math.sqrt(d)
@@ -134,7 +134,7 @@ def system_samples(
         if kind == "chamber":
             model = Model(d, depth, float(system["beta"]), Schatten(p))
         else:
-            from particles.baselines import MatrixVariant
+            from dlnsim.particles.baselines import MatrixVariant
 
             model = MatrixVariant(d, depth, float(system["beta"]), Schatten(p))
         base = Model(d, depth, float(system["beta"]), Schatten(p))
@@ -149,14 +149,14 @@ def system_samples(
     step = min(dt, decorrelation / 50)
     baseline = kind != "chamber"
     if baseline:
-        from particles.baselines import resolving_step
+        from dlnsim.particles.baselines import resolving_step
 
         pilot = langevin_ensemble(model, start, [burn], 8, step, metropolis=True, **run)
         step = min(decorrelation / 50, resolving_step(model, pilot.sigma.values[:, -1], resolution))
     ds = langevin_ensemble(model, start, times, members, step, metropolis=baseline, **run)
     info["step"] = step
     if baseline:
-        from particles.langevin import _step_plan
+        from dlnsim.particles.langevin import _step_plan
 
         steps = sum(n for _, _, n, _ in _step_plan(times, step))
         info["acceptance"] = float(ds.accepted.values.sum() / (members * steps))

@@ -45,8 +45,8 @@ sys.path.insert(0, str(ROOT))  # run from a source checkout
 
 import numba  # noqa: E402
 
-from particles import pairforce  # noqa: E402
-from particles.entropy import psi  # noqa: E402
+from dlnsim.particles import pairforce  # noqa: E402
+from dlnsim.particles.entropy import psi  # noqa: E402
 
 DEPTH = 10
 CASES = [("A", 1000, 32), ("B", 20, 512), ("large", 8, 4096)]
@@ -62,7 +62,7 @@ COMPILE_SNIPPET = """
 import time
 t0 = time.perf_counter()
 import numpy as np
-from particles import pairforce
+from dlnsim.particles import pairforce
 t1 = time.perf_counter()
 rng = np.random.default_rng(0)
 for d in (32, 512):

@@ -45,9 +45,9 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 
 import numpy as np  # noqa: E402
 
-from particles import Model, Schatten  # noqa: E402
-from particles.entropy import linear_coefficient, psi  # noqa: E402
-from particles.langevin import simulate_members  # noqa: E402
+from dlnsim.particles import Model, Schatten  # noqa: E402
+from dlnsim.particles.entropy import linear_coefficient, psi  # noqa: E402
+from dlnsim.particles.langevin import simulate_members  # noqa: E402
 
 DEPTH, P, BETA, DT = 10, 2.0, 2.0, 1e-3
 CASES = {"A": (1000, 32), "B": (20, 512)}
@@ -136,8 +136,8 @@ def run_pipeline(m: int, d: int, steps: int, workers: int) -> float:
     workers) excluded."""
     from distributed import get_task_stream
 
-    from particles import langevin_ensemble
-    from particles.ensemble import _local_cluster
+    from dlnsim.particles import langevin_ensemble
+    from dlnsim.particles.ensemble import _local_cluster
 
     model, s0 = _model(d), _start(m, d)
     executor = _local_cluster(workers)
@@ -172,8 +172,8 @@ PIPELINE_BUSY: dict[tuple[int, int, int, float], float] = {}
 FIRST_CALL = """
 import time, numpy as np
 t0 = time.perf_counter()
-from particles import Model, Schatten
-from particles.langevin import simulate_members
+from dlnsim.particles import Model, Schatten
+from dlnsim.particles.langevin import simulate_members
 t1 = time.perf_counter()
 simulate_members(Model(4, 10, 2.0, Schatten(2.0)), np.ones((2, 4)), [0, 1], [0.01], 0.01, 0)
 t2 = time.perf_counter()

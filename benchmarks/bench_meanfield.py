@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
 
-from meanfield import kernel_jumps, kernel_potential  # noqa: E402
+from dlnsim.meanfield import kernel_jumps, kernel_potential  # noqa: E402
 
 
 def best_time(fn, repeat: int) -> float:

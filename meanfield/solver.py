@@ -68,17 +68,17 @@ from scipy.fft import irfft, next_fast_len, rfft
 from scipy.linalg import solve_banded
 from scipy.special import ndtr
 
-from particles.datasets import provenance
-from particles.entropy import log_kernel, psi
-from particles.model import Model
-from particles.validation import (
+from dlnsim.particles.datasets import provenance
+from dlnsim.particles.entropy import log_kernel, psi
+from dlnsim.particles.model import Model
+from dlnsim.particles.validation import (
     check_choice,
     check_integer,
     check_positive,
     check_times,
     fail,
 )
-from particles.version import __version__
+from dlnsim.particles.version import __version__
 
 __all__ = ["solve", "kernel_potential", "kernel_jumps"]
 

@@ -26,7 +26,7 @@ import pytest
 from scipy.special import roots_genlaguerre
 from scipy.stats import ks_2samp
 
-from particles import (
+from dlnsim.particles import (
     DysonModel,
     MatrixVariant,
     Model,
@@ -34,9 +34,9 @@ from particles import (
     langevin_ensemble,
     simulate_baseline_members,
 )
-from particles.baselines import NEWTON_RTOL, _prox
-from particles.langevin import simulate_members
-from particles.rmt import gaussian_beta_ensemble, ginibre_singular_values
+from dlnsim.particles.baselines import NEWTON_RTOL, _prox
+from dlnsim.particles.langevin import simulate_members
+from dlnsim.particles.rmt import gaussian_beta_ensemble, ginibre_singular_values
 
 KS_MEMBERS = 2000
 KS_EXACT = 100_000

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.cli import main
-from analysis.pipeline import load_config
-from particles.datasets import load
+from dlnsim.analysis.cli import main
+from dlnsim.analysis.pipeline import load_config
+from dlnsim.particles.datasets import load
 
 ROOT = Path(__file__).resolve().parents[1]
 DLNSIM = Path(sys.executable).parent / "dlnsim"
@@ -135,7 +135,7 @@ def test_cli_errors_one_line_exit_2(tmp_path, monkeypatch, argv, name):
 
 
 def test_times_must_increase():
-    from particles import Model, Schatten, gradient_flow
+    from dlnsim.particles import Model, Schatten, gradient_flow
 
     with pytest.raises(ValueError, match="bad times="):
         gradient_flow(Model(2, 3, 1.0, Schatten(2)), [1.0, 0.5], [0.0, 2.0, 1.0])

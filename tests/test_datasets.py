@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from particles import Model, Schatten, gradient_flow
-from particles.datasets import clean_attrs, load, save
+from dlnsim.particles import Model, Schatten, gradient_flow
+from dlnsim.particles.datasets import clean_attrs, load, save
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from analysis.depth import convergence_orders, depth_sweep, fit_order
-from analysis.plots import depth_figures
-from particles import Model, Schatten
-from particles.datasets import load, save
+from dlnsim.analysis.depth import convergence_orders, depth_sweep, fit_order
+from dlnsim.analysis.plots import depth_figures
+from dlnsim.particles import Model, Schatten
+from dlnsim.particles.datasets import load, save
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ import pytest
 import xarray as xr
 import zarr
 
-import particles.ensemble as ens
-from particles import Model, Schatten
-from particles.ensemble import REDUCTIONS, SEEDING_SCHEME, langevin_ensemble
+import dlnsim.particles.ensemble as ens
+from dlnsim.particles import Model, Schatten
+from dlnsim.particles.ensemble import REDUCTIONS, SEEDING_SCHEME, langevin_ensemble
 
 distributed = pytest.importorskip("distributed")
 
@@ -381,8 +381,8 @@ def test_ctrl_c_leaves_a_valid_store_and_resume_finishes_it(reference, tmp_path,
 KILL_SCRIPT = """
 import sys
 import numpy as np
-from particles import Model, Schatten
-from particles.ensemble import langevin_ensemble
+from dlnsim.particles import Model, Schatten
+from dlnsim.particles.ensemble import langevin_ensemble
 
 langevin_ensemble(
     Model(4, 4, 2.0, Schatten(2.0)), [1.0, 0.7, 0.4, 0.2], np.linspace(0.0, 20.0, 11), 12, 1e-3,

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from particles import Model, Schatten, log_kernel, psi
-from particles.entropy import entropy, entropy_gradient, entropy_hessian
+from dlnsim.particles import Model, Schatten, log_kernel, psi
+from dlnsim.particles.entropy import entropy, entropy_gradient, entropy_hessian
 
 XS = [0.0, 1e-12, 1e-8, 1e-5, 1e-4, 1e-3, 0.1, 1.0, 10.0, 50.0, 300.0, 700.0]
 # extra points at the branch switches of the implementation

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from particles import Model, Schatten, gradient_flow
+from dlnsim.particles import Model, Schatten, gradient_flow
 
 
 def _diagonal_exact(model: Model, s0: float, times: np.ndarray) -> np.ndarray:

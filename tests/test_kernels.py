@@ -14,10 +14,10 @@ import numba
 import numpy as np
 import pytest
 
-from particles import kernels, pairforce
-from particles.entropy import entropy_gradient as reference_gradient
-from particles.entropy import psi
-from particles.pairforce import pair_force, pair_force_u
+from dlnsim.particles import kernels, pairforce
+from dlnsim.particles.entropy import entropy_gradient as reference_gradient
+from dlnsim.particles.entropy import psi
+from dlnsim.particles.pairforce import pair_force, pair_force_u
 
 DEPTHS = [1, 2, 3, 10, 16, 17, 1000, math.inf]
 EXACT_TOL = 1e-12

@@ -13,9 +13,9 @@ import pytest
 from scipy import integrate, stats
 from scipy.special import gammainc, gammaln
 
-from particles import Model, Schatten, SeparableEnergy, gradient_flow
-from particles.entropy import entropy
-from particles.langevin import LangevinBlock, member_rng, noise_batch_steps, simulate_members
+from dlnsim.particles import Model, Schatten, SeparableEnergy, gradient_flow
+from dlnsim.particles.entropy import entropy
+from dlnsim.particles.langevin import LangevinBlock, member_rng, noise_batch_steps, simulate_members
 
 # ----------------------------------------------------------------------------- exact Gibbs law
 #

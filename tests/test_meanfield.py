@@ -11,10 +11,10 @@ import pytest
 import xarray as xr
 from scipy.integrate import solve_ivp
 
-from meanfield import kernel_jumps, kernel_potential, solve
-from particles import Model, Schatten
-from particles.datasets import load, save
-from particles.entropy import psi
+from dlnsim.meanfield import kernel_jumps, kernel_potential, solve
+from dlnsim.particles import Model, Schatten
+from dlnsim.particles.datasets import load, save
+from dlnsim.particles.entropy import psi
 
 
 def lognormal(centre: float, width: float):

@@ -7,9 +7,9 @@ import pytest
 import xarray as xr
 from scipy.stats import wasserstein_distance
 
-from analysis.meanfield_compare import compare_densities, fit_rate, wasserstein_to_density
-from meanfield import solve
-from particles import Model, Schatten
+from dlnsim.analysis.meanfield_compare import compare_densities, fit_rate, wasserstein_to_density
+from dlnsim.meanfield import solve
+from dlnsim.particles import Model, Schatten
 
 
 def fixed_grid(edges: np.ndarray, masses: np.ndarray, times=(0.0,)) -> xr.Dataset:
@@ -136,9 +136,9 @@ def test_particles_vs_pde_experiment(tmp_path):
     is within 3x the sampling-noise floor (the same distance for as many exact samples of the
     PDE density: the fluctuation of W1 at n samples is of the order of its mean), and W1
     decreases with d at the last time (the density narrows like (b d)^(-1/2))."""
-    from analysis.particles_vs_pde import particles_vs_pde
-    from analysis.plots import particles_vs_pde_figure
-    from particles.datasets import load, save
+    from dlnsim.analysis.particles_vs_pde import particles_vs_pde
+    from dlnsim.analysis.plots import particles_vs_pde_figure
+    from dlnsim.particles.datasets import load, save
 
     ds = particles_vs_pde(widths=(8, 32, 128), n_samples=1024, times=(0.0, 0.3, 1.0))
     assert np.all(ds.w1.values < 3 * ds.w1_floor.values + 1e-3)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from particles import Model, Schatten, SeparableEnergy
+from dlnsim.particles import Model, Schatten, SeparableEnergy
 
 # (d, N, p, beta): includes N = inf, every one with lambda_relative > 0
 GRID = [

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from analysis import measured_relaxation_rates
-from particles import Model, Schatten, SeparableEnergy
+from dlnsim.analysis import measured_relaxation_rates
+from dlnsim.particles import Model, Schatten, SeparableEnergy
 
 
 @pytest.mark.parametrize(

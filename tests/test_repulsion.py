@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from analysis.repulsion import (
+from dlnsim.analysis.repulsion import (
     mean_spacing_ratio,
     poisson_spacing,
     published_mean_ratio,
@@ -23,7 +23,7 @@ from analysis.repulsion import (
     surmise_mean_ratio,
     wigner_surmise,
 )
-from particles.rmt import gaussian_beta_ensemble, independent_samples
+from dlnsim.particles.rmt import gaussian_beta_ensemble, independent_samples
 
 ENSEMBLES = {"poisson": 0, "goe": 1, "gue": 2, "gse": 4}
 

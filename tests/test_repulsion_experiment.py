@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from analysis.cli import main
-from analysis.repulsion_experiment import repulsion_comparison, system_samples
-from particles.datasets import load
+from dlnsim.analysis.cli import main
+from dlnsim.analysis.repulsion_experiment import repulsion_comparison, system_samples
+from dlnsim.particles.datasets import load
 
 
 def test_chamber_model_has_no_repulsion_and_baselines_do(tmp_path):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from particles.rmt import gaussian_beta_ensemble, ginibre_singular_values, independent_samples
+from dlnsim.particles.rmt import gaussian_beta_ensemble, ginibre_singular_values, independent_samples
 
 
 # ----------------------------------------------------------------------------------------------
@@ -115,7 +115,7 @@ def test_ginibre_frobenius_chi_square() -> None:
 
 
 def test_ginibre_default_variance_and_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    import particles.rmt as rmt
+    import dlnsim.particles.rmt as rmt
 
     full = ginibre_singular_values(3, 50, np.random.default_rng(5))
     monkeypatch.setattr(rmt, "_CHUNK_ENTRIES", 20)  # force several chunks
