@@ -41,8 +41,11 @@ __all__ = [
 ]
 
 CONVENTIONS = "CF-1.10"
-#: NetCDF compression of ``save``: zlib (deflate) at this level, with the byte shuffle filter.
+#: NetCDF compression of ``save``: zlib (deflate) at this level, with the byte shuffle filter,
+#: on numeric arrays of at least ``NETCDF_COMPRESS_BYTES`` (a chunked, compressed HDF5 dataset
+#: carries a few kB of index: smaller arrays would grow).
 NETCDF_COMPLEVEL = 4
+NETCDF_COMPRESS_BYTES = 16 * 2**10
 #: Attributes written by ``provenance`` itself (the rest of a dataset's attrs are parameters,
 #: results and state); ``describe`` separates them.
 PROVENANCE_KEYS = frozenset(
@@ -277,7 +280,8 @@ def _netcdf_encoding(ds: xr.Dataset, compress: bool) -> dict[str, dict[str, Any]
     out: dict[str, dict[str, Any]] = {}
     for name, var in ds.variables.items():
         enc = {k: v for k, v in var.encoding.items() if k in keep}
-        if compress and var.ndim >= 1 and var.size > 0 and var.dtype.kind in "biuf":
+        big = var.ndim >= 1 and var.nbytes >= NETCDF_COMPRESS_BYTES
+        if compress and big and var.dtype.kind in "biuf":
             enc.update(zlib=True, complevel=NETCDF_COMPLEVEL, shuffle=True)
         out[str(name)] = enc
     return out
@@ -293,8 +297,8 @@ def save(ds: xr.Dataset, path: str | os.PathLike, *, compress: bool = True) -> P
     path : str or os.PathLike
         Ends in ``.nc`` (NetCDF4/HDF5) or ``.zarr``; parent folders are created.
     compress : bool, default True
-        NetCDF: every numeric array is deflated (zlib level ``NETCDF_COMPLEVEL``, byte shuffle;
-        lossless).  Zarr: the store's default codec (zstd) when True, none when False.
+        NetCDF: numeric arrays of at least ``NETCDF_COMPRESS_BYTES`` are deflated (zlib level
+        ``NETCDF_COMPLEVEL``, byte shuffle; lossless).  Zarr: the store's default codec (zstd) when True, none when False.
 
     Returns
     -------
@@ -363,6 +367,11 @@ def load(path: str | os.PathLike, *, lazy: bool = False) -> xr.Dataset:
         return ds.load()
 
 
+def _dim_order(name: object) -> tuple[int, str]:
+    main = ("member", "time", "particle")
+    return (main.index(name), "") if name in main else (len(main), str(name))
+
+
 def describe(path: str | os.PathLike) -> dict[str, Any]:
     """What a saved dataset or an ensemble store holds, read without loading the data.
 
@@ -397,7 +406,7 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
             "path": str(path),
             "format": engine,
             "kind": attrs.get("kind"),
-            "dims": {str(k): int(v) for k, v in ds.sizes.items()},
+            "dims": {str(k): int(ds.sizes[k]) for k in sorted(ds.sizes, key=_dim_order)},
             "variables": {str(k): tuple(str(d) for d in v.dims) for k, v in ds.data_vars.items()},
             "seed": attrs.get("seed"),
             "parameters": {
