@@ -80,8 +80,8 @@ def test_plain_script_through_stdin_runs_in_process_and_spawns_nothing():
 def test_in_process_numba_threads_are_bitwise_the_serial_kernel():
     """In-process the pair sums run on numba's threads (``members * d^2`` above the kernels'
     threading cutoff here); one thread gives the same bits."""
-    model = Model(32, 4, 2.0, Schatten(2.0))
-    sigma0 = np.geomspace(2.0, 0.5, 32)
+    model = Model(32, 10, 5.0, Schatten(2.0))  # the stdin script's model: one compilation
+    sigma0 = model.equilibrium() * np.geomspace(1.5, 0.7, 32)
     times = np.array([0.0, 0.02, 0.05])
     kwargs = dict(seed=3, reductions="sigma,spread", progress=False)
     threaded = langevin_ensemble(model, sigma0, times, 64, 1e-3, **kwargs)
