@@ -298,7 +298,8 @@ def save(ds: xr.Dataset, path: str | os.PathLike, *, compress: bool = True) -> P
         Ends in ``.nc`` (NetCDF4/HDF5) or ``.zarr``; parent folders are created.
     compress : bool, default True
         NetCDF: numeric arrays of at least ``NETCDF_COMPRESS_BYTES`` are deflated (zlib level
-        ``NETCDF_COMPLEVEL``, byte shuffle; lossless).  Zarr: the store's default codec (zstd) when True, none when False.
+        ``NETCDF_COMPLEVEL``, byte shuffle; lossless).  Zarr: the store's default codec (zstd)
+        when True, none when False.
 
     Returns
     -------
