@@ -7,8 +7,10 @@ Errors in arguments or configs print one line naming the bad parameter and exit 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 __all__ = ["main", "build_parser"]
@@ -64,6 +66,35 @@ def _model_options(p: argparse.ArgumentParser, width: int | None = 2) -> None:
     )
 
 
+def _log_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("messages").add_mutually_exclusive_group()
+    g.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="more messages, with the Dask cluster's own logs (scheduler, workers)",
+    )
+    g.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress messages: only results, warnings and errors",
+    )
+
+
+def _cluster_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("LocalCluster (when the scheduler is 'local', the default)")
+    g.add_argument(
+        "--n-workers",
+        type=int,
+        default=None,
+        help="worker processes (default: one per core, at most one per chunk)",
+    )
+    g.add_argument(
+        "--threads-per-worker", type=int, default=None, help="threads per worker (default 1)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="dlnsim",
@@ -83,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("config", nargs="?", help="TOML config file (default: built-in experiments)")
     run.add_argument("--out", help="output folder (default: the config's 'out' or ./dlnsim-out)")
+    _cluster_options(run)
 
     pp = sub.add_parser(
         "phase-portrait",
@@ -161,11 +193,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     en.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
     en.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    _cluster_options(en)
+
+    info = sub.add_parser(
+        "info",
+        help="describe a saved dataset or an ensemble store",
+        description="Print the dimensions, parameters, seed, completion state (chunks done of "
+        "a Zarr ensemble store) and failed members of PATH (.nc or .zarr), complete or not.",
+    )
+    info.add_argument("path", help=".nc file or .zarr store")
 
     from .pipeline import EXPERIMENTS
 
     for kind in ("meanfield", "repulsion", "depth"):
         _experiment_command(sub, kind, EXPERIMENTS[kind])
+    for command in sub.choices.values():
+        _log_options(command)
     return parser
 
 
@@ -229,8 +272,8 @@ def _experiment(args: argparse.Namespace) -> int:
         k: getattr(args, k) for k in EXPERIMENTS[args.kind].defaults if getattr(args, k) is not None
     }
     resolve({"kind": args.kind, **given})  # every parameter checked before any output
-    print(f"dlnsim: writing into {args.out_dir}/", file=sys.stderr)
-    run_experiments([{"kind": args.kind, **given}], args.out_dir)
+    _log.info("writing into %s/", args.out_dir)
+    run_experiments([{"kind": args.kind, **given}], args.out_dir, print)
     return 0
 
 
@@ -239,11 +282,13 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.config:
         experiments, out = load_config(args.config)
+        text = Path(args.config).read_text()  # recorded in every dataset written
     else:
-        experiments, out = DEFAULT_EXPERIMENTS, None
+        experiments, out, text = DEFAULT_EXPERIMENTS, None, None
     folder = Path(args.out or out or "dlnsim-out")
-    print(f"dlnsim: writing into {folder}/", file=sys.stderr)
-    run_experiments(experiments, folder)
+    with _cluster(args, "local"):
+        _log.info("writing into %s/", folder)
+        run_experiments(experiments, folder, print, config=text)
     return 0
 
 
@@ -255,7 +300,7 @@ def _phase_portrait(args: argparse.Namespace) -> int:
     model = Model(2, args.depth, args.beta, Schatten(args.p))
     fig = phase_portrait(model, limit=args.limit)
     fig.savefig(args.out, dpi=130)
-    print(f"dlnsim: wrote {args.out}", file=sys.stderr)
+    _log.info("wrote %s", args.out)
     return 0
 
 
@@ -298,23 +343,24 @@ def _ensemble(args: argparse.Namespace) -> int:
         times = np.linspace(0.0, check_positive(args.t_end, "t-end"), 51)
     scheduler = args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or "local"
     reductions = [r for r in args.reductions.split(",") if r]
-    ds = langevin_ensemble(
-        model,
-        sigma0,
-        times,
-        args.members,
-        args.dt,
-        args.seed,
-        temperature=args.temperature,
-        rescaled=True if args.rescaled else None,
-        chunk_size=args.chunk_size,
-        store=args.out,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        scheduler=scheduler,
-        reductions=reductions,
-        save_members=not args.no_members,
-    )
+    with _cluster(args, scheduler):
+        ds = langevin_ensemble(
+            model,
+            sigma0,
+            times,
+            args.members,
+            args.dt,
+            args.seed,
+            temperature=args.temperature,
+            rescaled=True if args.rescaled else None,
+            chunk_size=args.chunk_size,
+            store=args.out,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            scheduler=scheduler,
+            reductions=reductions,
+            save_members=not args.no_members,
+        )
     n_failed = int(ds.failed.values.sum())
     print(
         f"dlnsim: wrote {args.out} (seed {ds.attrs['seed']}, {args.members} members, "
@@ -329,12 +375,123 @@ def _ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "phase-portrait": _phase_portrait, "flow": _flow, "ensemble": _ensemble}
+@contextlib.contextmanager
+def _cluster(args: argparse.Namespace, scheduler: str | None) -> Iterator[None]:
+    """The LocalCluster options of the command line, for the clusters started in the block
+    (only once there is work for them, after every argument is checked)."""
+    from dlnsim.particles.ensemble import local_cluster_options
+
+    workers, threads = args.n_workers, args.threads_per_worker
+    names = (("n-workers", workers), ("threads-per-worker", threads))
+    if args.command == "ensemble" and scheduler != "local":
+        for name, value in names:
+            if value is not None:
+                raise ValueError(
+                    f"bad {name}={value!r}: only for a LocalCluster (--scheduler local, the "
+                    f"default), not with --scheduler {scheduler}"
+                )
+    for name, value in names:
+        if value is not None and (isinstance(value, bool) or value < 1):
+            raise ValueError(f"bad {name}={value!r}: must be an integer >= 1")
+    logs = logging.INFO if args.verbose else logging.CRITICAL
+    with local_cluster_options(workers, threads, logs):
+        yield
+
+
+def _info(args: argparse.Namespace) -> int:
+    from dlnsim.particles.datasets import describe
+
+    info = describe(args.path)
+
+    def join(items) -> str:
+        return ", ".join(f"{k}={v}" for k, v in items) or "none"
+
+    print(f"path:        {info['path']} ({info['format']})")
+    print(f"kind:        {info['kind'] or 'unknown'}")
+    print(f"dimensions:  {join(info['dims'].items())}")
+    variables = ", ".join(f"{k}({', '.join(d)})" for k, d in info["variables"].items())
+    print(f"variables:   {variables or 'none'}")
+    print(f"seed:        {info['seed'] if info['seed'] is not None else 'none'}")
+    print(f"parameters:  {join(info['parameters'].items())}")
+    if info["complete"] is None:
+        state = "no completion state (not an ensemble store)"
+    else:
+        state = "complete" if info["complete"] else "INCOMPLETE (resume to finish it)"
+    if info["chunks_total"] is not None:
+        done = "?" if info["chunks_done"] is None else info["chunks_done"]
+        state += f"; {done} of {info['chunks_total']} chunks of members done"
+    print(f"state:       {state}")
+    if info["failed_members"] is None:
+        failed = "not recorded"
+    else:
+        bad = list(zip(info["failed_members"], info["failed_times"], strict=True))
+        failed = f"{len(bad)} of {info['members']} members"
+        if bad:
+            shown = ", ".join(f"{k} (t={t:.6g})" for k, t in bad[:20])
+            failed += f": {shown}" + (", ..." if len(bad) > 20 else "")
+        if info["members_pending"]:
+            failed += f"; {info['members_pending']} members not computed yet"
+    print(f"failed:      {failed}")
+    versions = {k: v for k, v in info["provenance"].items() if k.endswith("_version")}
+    print(f"versions:    {join(versions.items())}")
+    for key in ("cpu_model", "created", "command_line"):
+        if key in info["provenance"]:
+            print(f"{key + ':':<13}{info['provenance'][key]}")
+    return 0
+    return 0
+
+
+COMMANDS = {
+    "run": _run,
+    "phase-portrait": _phase_portrait,
+    "flow": _flow,
+    "ensemble": _ensemble,
+    "info": _info,
+}
+_log = logging.getLogger("dlnsim.cli")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the current ``sys.stderr`` (which tests and notebooks may swap)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _logging(args: argparse.Namespace) -> Iterator[None]:
+    """The ``dlnsim`` logger's messages on stderr for the command: INFO (progress, the seed, the
+    dashboard link), DEBUG with ``-v``, warnings only with ``-q``; restored afterwards."""
+    logger = logging.getLogger("dlnsim")
+    verbose, quiet = getattr(args, "verbose", False), getattr(args, "quiet", False)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("dlnsim: %(message)s"))
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    with _logging(args):
+        return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         return COMMANDS.get(args.command, _experiment)(args)
     except ValueError as exc:

@@ -10,8 +10,9 @@ lines, which are printed and appended to ``summary.txt``.
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import math
-import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from dlnsim.particles import Model, Schatten, gradient_flow
-from dlnsim.particles.datasets import save
+from dlnsim.particles.datasets import extra_provenance, save
 from dlnsim.particles.validation import (
     check_depth,
     check_integer,
@@ -36,6 +37,7 @@ from .relaxation import relaxation_runs
 __all__ = ["EXPERIMENTS", "DEFAULT_EXPERIMENTS", "load_config", "run_experiments", "model_from"]
 
 Runner = Callable[[dict[str, Any], Path], list[str]]
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -112,13 +114,13 @@ def _executor(scheduler: str | None):
     if scheduler != "local":
         yield {"scheduler": scheduler}
         return
-    from dlnsim.particles.ensemble import _local_cluster  # the one LocalCluster configuration
+    from dlnsim.particles.ensemble import local_cluster  # the one LocalCluster configuration
 
-    executor = _local_cluster(os.cpu_count() or 1)
+    client = local_cluster()  # options: an enclosing local_cluster_options (the CLI's)
     try:
-        yield {"client": executor.client}
+        yield {"client": client}
     finally:
-        executor.close()
+        client.close()
 
 
 def run_ensemble(params: dict[str, Any], out: Path) -> list[str]:
@@ -557,21 +559,56 @@ def load_config(path: str | Path) -> tuple[list[dict[str, Any]], str | None]:
     return experiments, out
 
 
+def config_text(experiments: list[dict[str, Any]]) -> str:
+    """The experiments as the text of a TOML config (``load_config`` reads it back)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return json.dumps(str(v))
+
+    blocks = [
+        "[[experiment]]\n"
+        + "".join(f"{key} = {value(v)}\n" for key, v in exp.items() if v is not None)
+        for exp in experiments
+    ]
+    return "\n".join(blocks)
+
+
 def run_experiments(
-    experiments: list[dict[str, Any]], out: str | Path, echo: Callable[[str], None] = print
+    experiments: list[dict[str, Any]],
+    out: str | Path,
+    echo: Callable[[str], None] | None = None,
+    *,
+    config: str | None = None,
 ) -> list[str]:
-    """Run each experiment in turn, writing into ``out``; returns all summary lines."""
+    """Run each experiment in turn, writing into ``out``; returns all summary lines.
+
+    Each summary line goes to ``echo`` (default: logged at INFO on the ``dlnsim`` logger).
+    Every dataset written carries ``config`` in its ``config`` attribute (default: the
+    experiments rendered as TOML by ``config_text``).  Ensemble experiments with ``scheduler =
+    "local"`` start one ``local_cluster`` each (options: ``local_cluster_options``).
+    """
     resolved = [resolve(e) for e in experiments]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = out / "summary.txt"
     summary.write_text("")
     all_lines: list[str] = []
-    for exp, params in resolved:
-        lines = exp.run(params, out)
-        with summary.open("a") as fh:
-            fh.write("\n".join(lines) + "\n")
-        for line in lines:
-            echo(line)
-        all_lines.extend(lines)
+    text = config_text(experiments) if config is None else config
+    with extra_provenance(config=text):
+        for exp, params in resolved:
+            lines = exp.run(params, out)
+            with summary.open("a") as fh:
+                fh.write("\n".join(lines) + "\n")
+            for line in lines:
+                if echo is None:
+                    _log.info("%s", line)
+                else:
+                    echo(line)
+            all_lines.extend(lines)
     return all_lines

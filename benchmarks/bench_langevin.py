@@ -137,15 +137,15 @@ def run_pipeline(m: int, d: int, steps: int, workers: int) -> float:
     from distributed import get_task_stream
 
     from dlnsim.particles import langevin_ensemble
-    from dlnsim.particles.ensemble import _local_cluster
+    from dlnsim.particles.ensemble import local_cluster
 
     model, s0 = _model(d), _start(m, d)
-    executor = _local_cluster(workers)
+    client = local_cluster(workers)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            kwargs = dict(seed=7, client=executor.client, progress=False, overwrite=True)
+            kwargs = dict(seed=7, client=client, progress=False, overwrite=True)
             langevin_ensemble(model, s0, [2 * DT], m, DT, store=f"{tmp}/warm.zarr", **kwargs)
-            with get_task_stream(client=executor.client) as stream:
+            with get_task_stream(client=client) as stream:
                 t0 = time.perf_counter()
                 ds = langevin_ensemble(
                     model, s0, [steps * DT], m, DT, store=f"{tmp}/run.zarr", **kwargs
@@ -153,7 +153,7 @@ def run_pipeline(m: int, d: int, steps: int, workers: int) -> float:
                 elapsed = time.perf_counter() - t0
             assert bool(np.isfinite(ds.sigma.values).all())
     finally:
-        executor.close()
+        client.close()
     busy: dict[str, float] = {}  # compute seconds per worker
     for task in stream.data:
         for part in task["startstops"]:

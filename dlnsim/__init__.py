@@ -13,9 +13,15 @@ The main names are re-exported here: ``Model``, ``Schatten``, ``SeparableEnergy`
 ``gradient_flow``, ``langevin_ensemble``, ``save`` and ``load``.
 """
 
+import logging as _logging
+
 from .particles import Model, Schatten, SeparableEnergy, gradient_flow, langevin_ensemble
 from .particles.datasets import load, save
 from .particles.version import __version__
+
+# a library logs, the application decides what is shown: nothing unless logging is configured
+# (the CLI shows INFO on stderr); warnings about results use the warnings module
+_logging.getLogger("dlnsim").addHandler(_logging.NullHandler())
 
 __all__ = [
     "Model",

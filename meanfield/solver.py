@@ -728,7 +728,6 @@ def _dataset(
                 {
                     "long_name": "rescaled time tau = N t" if rescaled else "time t",
                     "units": "1",
-                    "standard_name": "time",
                 },
             ),
             "sigma": (

@@ -9,32 +9,63 @@ Zarr both round-trip them unchanged (``depth = inf`` is stored as the string ``"
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as _dt
+import functools
 import math
 import os
 import platform
 import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from .validation import fail
+from .validation import check_bool, fail
 from .version import __version__
 
 __all__ = [
     "provenance",
+    "extra_provenance",
     "trajectory_dataset",
     "save",
     "load",
+    "describe",
     "clean_attrs",
     "check_path",
     "valid_states",
 ]
 
 CONVENTIONS = "CF-1.10"
+#: NetCDF compression of ``save``: zlib (deflate) at this level, with the byte shuffle filter,
+#: on numeric arrays of at least ``NETCDF_COMPRESS_BYTES`` (a chunked, compressed HDF5 dataset
+#: carries a few kB of index: smaller arrays would grow).
+NETCDF_COMPLEVEL = 4
+NETCDF_COMPRESS_BYTES = 16 * 2**10
+#: Attributes written by ``provenance`` itself (the rest of a dataset's attrs are parameters,
+#: results and state); ``describe`` separates them.
+PROVENANCE_KEYS = frozenset(
+    {
+        "Conventions",
+        "title",
+        "source",
+        "references",
+        "history",
+        "command_line",
+        "created",
+        "config",
+        "machine",
+        "cpu_model",
+        "cpu_target",
+    }
+)
+_EXTRA: contextvars.ContextVar[Mapping[str, object] | None] = contextvars.ContextVar(
+    "dlnsim_extra_provenance", default=None
+)
 
 
 def clean_attrs(attrs: Mapping[str, object]) -> dict[str, str | int | float]:
@@ -58,6 +89,8 @@ def clean_attrs(attrs: Mapping[str, object]) -> dict[str, str | int | float]:
 
 
 def _versions() -> dict[str, str]:
+    import llvmlite
+    import numba
     import scipy
 
     return {
@@ -66,11 +99,73 @@ def _versions() -> dict[str, str]:
         "numpy_version": np.__version__,
         "scipy_version": scipy.__version__,
         "xarray_version": xr.__version__,
+        "numba_version": numba.__version__,
+        "llvmlite_version": llvmlite.__version__,
     }
 
 
+@functools.cache
+def _cpu() -> dict[str, str]:
+    """The CPU model (``/proc/cpuinfo``'s ``model name``, else ``platform.processor()``) and the
+    CPU name numba compiles the kernels for (``NUMBA_CPU_NAME``, else LLVM's host CPU)."""
+    model = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+                break
+    model = model or platform.processor() or "unknown"
+    import numba
+    from llvmlite import binding
+
+    target = numba.config.CPU_NAME
+    if not target:
+        try:
+            target = binding.get_host_cpu_name()
+        except Exception:  # noqa: BLE001 - provenance never fails a run
+            target = "unknown"
+    return {"machine": platform.machine() or "unknown", "cpu_model": model, "cpu_target": target}
+
+
+@contextlib.contextmanager
+def extra_provenance(**attrs: object) -> Iterator[None]:
+    """Within the ``with`` block, every ``provenance`` (so every dataset built) also records
+    ``attrs`` (``dlnsim run`` records its config text as ``config``).
+
+    Parameters
+    ----------
+    **attrs
+        Attributes to add (str, int or float; others are stored as ``str``).
+
+    Yields
+    ------
+    None
+    """
+    outer = _EXTRA.get() or {}
+    token = _EXTRA.set({**outer, **attrs})
+    try:
+        yield
+    finally:
+        _EXTRA.reset(token)
+
+
 def provenance(**params: object) -> dict[str, str | int | float]:
-    """Dataset attributes: ``params`` plus versions, command line, host and creation time."""
+    """Dataset attributes: ``params`` plus versions, CPU, command line and creation time.
+
+    No host name, user or process id is recorded.  The CPU model and the numba/llvmlite
+    versions are kept because the compiled kernels' last bits could depend on them.
+
+    Parameters
+    ----------
+    **params
+        The run's parameters (they override the provenance keys of the same name).
+
+    Returns
+    -------
+    dict
+        Attribute name -> str, int or finite float (see ``clean_attrs``).
+    """
     now = _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
     command = shlex.join(sys.argv) if sys.argv and sys.argv[0] else "python"
     attrs: dict[str, object] = {
@@ -82,9 +177,9 @@ def provenance(**params: object) -> dict[str, str | int | float]:
         "history": f"{now} created by: {command}",
         "command_line": command,
         "created": now,
-        "host": platform.node(),
-        "pid": os.getpid(),
         **_versions(),
+        **_cpu(),
+        **(_EXTRA.get() or {}),
     }
     attrs.update(params)
     return clean_attrs(attrs)
@@ -150,11 +245,9 @@ def trajectory_dataset(
             "time": (
                 "time",
                 np.asarray(times, dtype=np.float64),
-                {
-                    "long_name": time_name,
-                    "units": "1",
-                    "standard_name": "time",
-                },
+                # dimensionless model time: no CF standard_name "time" (it needs units of
+                # time, and xarray would decode "<unit> since <date>" into dates)
+                {"long_name": time_name, "units": "1"},
             ),
             "particle": (
                 "particle",
@@ -181,26 +274,173 @@ def check_path(path: Path) -> str:
     raise fail("path", str(path), "must end in .nc (NetCDF) or .zarr (Zarr)")
 
 
-def save(ds: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write ``ds`` to NetCDF4 (``.nc``, via h5netcdf) or Zarr (``.zarr``); returns the path."""
+def _netcdf_encoding(ds: xr.Dataset, compress: bool) -> dict[str, dict[str, Any]]:
+    """Per-variable NetCDF encoding: the value encodings kept, compression on numeric arrays."""
+    keep = ("dtype", "_FillValue", "scale_factor", "add_offset", "units", "calendar")
+    out: dict[str, dict[str, Any]] = {}
+    for name, var in ds.variables.items():
+        enc = {k: v for k, v in var.encoding.items() if k in keep}
+        big = var.ndim >= 1 and var.nbytes >= NETCDF_COMPRESS_BYTES
+        if compress and big and var.dtype.kind in "biuf":
+            enc.update(zlib=True, complevel=NETCDF_COMPLEVEL, shuffle=True)
+        out[str(name)] = enc
+    return out
+
+
+def save(ds: xr.Dataset, path: str | os.PathLike, *, compress: bool = True) -> Path:
+    """Write ``ds`` to NetCDF4 (``.nc``, via h5netcdf) or Zarr (``.zarr``).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The dataset (values, dtypes and attributes round-trip exactly through ``load``).
+    path : str or os.PathLike
+        Ends in ``.nc`` (NetCDF4/HDF5) or ``.zarr``; parent folders are created.
+    compress : bool, default True
+        NetCDF: numeric arrays of at least ``NETCDF_COMPRESS_BYTES`` are deflated (zlib level
+        ``NETCDF_COMPLEVEL``, byte shuffle; lossless).  Zarr: the store's default codec (zstd)
+        when True, none when False.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` does not end in ``.nc`` or ``.zarr``, or ``compress`` is not a bool.
+    """
     path = Path(path)
     engine = check_path(path)
+    compress = check_bool(compress, "compress")
     path.parent.mkdir(parents=True, exist_ok=True)
     if engine == "zarr":
-        ds.to_zarr(path, mode="w", consolidated=False)
+        encoding = {} if compress else {str(n): {"compressors": None} for n in ds.variables}
+        ds.to_zarr(path, mode="w", consolidated=False, encoding=encoding)
     else:
-        ds.to_netcdf(path, engine="h5netcdf")
+        ds.to_netcdf(path, engine="h5netcdf", encoding=_netcdf_encoding(ds, compress))
     return path
 
 
-def load(path: str | os.PathLike) -> xr.Dataset:
-    """Read a Dataset written by ``save`` (fully into memory, file closed)."""
-    path = Path(path)
-    engine = check_path(path)
+def _open(path: Path, engine: str, lazy: bool) -> xr.Dataset:
+    """Open a dataset file (lazily: dask arrays); ValueError naming ``path`` if it cannot."""
     if not path.exists():
         raise fail("path", str(path), "does not exist")
-    if engine == "zarr":
-        with xr.open_zarr(path, consolidated=False) as ds:
-            return ds.load()
-    with xr.open_dataset(path, engine="h5netcdf") as ds:
+    try:
+        if engine == "zarr":
+            return xr.open_zarr(path, consolidated=False)
+        return xr.open_dataset(path, engine="h5netcdf", chunks={} if lazy else None)
+    except Exception as err:  # noqa: BLE001 - any unreadable file
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise fail("path", str(path), f"is not a readable {engine} dataset ({why})") from None
+
+
+def load(path: str | os.PathLike, *, lazy: bool = False) -> xr.Dataset:
+    """Read a Dataset written by ``save`` (or an ensemble's Zarr store).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.nc`` file or a ``.zarr`` store.
+    lazy : bool, default False
+        False: every variable is read into memory and the file is closed.  True: the file is
+        opened with dask (each variable a dask array chunked like the file, read on
+        ``.compute()``/``.values``); close it with ``ds.close()`` or ``with load(...) as ds``.
+
+    Returns
+    -------
+    xarray.Dataset
+
+    Raises
+    ------
+    ValueError
+        If ``path`` has another suffix, does not exist or cannot be read, or ``lazy`` is not a
+        bool.
+    """
+    path = Path(path)
+    engine = check_path(path)
+    lazy = check_bool(lazy, "lazy")
+    ds = _open(path, engine, lazy)
+    if lazy:
+        return ds
+    with ds:
         return ds.load()
+
+
+def _dim_order(name: object) -> tuple[int, str]:
+    main = ("member", "time", "particle")
+    return (main.index(name), "") if name in main else (len(main), str(name))
+
+
+def describe(path: str | os.PathLike) -> dict[str, Any]:
+    """What a saved dataset or an ensemble store holds, read without loading the data.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.nc`` file or a ``.zarr`` store, complete or partial (a killed ensemble run).
+
+    Returns
+    -------
+    dict
+        ``path``, ``format`` (``"netcdf"``/``"zarr"``), ``kind`` (the ``kind`` attribute or
+        ``None``), ``dims`` (name -> size), ``variables`` (name -> dims), ``parameters``
+        (every attribute that is not provenance), ``seed`` (``None`` without one),
+        ``provenance`` (versions, CPU, command line, config...), and the completion state:
+        ``complete`` (``True``/``False``, ``None`` for a dataset without one), ``chunks_done``
+        and ``chunks_total`` (ensemble chunks of members; ``None`` when unknown),
+        ``members`` (``None`` without a ``member`` dimension), ``failed_members`` (indices of
+        members flagged failed; ``None`` without a ``failed`` variable), ``failed_times`` (their
+        ``failed_time``) and ``members_pending`` (members not computed yet).
+
+    Raises
+    ------
+    ValueError
+        If ``path`` has another suffix, does not exist or is not a readable dataset.
+    """
+    path = Path(path)
+    engine = check_path(path)
+    with _open(path, engine, lazy=True) as ds:
+        attrs = dict(ds.attrs)
+        info: dict[str, Any] = {
+            "path": str(path),
+            "format": engine,
+            "kind": attrs.get("kind"),
+            "dims": {str(k): int(ds.sizes[k]) for k in sorted(ds.sizes, key=_dim_order)},
+            "variables": {str(k): tuple(str(d) for d in v.dims) for k, v in ds.data_vars.items()},
+            "seed": attrs.get("seed"),
+            "parameters": {
+                k: v for k, v in attrs.items() if k not in PROVENANCE_KEYS and "_version" not in k
+            },
+            "provenance": {
+                k: v for k, v in attrs.items() if k in PROVENANCE_KEYS or "_version" in k
+            },
+        }
+        complete = attrs.get("complete")
+        info["complete"] = None if complete is None else bool(int(complete))
+        total = attrs.get("n_chunks")
+        if "chunk_done" in ds:
+            done_flags = np.asarray(ds["chunk_done"].values)
+            info["chunks_done"] = int(np.sum(done_flags == 1))
+            info["chunks_total"] = int(done_flags.size)
+        elif total is not None and info["complete"] is not None:
+            info["chunks_total"] = int(total)
+            info["chunks_done"] = int(total) if info["complete"] else None
+        else:
+            info["chunks_done"] = info["chunks_total"] = None
+        info["members"] = int(ds.sizes["member"]) if "member" in ds.sizes else None
+        if "failed" in ds:
+            flags = np.asarray(ds["failed"].values)
+            bad = np.flatnonzero(flags == 1)
+            info["failed_members"] = [int(k) for k in bad]
+            when = np.full(bad.size, np.nan)
+            if "failed_time" in ds:
+                when = ds["failed_time"].values[bad]
+            info["failed_times"] = [float(t) for t in when]
+            info["members_pending"] = int(np.sum(flags < 0))
+        else:
+            info["failed_members"] = info["failed_times"] = info["members_pending"] = None
+    for key in ("parameters", "provenance"):
+        info[key] = {k: info[key][k] for k in sorted(info[key])}
+    return info

@@ -24,6 +24,7 @@ out of order) are in memory at a time.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib.metadata
 import logging
 import math
@@ -61,17 +62,14 @@ __all__ = [
     "CHUNK_PAIR_WORK",
     "REDUCTIONS",
     "SEEDING_SCHEME",
-    "WORK_THRESHOLD",
     "langevin_ensemble",
+    "local_cluster",
+    "local_cluster_options",
 ]
 
 REDUCTIONS = ("sigma", "free_energy", "spread")
 SEEDING_SCHEME = "numpy SeedSequence(seed, spawn_key=(member,)) per member, PCG64"
 BIT_GENERATOR = "PCG64"
-#: ``members * steps * width**2`` below which a run without a given cluster stays in-process.
-#: The engine costs about 15-40 ns per unit on one core, so this is roughly 10-20 s of work: less
-#: does not pay for starting a LocalCluster (2-5 s) and shipping the results back.
-WORK_THRESHOLD = 5.0e8
 #: Target size of one chunk's ``sigma`` block when ``chunk_size`` is chosen automatically.
 CHUNK_BYTES = 64 * 2**20
 #: Members per automatically sized chunk are at least ``CHUNK_PAIR_WORK / d^2`` (when the
@@ -82,6 +80,7 @@ STORE_FORMAT = 1
 _SERIAL = ("serial", "in-process")
 _MAX_WARNINGS = 20
 _STATS = ("count", "mean", "m2")
+_log = logging.getLogger(__name__)
 
 Stats = tuple[np.ndarray, np.ndarray, np.ndarray]  # count, mean, M2 (same shapes)
 Node = tuple[int, int, Stats]  # level j, index k (covers [k 2^j, (k+1) 2^j)), stats
@@ -356,7 +355,11 @@ class _Plan:
             ("member",),
             np.int8,
             -1,
-            {"long_name": "1 = failed (non-finite state), 0 = fine, -1 = not computed yet"},
+            {
+                "long_name": "member failed (reached a non-finite state)",
+                "flag_values": np.array([-1, 0, 1], dtype=np.int8),
+                "flag_meanings": "not_computed_yet ok failed",
+            },
         )
         out["failed_time"] = (
             ("member",),
@@ -462,9 +465,114 @@ def _connect(address: str, name: str = "scheduler") -> _Executor:
     return _Executor(client, f"dask scheduler {address}", _client_threads(client), [client])
 
 
-def _local_cluster(n_workers: int) -> _Executor:
+_CLUSTER_OPTIONS: contextvars.ContextVar[Mapping[str, int] | None] = contextvars.ContextVar(
+    "dlnsim_local_cluster_options", default=None
+)
+
+
+@contextlib.contextmanager
+def local_cluster_options(
+    n_workers: int | None = None,
+    threads_per_worker: int | None = None,
+    logs: int | None = None,
+) -> Iterator[None]:
+    """Within the ``with`` block, ``local_cluster`` (so ``scheduler="local"`` and the ensemble
+    experiments of ``dlnsim run``) starts its clusters with these options (``None``: keep the
+    default).  This is how the CLI's ``--n-workers``, ``--threads-per-worker`` and ``-v`` reach
+    the clusters it starts, only once there is work for them.
+
+    Parameters
+    ----------
+    n_workers, threads_per_worker, logs
+        As in ``local_cluster``.
+
+    Yields
+    ------
+    None
+
+    Raises
+    ------
+    ValueError
+        For the arguments ``local_cluster`` would reject.
+    """
+    options = {
+        k: v
+        for k, v in (
+            ("n_workers", n_workers),
+            ("threads_per_worker", threads_per_worker),
+            ("logs", logs),
+        )
+        if v is not None
+    }
+    _check_cluster_options(options)
+    token = _CLUSTER_OPTIONS.set({**(_CLUSTER_OPTIONS.get() or {}), **options})
+    try:
+        yield
+    finally:
+        _CLUSTER_OPTIONS.reset(token)
+
+
+def _check_cluster_options(options: Mapping[str, Any]) -> dict[str, int]:
+    out = {}
+    for name in ("n_workers", "threads_per_worker"):
+        if name in options:
+            out[name] = check_integer(options[name], name, 1)
+    if "logs" in options:
+        logs = options["logs"]
+        if isinstance(logs, bool) or not isinstance(logs, int) or logs < 0:
+            raise fail("logs", logs, "must be a logging level (e.g. logging.INFO)")
+        out["logs"] = logs
+    return out
+
+
+def local_cluster(
+    n_workers: int | None = None,
+    threads_per_worker: int | None = None,
+    *,
+    logs: int | None = None,
+) -> Any:
+    """Start a Dask ``LocalCluster`` configured for the engine and return a client to it.
+
+    This is the only place where dlnsim starts processes, and it is only called on request:
+    ``langevin_ensemble(..., scheduler="local")``, ``dlnsim ensemble`` and ``dlnsim run`` (the
+    CLI's default), or directly by the user.  A script that starts a cluster needs the
+    ``if __name__ == "__main__":`` guard (the worker processes import the main module).
+
+    Parameters
+    ----------
+    n_workers : int, optional
+        Worker processes (default: one per core available to this process).
+    threads_per_worker : int, optional
+        Threads per worker process, each running one chunk of members at a time (default 1).
+    logs : int, optional
+        Level of the cluster's own infrastructure logs (``distributed``'s loggers in the
+        scheduler and the workers); default ``logging.CRITICAL`` (silent), ``logging.INFO``
+        shows them (``dlnsim -v``).
+
+    Options left at ``None`` come from an enclosing ``local_cluster_options`` block, else the
+    defaults above.
+
+    Returns
+    -------
+    distributed.Client
+        A client that owns the cluster: ``client.close()`` (or leaving ``with local_cluster()
+        as client:``) shuts the cluster down.  It is not set as the default client: pass it on
+        as ``langevin_ensemble(..., client=client)``.  ``client.dashboard_link`` is the URL of
+        the Dask dashboard (also logged at INFO on the ``dlnsim`` logger).
+
+    Raises
+    ------
+    ValueError
+        If ``n_workers`` or ``threads_per_worker`` is not an integer >= 1, or ``logs`` is not a
+        logging level.
+    """
+    given = {"n_workers": n_workers, "threads_per_worker": threads_per_worker, "logs": logs}
+    options = {"n_workers": _cores(), "threads_per_worker": 1, "logs": logging.CRITICAL}
+    options.update(_CLUSTER_OPTIONS.get() or {})
+    options.update(_check_cluster_options({k: v for k, v in given.items() if v is not None}))
+    n_workers, threads_per_worker = options["n_workers"], options["threads_per_worker"]
     import dask
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536 (against memory creep of generic
     # workloads); glibc then also fixes the mmap threshold, and the engine's task thread paid
@@ -476,32 +584,48 @@ def _local_cluster(n_workers: int) -> _Executor:
     # it (paired runs, case A: 91% of the bare engine with it, 94-109% without).
     profile = "distributed.worker.profile.enabled"
     with dask.config.set({trim: None, profile: False}):
-        cluster = LocalCluster(
+        # the client starts the cluster and so owns it (closing the client closes it)
+        client = Client(
             n_workers=n_workers,
-            threads_per_worker=1,
+            threads_per_worker=threads_per_worker,
             processes=True,
             dashboard_address=":0",
             # the cluster's own infrastructure logs (e.g. a worker's heartbeat racing the
-            # scheduler's shutdown, with a traceback) stay out of the CLI's stderr; errors of
-            # our tasks still reach the caller through their futures
-            silence_logs=logging.CRITICAL,
+            # scheduler's shutdown, with a traceback) stay out of the caller's stderr unless
+            # asked for; errors of our tasks still reach the caller through their futures
+            silence_logs=options["logs"],
+            set_as_default=False,
         )
-    client = Client(cluster, set_as_default=False)
-    return _Executor(
-        client, f"dask LocalCluster, {n_workers} worker processes", n_workers, [cluster, client]
+    _log.info(
+        "started a dask LocalCluster: %d worker processes x %d threads; dashboard %s",
+        n_workers,
+        threads_per_worker,
+        client.dashboard_link,
     )
+    return client
 
 
-def _choose_executor(
-    client: Any | None, scheduler: str | None, work: float, n_chunks_hint: int
-) -> _Executor:
-    """Given client > ``scheduler`` > active client > DASK_SCHEDULER_ADDRESS > automatic."""
+def _local_executor(n_chunks_hint: int) -> _Executor:
+    """A LocalCluster for one call: ``local_cluster``'s options, by default a single-threaded
+    worker per core but no more workers than chunks."""
+    options = _CLUSTER_OPTIONS.get() or {}
+    n_workers = options.get("n_workers", max(1, min(_cores(), n_chunks_hint)))
+    threads = n_workers * options.get("threads_per_worker", 1)
+    client = local_cluster(n_workers)
+    description = f"dask LocalCluster, {n_workers} worker processes, {threads} threads"
+    return _Executor(client, description, threads, [client])
+
+
+def _choose_executor(client: Any | None, scheduler: str | None, n_chunks_hint: int) -> _Executor:
+    """Given client > ``scheduler`` > active client > DASK_SCHEDULER_ADDRESS > in-process.
+
+    Nothing here starts a process unless asked to by ``scheduler="local"``."""
     if client is not None:
         return _Executor(client, f"dask client {client.scheduler.address}", _client_threads(client))
     if scheduler in _SERIAL:
         return _Executor(None, "in-process", 0)
     if scheduler == "local":
-        return _local_cluster(max(1, min(_cores(), n_chunks_hint)))
+        return _local_executor(n_chunks_hint)
     if scheduler is not None:
         return _connect(scheduler)
     active = _active_client()
@@ -510,9 +634,7 @@ def _choose_executor(
     address = os.environ.get("DASK_SCHEDULER_ADDRESS", "").strip()
     if address:
         return _connect(address, "DASK_SCHEDULER_ADDRESS")
-    if work < WORK_THRESHOLD or _cores() < 2 or n_chunks_hint < 2:
-        return _Executor(None, "in-process", 0)
-    return _local_cluster(max(1, min(_cores(), n_chunks_hint)))
+    return _Executor(None, "in-process", 0)
 
 
 def _run_serial(plan: _Plan, chunks: list[int]) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -670,7 +792,11 @@ class _ZarrSink:
         coords["stat"] = (
             "stat",
             np.arange(len(_STATS), dtype=np.int8),
-            {"long_name": "reduction statistic", "flag_meanings": " ".join(_STATS)},
+            {
+                "long_name": "reduction statistic",
+                "flag_values": np.arange(len(_STATS), dtype=np.int8),
+                "flag_meanings": " ".join(_STATS),
+            },
         )
         attrs = plan.dataset_attrs({"complete": 0, "n_failed": -1, "failures": "unknown"})
         ds = xr.Dataset(data, coords=coords, attrs=attrs)
@@ -835,8 +961,8 @@ def langevin_ensemble(
     ``sigma0``: one start ``(d,)`` for all members or one per member ``(members, d)`` (rows are
     sorted descending).  ``dt``: the engine's time step; ``times`` in ``t`` or, ``rescaled``,
     in ``tau = N t``.  ``seed``: an integer >= 0; without one a seed is drawn
-    (``SeedSequence().entropy``), printed to stderr and stored.  ``temperature``: the noise
-    temperature (default ``1/beta``).
+    (``SeedSequence().entropy``), logged (INFO, logger ``dlnsim``) and stored.  ``temperature``:
+    the noise temperature (default ``1/beta``).
 
     Result (dims ``member, time, particle``): ``sigma`` (with ``energy``, ``free_energy``) unless
     ``save_members=False``, ``sigma0``, ``reflections``, ``failed`` (0/1), ``failed_time``,
@@ -848,15 +974,15 @@ def langevin_ensemble(
     reductions; the other members are unaffected.
 
     Where it runs: ``client`` (a ``distributed.Client``); else ``scheduler``: an address
-    (``tcp://host:port``), ``"local"`` (start a ``LocalCluster``, one single-threaded process
-    per core) or ``"serial"`` (in-process); else the active ``Client`` of this process; else
-    ``$DASK_SCHEDULER_ADDRESS``; else in-process when ``members * steps * d^2 <
-    WORK_THRESHOLD`` (``steps = ceil(times[-1] / dt)``) or there is one core, and otherwise a
-    ``LocalCluster`` for the duration of the call.  A cluster started here lives only for this
-    call; scripts using it need the ``if __name__ == "__main__":`` guard.  ``chunk_size``
-    (members per task) defaults to 1-4 chunks per worker thread (1 in-process; fewer when
-    chunks would hold under ``CHUNK_PAIR_WORK / d^2`` members), each chunk's ``sigma`` at most
-    ``CHUNK_BYTES``; it does not change any value.
+    (``tcp://host:port``), ``"local"`` (start a ``LocalCluster`` for this call, one
+    single-threaded process per core, see ``local_cluster``) or ``"serial"`` (in-process); else
+    the active ``Client`` of this process; else ``$DASK_SCHEDULER_ADDRESS``; else in-process.
+    In-process, the compiled pair sums run on every core (numba threads, ``numba.set_num_threads``
+    lowers it; bitwise the same results for any number of threads), and no process is ever
+    started: only ``scheduler="local"`` starts one (scripts using it need the ``if __name__ ==
+    "__main__":`` guard).  ``chunk_size`` (members per task) defaults to 1-4 chunks per worker
+    thread (1 in-process; fewer when chunks would hold under ``CHUNK_PAIR_WORK / d^2`` members),
+    each chunk's ``sigma`` at most ``CHUNK_BYTES``; it does not change any value.
 
     ``store``: a ``.zarr`` path.  The store is laid out up front (every variable full size,
     NaN, chunked along ``member`` like the work chunks, ``chunk_done`` per chunk and the
@@ -935,7 +1061,7 @@ def langevin_ensemble(
             chunk_size = stored if isinstance(stored, int) else None
     if seed is None:
         seed = int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
-        print(f"dlnsim: seed = {seed}", file=sys.stderr, flush=True)
+        _log.info("seed = %d (drawn; stored in the dataset's attrs)", seed)
     seed = _check_seed(seed)
 
     steps = math.ceil(float(times[-1]) / dt)
@@ -943,7 +1069,7 @@ def langevin_ensemble(
     executor: _Executor | None = None
     try:
         if chunk_size is None:
-            executor = _choose_executor(client, scheduler, work, members)
+            executor = _choose_executor(client, scheduler, members)
             chunk_size = _default_chunk_size(members, times.size, model.width, executor.threads)
         chunk_size = min(chunk_size, members)
         plan = _Plan(
@@ -967,7 +1093,7 @@ def langevin_ensemble(
         def get_executor() -> _Executor:  # started only when there is something to run
             nonlocal executor
             if executor is None:
-                executor = _choose_executor(client, scheduler, work, plan.n_chunks)
+                executor = _choose_executor(client, scheduler, plan.n_chunks)
             return executor
 
         return _execute(plan, get_executor, path, resuming, progress)

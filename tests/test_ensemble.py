@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -151,7 +152,7 @@ def test_result_layout_and_attrs(reference):
         assert isinstance(value, str | int | float)
 
 
-def test_bitwise_serial_chunkings_and_clusters(reference, cluster, monkeypatch):
+def test_bitwise_serial_chunkings_and_clusters(reference, cluster):
     results = {
         "serial chunk 5": run(chunk_size=5),
         "serial chunk 1": run(chunk_size=1),
@@ -166,9 +167,8 @@ def test_bitwise_serial_chunkings_and_clusters(reference, cluster, monkeypatch):
     ):
         results["1 worker chunk 4"] = run(client=one, chunk_size=4)
         assert results["1 worker chunk 4"].attrs["executor"].startswith("dask client")
-    # a large run (work above the threshold) starts its own LocalCluster for the call
-    monkeypatch.setattr(ens, "WORK_THRESHOLD", 0.0)
-    results["own LocalCluster"] = run(scheduler=None, chunk_size=6)
+    # scheduler="local" starts its own LocalCluster for the call
+    results["own LocalCluster"] = run(scheduler="local", chunk_size=6)
     assert "LocalCluster" in results["own LocalCluster"].attrs["executor"]
     for label, ds in results.items():
         assert_bitwise(ds, reference), label
@@ -182,11 +182,11 @@ def test_small_run_stays_in_process_and_active_client_is_used(reference, cluster
     assert_bitwise(ds, reference)
 
 
-def test_seed_is_picked_printed_and_stored(capfd):
-    ds = run(seed=None, members=4)
-    err = capfd.readouterr().err
-    match = re.search(r"dlnsim: seed = (\d+)", err)
-    assert match, err
+def test_seed_is_picked_logged_and_stored(caplog):
+    with caplog.at_level(logging.INFO, logger="dlnsim"):
+        ds = run(seed=None, members=4)
+    match = re.search(r"seed = (\d+)", caplog.text)
+    assert match, caplog.text
     assert ds.attrs["seed"] == match.group(1) and int(match.group(1)) > 2**64
     again = run(seed=int(match.group(1)), members=4)
     assert_bitwise(ds, again)
