@@ -43,6 +43,24 @@ def _floats(text: str) -> list[float]:
         ) from None
 
 
+def _formats(text: str) -> tuple[str, ...]:
+    from .plots import check_formats
+
+    try:
+        return check_formats(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _format_option(p: argparse.ArgumentParser, default: str = "png") -> None:
+    p.add_argument(
+        "--format",
+        type=_formats,
+        default=None,
+        help=f"figure formats, comma-separated, e.g. png,pdf (default {default})",
+    )
+
+
 def _model_options(p: argparse.ArgumentParser, width: int | None = 2) -> None:
     g = p.add_argument_group("model")
     if width is not None:
@@ -83,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("config", nargs="?", help="TOML config file (default: built-in experiments)")
     run.add_argument("--out", help="output folder (default: the config's 'out' or ./dlnsim-out)")
+    _format_option(run, "each experiment's 'format', else png")
 
     pp = sub.add_parser(
         "phase-portrait",
@@ -93,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(pp, width=None)
     pp.add_argument("--limit", type=float, default=1.0, help="axis limit (default %(default)s)")
     pp.add_argument("--out", default="phase_portrait.png", help="image file (default %(default)s)")
+    _format_option(pp, "the suffix of --out")
 
     fl = sub.add_parser(
         "flow",
@@ -166,6 +186,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     for kind in ("meanfield", "repulsion", "depth"):
         _experiment_command(sub, kind, EXPERIMENTS[kind])
+
+    pl = sub.add_parser(
+        "plot",
+        help="redraw the figures of a saved dataset",
+        description="Redraw the figures of a dataset written by dlnsim (flow .nc, ensemble "
+        ".zarr, temperatures, depth, meanfield, repulsion .nc) from the file alone; the "
+        "figures are chosen by the dataset's 'kind' attribute.",
+    )
+    pl.add_argument("path", help="a .nc or .zarr dataset written by dlnsim")
+    pl.add_argument("--out", default=None, help="output folder (default: the dataset's folder)")
+    _format_option(pl)
     return parser
 
 
@@ -199,7 +230,9 @@ def _experiment_command(sub, kind: str, exp) -> None:
     for key, default in exp.defaults.items():
         flag = "--" + key.replace("_", "-")
         shown = "none" if default is None else default
-        if isinstance(default, bool):
+        if key == "format":
+            _format_option(p)
+        elif isinstance(default, bool):
             p.add_argument(
                 flag,
                 dest=key,
@@ -241,6 +274,8 @@ def _run(args: argparse.Namespace) -> int:
         experiments, out = load_config(args.config)
     else:
         experiments, out = DEFAULT_EXPERIMENTS, None
+    if args.format is not None:
+        experiments = [{**e, "format": list(args.format)} for e in experiments]
     folder = Path(args.out or out or "dlnsim-out")
     print(f"dlnsim: writing into {folder}/", file=sys.stderr)
     run_experiments(experiments, folder)
@@ -250,12 +285,35 @@ def _run(args: argparse.Namespace) -> int:
 def _phase_portrait(args: argparse.Namespace) -> int:
     from dlnsim.particles import Model, Schatten
 
-    from .plots import phase_portrait
+    from .plots import phase_portrait, save_figure
 
+    formats = args.format or (Path(args.out).suffix.lstrip(".") or "png")
     model = Model(2, args.depth, args.beta, Schatten(args.p))
     fig = phase_portrait(model, limit=args.limit)
-    fig.savefig(args.out, dpi=130)
-    print(f"dlnsim: wrote {args.out}", file=sys.stderr)
+    for path in save_figure(fig, args.out, formats, dpi=130):
+        print(f"dlnsim: wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from dlnsim.particles.datasets import load
+    from dlnsim.particles.validation import fail
+
+    from .plots import dataset_figures, save_figure
+
+    path = Path(args.path)
+    try:
+        ds = load(path)
+    except ValueError:
+        raise
+    except Exception as exc:  # a file that exists but is not a dataset: one line, exit 2
+        raise fail("path", str(path), f"cannot be read as a dataset ({exc})") from None
+    stem = path.name.removesuffix(path.suffix)
+    folder = Path(args.out) if args.out is not None else path.parent
+    for suffix, fig in dataset_figures(ds).items():
+        name = f"{stem}_{suffix}" if suffix else stem
+        for written in save_figure(fig, folder / name, args.format or ("png",)):
+            print(f"dlnsim: wrote {written}", file=sys.stderr)
     return 0
 
 
@@ -329,10 +387,25 @@ def _ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "phase-portrait": _phase_portrait, "flow": _flow, "ensemble": _ensemble}
+COMMANDS = {
+    "run": _run,
+    "phase-portrait": _phase_portrait,
+    "flow": _flow,
+    "ensemble": _ensemble,
+    "plot": _plot,
+}
+
+
+def _choose_backend() -> None:
+    """The CLI only writes files: the non-interactive Agg backend, chosen before any pyplot
+    import (the library itself never touches the backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _choose_backend()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
