@@ -92,7 +92,7 @@ def test_figures_leave_no_pyplot_state():
     assert plt.get_fignums() == []
 
 
-def test_import_and_drawing_do_not_touch_the_backend():
+def test_import_and_drawing_do_not_touch_the_backend(tmp_path):
     """Importing dlnsim.analysis.plots and drawing keep the user's backend (here svg, as a
     notebook would keep its inline backend) and do not import pyplot."""
     code = textwrap.dedent(
@@ -114,7 +114,12 @@ def test_import_and_drawing_do_not_touch_the_backend():
     )
     env = {**os.environ, "MPLBACKEND": "svg"}
     res = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.strip() == "ok"
