@@ -103,12 +103,12 @@ for run in runs:
     print(f"{run.mode:>8} mode: predicted {run.predicted:.8g}, fitted {run.fitted:.8g}")
 fig = flow_figure(flow)
 save_figure(fig, FIGURES / "flow")
-fig
+fig  # noqa: B018  (a notebook shows the figure here)
 
 # %%
 fig = relaxation_figure(runs, model)
 save_figure(fig, FIGURES / "relaxation")
-fig
+fig  # noqa: B018  (a notebook shows the figure here)
 
 # %% [markdown]
 # ## 3. A Langevin ensemble
@@ -135,7 +135,7 @@ print(f"{members} members, {int(ens.failed.values.sum())} failed")
 print(f"stationary mean of sigma = {per_member.mean():.5f} +- {se:.5f} (sigma_* = {s_star:.5f})")
 fig = ensemble_figure(ens, gradient_flow(model, sigma0, t_ens, progress=False))
 save_figure(fig, FIGURES / "ensemble")
-fig
+fig  # noqa: B018  (a notebook shows the figure here)
 
 # %% [markdown]
 # ## 4. The repulsion verdict
@@ -165,7 +165,7 @@ no_repulsion = float(rep.gamma_low[chamber]) <= 0 <= float(rep.gamma_high[chambe
 print("verdict: DLN chamber model", "shows no repulsion" if no_repulsion else "REPELS")
 fig = repulsion_figure(rep)
 save_figure(fig, FIGURES / "repulsion")
-fig
+fig  # noqa: B018  (a notebook shows the figure here)
 
 # %% [markdown]
 # ## 5. Infinite depth
@@ -190,7 +190,7 @@ for key, value in convergence_orders(sweep).items():
 figs = depth_figures(sweep)
 for name, fig in figs.items():
     save_figure(fig, FIGURES / f"depth_{name}")
-figs["convergence"]
+figs["convergence"]  # noqa: B018
 
 # %% [markdown]
 # ## Where next
