@@ -83,6 +83,13 @@ def _model_options(p: argparse.ArgumentParser, width: int | None = 2) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every ``dlnsim`` subcommand.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        A parser whose errors print one line and exit with status 2.
+    """
     parser = _Parser(
         prog="dlnsim",
         description="Thermodynamics of the deep linear network: "
@@ -405,6 +412,19 @@ def _choose_backend() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``dlnsim`` command line; selects the Agg backend first (the CLI only writes files).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status: 0 success, 2 a bad argument or config (one line on stderr), 130
+        interrupted.
+    """
     _choose_backend()
     parser = build_parser()
     args = parser.parse_args(argv)

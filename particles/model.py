@@ -38,7 +38,26 @@ __all__ = ["Model"]
 class Model:
     """Width ``d``, depth ``N`` (int >= 1 or ``math.inf``), inverse temperature ``beta``, energy.
 
+    The free energy is ``F_beta = E - S_N / beta`` on the chamber ``sigma_1 >= ... >= sigma_d
+    > 0``; its unique equilibrium has all singular values equal to ``sigma_*``, the root of
+    ``sigma e'(sigma) = c`` with ``c = (d-1)(N-1)/(2 N beta)`` (MODEL section 5).
     Arrays of singular values have shape ``(..., d)``; methods broadcast over leading axes.
+
+    Parameters
+    ----------
+    width : int
+        Width ``d >= 1`` (number of singular values, particles).
+    depth : int or float
+        Depth ``N``: an integer >= 1, or ``math.inf`` (the string ``"inf"`` is accepted).
+    beta : float
+        Inverse temperature ``beta > 0`` of the free energy.
+    energy : Energy
+        The spectral energy, e.g. ``Schatten(2)`` or a ``SeparableEnergy``.
+
+    Raises
+    ------
+    ValueError
+        ``bad <name>=...`` for an invalid width, depth, beta or energy.
     """
 
     width: int
