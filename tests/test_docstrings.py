@@ -31,6 +31,9 @@ MODULES = (
     "dlnsim.analysis.cli",
 )
 
+#: classes whose public methods are checked too (extend as they are converted)
+CLASSES_WITH_METHODS = ("dlnsim.particles.model.Model",)
+
 
 def sections(doc: str | None) -> set[str]:
     """Section titles of a numpy-style docstring: a title line underlined with dashes."""
@@ -85,7 +88,20 @@ def missing(name: str, obj) -> list[str]:
     return need
 
 
-CASES = [case for m in MODULES for case in public_objects(m)]
+def public_methods(class_path: str) -> list[tuple[str, object]]:
+    """The public methods defined in the class itself (properties take no arguments)."""
+    module_name, _, class_name = class_path.rpartition(".")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return [
+        (f"{class_path}.{n}", f)
+        for n, f in sorted(vars(cls).items())
+        if not n.startswith("_") and inspect.isfunction(f)
+    ]
+
+
+CASES = [case for m in MODULES for case in public_objects(m)] + [
+    case for c in CLASSES_WITH_METHODS for case in public_methods(c)
+]
 
 
 @pytest.mark.parametrize(("name", "obj"), CASES, ids=[c[0] for c in CASES])
@@ -116,3 +132,4 @@ def test_the_checker_detects_a_prose_docstring():
     assert missing("prose", prose) == ["Parameters", "Returns"]
     assert missing("numpy_style", numpy_style) == []
     assert len(CASES) > 50
+    assert "dlnsim.particles.model.Model.relaxation_rates" in dict(CASES)
