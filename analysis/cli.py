@@ -45,6 +45,24 @@ def _floats(text: str) -> list[float]:
         ) from None
 
 
+def _formats(text: str) -> tuple[str, ...]:
+    from .plots import check_formats
+
+    try:
+        return check_formats(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _format_option(p: argparse.ArgumentParser, default: str = "png") -> None:
+    p.add_argument(
+        "--format",
+        type=_formats,
+        default=None,
+        help=f"figure formats, comma-separated, e.g. png,pdf (default {default})",
+    )
+
+
 def _model_options(p: argparse.ArgumentParser, width: int | None = 2) -> None:
     g = p.add_argument_group("model")
     if width is not None:
@@ -96,6 +114,13 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every ``dlnsim`` subcommand.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        A parser whose errors print one line and exit with status 2.
+    """
     parser = _Parser(
         prog="dlnsim",
         description="Thermodynamics of the deep linear network: "
@@ -115,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", nargs="?", help="TOML config file (default: built-in experiments)")
     run.add_argument("--out", help="output folder (default: the config's 'out' or ./dlnsim-out)")
     _cluster_options(run)
+    _format_option(run, "each experiment's 'format', else png")
 
     pp = sub.add_parser(
         "phase-portrait",
@@ -125,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(pp, width=None)
     pp.add_argument("--limit", type=float, default=1.0, help="axis limit (default %(default)s)")
     pp.add_argument("--out", default="phase_portrait.png", help="image file (default %(default)s)")
+    _format_option(pp, "the suffix of --out")
 
     fl = sub.add_parser(
         "flow",
@@ -207,6 +234,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     for kind in ("meanfield", "repulsion", "depth"):
         _experiment_command(sub, kind, EXPERIMENTS[kind])
+
+    pl = sub.add_parser(
+        "plot",
+        help="redraw the figures of a saved dataset",
+        description="Redraw the figures of a dataset written by dlnsim (flow .nc, ensemble "
+        ".zarr, temperatures, depth, meanfield, repulsion .nc) from the file alone; the "
+        "figures are chosen by the dataset's 'kind' attribute.",
+    )
+    pl.add_argument("path", help="a .nc or .zarr dataset written by dlnsim")
+    pl.add_argument("--out", default=None, help="output folder (default: the dataset's folder)")
+    _format_option(pl)
     for command in sub.choices.values():
         _log_options(command)
     return parser
@@ -242,7 +280,9 @@ def _experiment_command(sub, kind: str, exp) -> None:
     for key, default in exp.defaults.items():
         flag = "--" + key.replace("_", "-")
         shown = "none" if default is None else default
-        if isinstance(default, bool):
+        if key == "format":
+            _format_option(p)
+        elif isinstance(default, bool):
             p.add_argument(
                 flag,
                 dest=key,
@@ -285,6 +325,8 @@ def _run(args: argparse.Namespace) -> int:
         text = Path(args.config).read_text()  # recorded in every dataset written
     else:
         experiments, out, text = DEFAULT_EXPERIMENTS, None, None
+    if args.format is not None:
+        experiments = [{**e, "format": list(args.format)} for e in experiments]
     folder = Path(args.out or out or "dlnsim-out")
     with _cluster(args, "local"):
         _log.info("writing into %s/", folder)
@@ -295,12 +337,35 @@ def _run(args: argparse.Namespace) -> int:
 def _phase_portrait(args: argparse.Namespace) -> int:
     from dlnsim.particles import Model, Schatten
 
-    from .plots import phase_portrait
+    from .plots import phase_portrait, save_figure
 
+    formats = args.format or (Path(args.out).suffix.lstrip(".") or "png")
     model = Model(2, args.depth, args.beta, Schatten(args.p))
     fig = phase_portrait(model, limit=args.limit)
-    fig.savefig(args.out, dpi=130)
-    _log.info("wrote %s", args.out)
+    for path in save_figure(fig, args.out, formats, dpi=130):
+        _log.info("wrote %s", path)
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from dlnsim.particles.datasets import load
+    from dlnsim.particles.validation import fail
+
+    from .plots import dataset_figures, save_figure
+
+    path = Path(args.path)
+    try:
+        ds = load(path)
+    except ValueError:
+        raise
+    except Exception as exc:  # a file that exists but is not a dataset: one line, exit 2
+        raise fail("path", str(path), f"cannot be read as a dataset ({exc})") from None
+    stem = path.name.removesuffix(path.suffix)
+    folder = Path(args.out) if args.out is not None else path.parent
+    for suffix, fig in dataset_figures(ds).items():
+        name = f"{stem}_{suffix}" if suffix else stem
+        for written in save_figure(fig, folder / name, args.format or ("png",)):
+            _log.info("wrote %s", written)
     return 0
 
 
@@ -438,7 +503,6 @@ def _info(args: argparse.Namespace) -> int:
         if key in info["provenance"]:
             print(f"{key + ':':<13}{info['provenance'][key]}")
     return 0
-    return 0
 
 
 COMMANDS = {
@@ -447,6 +511,7 @@ COMMANDS = {
     "flow": _flow,
     "ensemble": _ensemble,
     "info": _info,
+    "plot": _plot,
 }
 _log = logging.getLogger("dlnsim.cli")
 
@@ -484,7 +549,29 @@ def _logging(args: argparse.Namespace) -> Iterator[None]:
         logger.setLevel(old_level)
 
 
+def _choose_backend() -> None:
+    """The CLI only writes files: the non-interactive Agg backend, chosen before any pyplot
+    import (the library itself never touches the backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``dlnsim`` command line; selects the Agg backend first (the CLI only writes files).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status: 0 success, 2 a bad argument or config (one line on stderr), 130
+        interrupted.
+    """
+    _choose_backend()
     parser = build_parser()
     args = parser.parse_args(argv)
     with _logging(args):

@@ -40,7 +40,29 @@ DEFAULT_DEPTHS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, math.inf)
 
 
 def fit_order(depths: np.ndarray, errors: np.ndarray, min_depth: float = 16) -> float:
-    """Least-squares slope of ``log error`` against ``log(1/N)`` over finite ``N >= min_depth``."""
+    """Least-squares slope of ``log error`` against ``log(1/N)`` over finite ``N >= min_depth``.
+
+    An error ``~ C N^{-q}`` gives the order ``q``; non-finite or zero errors are skipped.
+
+    Parameters
+    ----------
+    depths : array_like
+        Depths ``N`` (``inf`` entries are skipped).
+    errors : array_like
+        Errors at those depths, the same length.
+    min_depth : float, default 16
+        Smallest depth in the fit (the asymptotic regime).
+
+    Returns
+    -------
+    float
+        The fitted order ``q``.
+
+    Raises
+    ------
+    ValueError
+        ``bad depths=...`` with fewer than two usable depths.
+    """
     depths = np.asarray(depths, dtype=float)
     errors = np.asarray(errors, dtype=float)
     use = np.isfinite(depths) & (depths >= min_depth) & np.isfinite(errors) & (errors > 0)
@@ -68,6 +90,34 @@ def depth_sweep(
     ``|sigma_N - sigma_inf|``), ``sigma_star_error``, ``rate_*_error``; with ``ensemble`` (keyword
     arguments for ``particles.langevin_ensemble``: members, dt, seed, burn_in fraction, ...) also
     ``stationary_mean``/``stationary_spread`` and their standard errors.  Fitted orders in attrs.
+
+    Parameters
+    ----------
+    width : int
+        Width ``d``.
+    beta : float
+        Inverse temperature ``beta > 0``.
+    p : float
+        Schatten exponent ``p > 0`` of the energy.
+    sigma0 : sequence of float
+        Initial singular values, length ``d``.
+    taus : sequence of float
+        Save times in rescaled time ``tau = N t``, increasing, ``>= 0``.
+    depths : sequence of float, default DEFAULT_DEPTHS
+        Distinct depths, including ``math.inf`` (the limit compared against).
+    ensemble : dict, optional
+        Keyword arguments of the Langevin ensembles (``members``, ``dt``, ``seed``,
+        ``tau_end``, ``burn_in``, ...); without it, the flow only.
+
+    Returns
+    -------
+    xarray.Dataset
+        The variables above over ``depth``, ``kind = "depth_sweep"`` and ``order_*`` attributes.
+
+    Raises
+    ------
+    ValueError
+        ``bad <name>=...`` for an invalid argument, or depths without ``inf`` or repeated.
     """
     d = check_width(width)
     depth_list = [check_depth(n, "depths") for n in depths]
@@ -238,5 +288,16 @@ def _stationary(d, beta, p, sigma0, depth_list, options: dict) -> tuple[np.ndarr
 
 
 def convergence_orders(ds: xr.Dataset) -> dict[str, float]:
-    """The fitted orders stored in a depth-sweep Dataset's attributes."""
+    """The fitted orders stored in a depth-sweep Dataset's attributes.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A ``depth_sweep`` dataset.
+
+    Returns
+    -------
+    dict of str to float
+        ``order_<quantity>`` -> fitted order in ``1/N`` (expected 1).
+    """
     return {k: float(v) for k, v in ds.attrs.items() if k.startswith("order_")}

@@ -32,7 +32,7 @@ from dlnsim.particles.validation import (
     fail,
 )
 
-from .relaxation import relaxation_runs
+from .relaxation import relaxation_dataset, relaxation_runs
 
 __all__ = ["EXPERIMENTS", "DEFAULT_EXPERIMENTS", "load_config", "run_experiments", "model_from"]
 
@@ -50,6 +50,8 @@ class Experiment:
 
 
 MODEL_DEFAULTS = {"width": 2, "depth": 10, "beta": 5.0, "p": 2.0}
+# every experiment that draws figures: their formats ("png,pdf" adds vector output)
+FIGURE_DEFAULTS = {"format": ["png"]}
 
 
 def model_from(params: Mapping[str, Any]) -> Model:
@@ -69,13 +71,16 @@ def _initial_states(params: Mapping[str, Any], model: Model) -> np.ndarray:
 
 def run_flow(params: dict[str, Any], out: Path) -> list[str]:
     """Deterministic gradient flow: trajectories, phase portrait (d = 2), relaxation rates."""
-    from .plots import phase_portrait, relaxation_figure
+    from .plots import phase_portrait, relaxation_figure, save_figure
 
     model = model_from(params)
     name = params["name"]
     t_end = check_positive(params["t_end"], "t_end")
     times = np.linspace(0.0, t_end, check_integer(params["n_times"], "n_times", 2))
     ds = gradient_flow(model, _initial_states(params, model), times)
+    runs = relaxation_runs(model) if model.equilibrium() > 0 else []
+    if runs:  # stored with the flow, so that `dlnsim plot` redraws the relaxation figure
+        ds = ds.merge(relaxation_dataset(runs, model), combine_attrs="override")
     save(ds, out / f"{name}.nc")
     lines = [f"[{name}] gradient flow, {model.describe()}"]
     s_star = model.equilibrium()
@@ -95,15 +100,14 @@ def run_flow(params: dict[str, Any], out: Path) -> list[str]:
             float(np.max(ds.free_energy.isel(time=-1).values)),
         )
     )
-    if s_star > 0:
-        runs = relaxation_runs(model)
+    if runs:
         for run in runs:
             lines.append(row(f"{run.mode} relaxation rate", run.predicted, run.fitted))
         fig = relaxation_figure(runs, model)
-        fig.savefig(out / f"{name}_relaxation.png", dpi=120)
+        save_figure(fig, out / f"{name}_relaxation", params["format"], dpi=120)
     if model.width == 2 and params["phase_portrait"]:
         fig = phase_portrait(model, limit=max(1.0, 3 * s_star))
-        fig.savefig(out / f"{name}_phase_portrait.png", dpi=120)
+        save_figure(fig, out / f"{name}_phase_portrait", params["format"], dpi=120)
     return lines
 
 
@@ -123,11 +127,30 @@ def _executor(scheduler: str | None):
         client.close()
 
 
+def _store_flow(store: Path, flow, s_star: float) -> None:
+    """Add the deterministic flow and ``sigma_star`` to an ensemble store (for `dlnsim plot`)."""
+    import xarray as xr
+
+    with xr.open_zarr(store, consolidated=False) as stored:
+        attrs = dict(stored.attrs)  # appending replaces the group attributes: keep them
+    extra = xr.Dataset(
+        {
+            "flow_sigma": (
+                ("time", "particle"),
+                flow.sigma.values,
+                {"long_name": "deterministic gradient flow from the same start", "units": "1"},
+            )
+        },
+        attrs={**attrs, "sigma_star": s_star},
+    )
+    extra.to_zarr(store, mode="a", consolidated=False)
+
+
 def run_ensemble(params: dict[str, Any], out: Path) -> list[str]:
     """Langevin ensembles at temperature 1/beta (and a temperature scan) vs the gradient flow."""
     from dlnsim.particles import langevin_ensemble
 
-    from .plots import ensemble_figure, temperature_figure
+    from .plots import ensemble_figure, save_figure, temperature_figure
 
     model = model_from(params)
     name = params["name"]
@@ -168,6 +191,7 @@ def run_ensemble(params: dict[str, Any], out: Path) -> list[str]:
                 **where,
                 **common,
             )
+            _store_flow(store, flow, s_star)
             sig = ds.sigma.values[:, burn]  # (member, time, particle)
             per_member_mean = sig.mean(axis=(1, 2))
             per_member_spread = (sig.max(axis=-1) - sig.min(axis=-1)).mean(axis=1)
@@ -229,8 +253,9 @@ def run_ensemble(params: dict[str, Any], out: Path) -> list[str]:
     )
     save(scan, out / f"{name}_temperatures.nc")
     main_ds.attrs["sigma_star"] = s_star
-    ensemble_figure(main_ds, flow).savefig(out / f"{name}_trajectories.png", dpi=120)
-    temperature_figure(scan).savefig(out / f"{name}_temperature.png", dpi=120)
+    fmt = params["format"]
+    save_figure(ensemble_figure(main_ds, flow), out / f"{name}_trajectories", fmt, dpi=120)
+    save_figure(temperature_figure(scan), out / f"{name}_temperature", fmt, dpi=120)
     lines = [
         f"[{name}] Langevin ensemble, {members} members, dt = {common['dt']}, "
         f"{model.describe()}; stationary averages over t >= {times[burn][0]:g}",
@@ -252,7 +277,7 @@ def run_ensemble(params: dict[str, Any], out: Path) -> list[str]:
 def run_meanfield(params: dict[str, Any], out: Path) -> list[str]:
     """Mean-field PDE vs Langevin particles at beta = b d for growing widths d."""
     from .particles_vs_pde import particles_vs_pde
-    from .plots import particles_vs_pde_figure
+    from .plots import particles_vs_pde_figure, save_figure
 
     name = params["name"]
     ds = particles_vs_pde(
@@ -267,7 +292,7 @@ def run_meanfield(params: dict[str, Any], out: Path) -> list[str]:
         cells=params["cells"],
     )
     save(ds, out / f"{name}.nc")
-    particles_vs_pde_figure(ds).savefig(out / f"{name}_densities.png", dpi=110)
+    save_figure(particles_vs_pde_figure(ds), out / f"{name}_densities", params["format"], dpi=110)
     lines = [
         f"[{name}] mean-field PDE vs particles, beta = b d (b = {params['b']}), "
         f"N = {params['depth']}, {params['n_samples']} pooled samples per width",
@@ -289,7 +314,7 @@ def run_meanfield(params: dict[str, Any], out: Path) -> list[str]:
 
 def run_repulsion(params: dict[str, Any], out: Path) -> list[str]:
     """Repulsion statistics: DLN chamber model vs random-matrix baselines (<r>, gamma, verdict)."""
-    from .plots import repulsion_figure
+    from .plots import repulsion_figure, save_figure
     from .repulsion_experiment import repulsion_comparison
 
     name = params["name"]
@@ -302,7 +327,7 @@ def run_repulsion(params: dict[str, Any], out: Path) -> list[str]:
         **kwargs,
     )
     save(ds, out / f"{name}.nc")
-    repulsion_figure(ds).savefig(out / f"{name}.png", dpi=110)
+    save_figure(repulsion_figure(ds), out / name, params["format"], dpi=110)
     lines = [
         f"[{name}] repulsion: <r> (Poisson 0.386, GOE 0.531, GUE 0.600, GSE 0.674), "
         "exponent gamma with 95% bootstrap CI",
@@ -344,7 +369,7 @@ def run_repulsion(params: dict[str, Any], out: Path) -> list[str]:
 def run_depth(params: dict[str, Any], out: Path) -> list[str]:
     """Depth sweep toward N = inf in rescaled time: flow, equilibrium, rates (and ensembles)."""
     from .depth import convergence_orders, depth_sweep
-    from .plots import depth_figures
+    from .plots import depth_figures, save_figure
 
     name = params["name"]
     depths = [math.inf if str(n) == "inf" else n for n in params["depths"]]
@@ -374,7 +399,7 @@ def run_depth(params: dict[str, Any], out: Path) -> list[str]:
     )
     save(ds, out / f"{name}.nc")
     for label, fig in depth_figures(ds).items():
-        fig.savefig(out / f"{name}_{label}.png", dpi=120)
+        save_figure(fig, out / f"{name}_{label}", params["format"], dpi=120)
     lines = [
         f"[{name}] depth sweep to N = inf (rescaled time), d = {params['width']}, "
         f"beta = {params['beta']}, p = {params['p']}; expected order 1 in 1/N for all"
@@ -414,6 +439,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "t_end": 20.0,
             "n_times": 201,
             "phase_portrait": True,
+            **FIGURE_DEFAULTS,
         },
         run=run_flow,
         doc=run_flow.__doc__ or "",
@@ -433,6 +459,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "burn_in": 0.5,
             "scheduler": "local",
             "chunk_size": 0,
+            **FIGURE_DEFAULTS,
         },
         run=run_ensemble,
         doc=run_ensemble.__doc__ or "",
@@ -449,12 +476,20 @@ EXPERIMENTS: dict[str, Experiment] = {
             "dt": 1e-3,
             "seed": 0,
             "cells": 128,
+            **FIGURE_DEFAULTS,
         },
         run=run_meanfield,
         doc=run_meanfield.__doc__ or "",
     ),
     "repulsion": Experiment(
-        defaults={"name": "repulsion", "rows": 600, "seed": 0, "dt": 1e-3, "systems": []},
+        defaults={
+            "name": "repulsion",
+            "rows": 600,
+            "seed": 0,
+            "dt": 1e-3,
+            "systems": [],
+            **FIGURE_DEFAULTS,
+        },
         run=run_repulsion,
         doc=run_repulsion.__doc__ or "",
     ),
@@ -473,6 +508,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             "dt": 0.01,
             "seed": 0,
             "ensemble_tau_end": 20.0,
+            **FIGURE_DEFAULTS,
         },
         run=run_depth,
         doc=run_depth.__doc__ or "",
@@ -532,6 +568,10 @@ def resolve(experiment: Mapping[str, Any]) -> tuple[Experiment, dict[str, Any]]:
         check_positive(params["t_end"], "t_end")
     if "n_times" in params:
         check_integer(params["n_times"], "n_times", 2)
+    if "format" in params:
+        from .plots import check_formats
+
+        params["format"] = list(check_formats(params["format"]))
     return exp, params
 
 

@@ -1,23 +1,47 @@
-"""Figures (matplotlib, Agg backend): phase portrait and relaxation plot of the gradient flow."""
+"""Figures of every dlnsim result, as ``matplotlib.figure.Figure`` objects outside pyplot.
+
+The figures are created with ``matplotlib.figure.Figure`` directly, never through
+``matplotlib.pyplot``: importing or calling this module does not choose or switch the backend,
+registers nothing in pyplot's figure manager (so nothing leaks into a notebook's pyplot state and
+nothing needs closing), and a figure is freed when its last reference goes.  In Jupyter a returned
+figure displays as the value of a cell; ``save_figure`` writes it in several formats at once.
+
+Every figure with several series keeps them apart without colour: each series has its own
+line style and marker (``SERIES_STYLES``).  ``dataset_figures`` redraws the figures of any saved
+dlnsim dataset from the dataset alone, chosen by its ``kind`` attribute (``dlnsim plot``).
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import matplotlib
+import numpy as np
+import xarray as xr
+from matplotlib.backend_bases import FigureCanvasBase
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
+from dlnsim.particles import Model, Schatten, gradient_flow
+from dlnsim.particles.validation import check_depth, check_positive, fail
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from .relaxation import RelaxationRun, relaxation_dataset
 
-from dlnsim.particles import Model, gradient_flow  # noqa: E402
-from dlnsim.particles.validation import check_positive, fail  # noqa: E402
-
-from .relaxation import RelaxationRun  # noqa: E402
-
-__all__ = ["phase_portrait", "relaxation_figure"]
+__all__ = [
+    "SERIES_STYLES",
+    "check_formats",
+    "dataset_figures",
+    "depth_figures",
+    "ensemble_figure",
+    "flow_figure",
+    "particles_vs_pde_figure",
+    "phase_portrait",
+    "relaxation_figure",
+    "repulsion_figure",
+    "save_figure",
+    "temperature_figure",
+]
 
 DEFAULT_STARTS = (
     (0.95, 0.05),
@@ -30,6 +54,132 @@ DEFAULT_STARTS = (
     (0.3, 0.9),
 )
 
+_LINESTYLES = ("-", "--", "-.", ":")
+_MARKERS = ("o", "s", "^", "v", "D", "x", "+", "*", "<", ">", "p", "h")
+#: ``(linestyle, marker)`` of series ``k`` of a multi-series figure: pairwise distinct for the
+#: first 12 series, so that a figure printed in grey keeps every series apart.
+SERIES_STYLES: tuple[tuple[str, str], ...] = tuple(
+    (_LINESTYLES[k % len(_LINESTYLES)], _MARKERS[k]) for k in range(len(_MARKERS))
+)
+
+
+def _style(k: int) -> dict[str, str]:
+    ls, marker = SERIES_STYLES[k % len(SERIES_STYLES)]
+    return {"ls": ls, "marker": marker}
+
+
+def _markevery(n: int) -> int:
+    """About eight markers per line, whatever its length."""
+    return max(1, n // 8)
+
+
+def _new_figure(**kwargs) -> Figure:
+    """A figure not registered with pyplot (constrained layout)."""
+    return Figure(layout="constrained", **kwargs)
+
+
+# ----------------------------------------------------------------- formats and saving
+def check_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
+    """Validate a list of figure formats.
+
+    Parameters
+    ----------
+    formats : str or sequence of str
+        Format names such as ``"png"`` or ``"pdf"``, as a sequence or one comma-separated
+        string (``"png,pdf"``).  Case-insensitive; a leading dot is ignored.
+
+    Returns
+    -------
+    tuple of str
+        The formats in the given order, lower case, without repetitions.
+
+    Raises
+    ------
+    ValueError
+        ``bad format=...`` if the list is empty or names a format matplotlib cannot write.
+    """
+    if isinstance(formats, str):
+        items = formats.split(",")
+    elif isinstance(formats, Sequence) and all(isinstance(f, str) for f in formats):
+        items = list(formats)
+    else:
+        raise fail("format", formats, "must be a comma-separated string or a list of strings")
+    known = FigureCanvasBase.get_supported_filetypes()
+    out: list[str] = []
+    for item in items:
+        name = item.strip().lower().lstrip(".")
+        if not name:
+            continue
+        if name not in known:
+            raise fail("format", formats, f"unknown format {name!r} (known: {', '.join(known)})")
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise fail("format", formats, "must name at least one format, e.g. 'png,pdf'")
+    return tuple(out)
+
+
+def save_figure(
+    fig: Figure, stem: str | os.PathLike, formats: str | Sequence[str] = ("png",), dpi: int = 120
+) -> list[Path]:
+    """Write ``fig`` once per format, as ``<stem>.<format>`` side by side.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure to write (any figure, pyplot-managed or not).
+    stem : str or path-like
+        Path without the format suffix; a suffix that is itself a known format (``pp.png``)
+        is replaced.  Missing parent folders are created.
+    formats : str or sequence of str, default ("png",)
+        Output formats (see ``check_formats``); ``"png,pdf"`` adds vector output beside the PNG.
+    dpi : int, default 120
+        Resolution of the raster formats.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, one per format.
+
+    Raises
+    ------
+    ValueError
+        ``bad format=...`` or ``bad fig=...`` (not a matplotlib Figure).
+    """
+    if not isinstance(fig, Figure):
+        raise fail("fig", type(fig).__name__, "must be a matplotlib.figure.Figure")
+    formats = check_formats(formats)
+    stem = Path(stem)
+    if stem.suffix.lower().lstrip(".") in FigureCanvasBase.get_supported_filetypes():
+        stem = stem.with_suffix("")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        path = stem.parent / f"{stem.name}.{fmt}"
+        fig.savefig(path, dpi=dpi, format=fmt)
+        paths.append(path)
+    return paths
+
+
+# ------------------------------------------------------------------ the gradient flow
+def _model_from_attrs(attrs) -> Model | None:
+    """The ``Model`` described by dataset attributes, or None (not a Schatten model)."""
+    if attrs.get("energy") != "schatten":
+        return None
+    try:
+        return Model(
+            int(attrs["width"]),
+            check_depth(attrs["depth"] if str(attrs["depth"]) == "inf" else int(attrs["depth"])),
+            float(attrs["beta"]),
+            Schatten(float(attrs["p"])),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _time_label(rescaled: bool) -> str:
+    return "rescaled time " + r"$\tau = N t$" if rescaled else "time $t$"
+
 
 def phase_portrait(
     model: Model,
@@ -41,7 +191,31 @@ def phase_portrait(
     """Streamlines of ``dsigma/dt = -grad_{g^N} F_beta`` in ``(sigma_1, sigma_2)`` (``d = 2``).
 
     Draws the invariant diagonal, the equilibrium ``sigma_* (1, 1)`` and flow trajectories from
-    ``starts`` (computed by ``particles.gradient_flow``), as in Figure 1 of the source.
+    ``starts`` (computed by ``particles.gradient_flow``), as in Figure 1 of the source.  The
+    stream colour is ``log10`` of the speed ``|dsigma/dt|``.
+
+    Parameters
+    ----------
+    model : dlnsim.particles.Model
+        A model of width ``d = 2``.
+    limit : float, default 1.0
+        Both axes span ``[0, limit]`` (singular values).
+    starts : sequence of (float, float), default DEFAULT_STARTS
+        Initial points ``(sigma_1, sigma_2)`` of the drawn trajectories (any labelling).
+    t_end : float, default 20.0
+        Integration time of each trajectory, in ``t`` (in ``tau = N t`` at ``depth = inf``).
+    grid : int, default 60
+        Streamline grid points per axis.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The phase portrait (one axes and its colour bar).
+
+    Raises
+    ------
+    ValueError
+        If ``model`` is not a width-2 ``Model`` or ``limit``/``t_end`` is not positive.
     """
     if not isinstance(model, Model) or model.width != 2:
         raise fail("model", model, "the phase portrait needs a particles.Model with width 2")
@@ -54,7 +228,8 @@ def phase_portrait(
     # the flow is symmetric under swapping sigma_1, sigma_2: evaluate it off the chamber too
     vel = model.velocity(points, "sigma")
     speed = np.hypot(vel[..., 0], vel[..., 1])
-    fig, ax = plt.subplots(figsize=(6.2, 5.6), constrained_layout=True)
+    fig = _new_figure(figsize=(6.2, 5.6))
+    ax = fig.subplots()
     log_speed = np.log10(speed + 1e-300)
     norm = matplotlib.colors.Normalize(np.percentile(log_speed, 2), log_speed.max())
     stream = ax.streamplot(
@@ -99,55 +274,158 @@ def phase_portrait(
     return fig
 
 
-def relaxation_figure(runs: Sequence[RelaxationRun], model: Model) -> Figure:
-    """Distance to the equilibrium vs time (log scale) with the predicted rates as slopes."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
+def flow_figure(ds: xr.Dataset) -> Figure:
+    """Trajectories ``sigma_i(t)`` of a gradient-flow dataset, one style per member.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A ``gradient_flow`` dataset: ``sigma`` with dims ``(time, particle)`` or
+        ``(member, time, particle)``.  The line ``sigma_*`` is drawn when the attributes
+        describe a Schatten model with a positive equilibrium.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axes: every member's singular values against time.
+
+    Raises
+    ------
+    ValueError
+        If ``ds`` has no ``sigma`` with a ``time`` dimension.
+    """
+    if not isinstance(ds, xr.Dataset) or "sigma" not in ds or "time" not in ds.sigma.dims:
+        raise fail("ds", type(ds).__name__, "must be a gradient_flow dataset with sigma(time)")
+    sig = ds.sigma.transpose(..., "time", "particle").values
+    sig = sig.reshape(-1, *sig.shape[-2:])  # (member, time, particle)
+    t = ds.time.values
+    fig = _new_figure(figsize=(6.4, 4.4))
+    ax = fig.subplots()
+    colors = matplotlib.colormaps["tab10"]
+    for m in range(sig.shape[0]):
+        lines = ax.plot(
+            t, sig[m], color=colors(m % 10), lw=1.0, markevery=_markevery(t.size), ms=3, **_style(m)
+        )
+        lines[0].set_label(f"member {m}")
+        for line in lines:
+            line.set_gid(f"series:{m}")
+    model = _model_from_attrs(ds.attrs)
+    if model is not None and model.equilibrium() > 0:
+        s = model.equilibrium()
+        ax.axhline(s, color="black", lw=0.8, ls=(0, (1, 3)), label=rf"$\sigma_* = {s:.4g}$")
+    ax.set_yscale("log")
+    ax.set_xlabel(_time_label(bool(ds.attrs.get("rescaled_time", 0))))
+    ax.set_ylabel(r"$\sigma_i$")
+    ax.set_title("gradient flow of $F_\\beta$: every singular value of every member")
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def relaxation_figure(
+    runs: Sequence[RelaxationRun] | xr.Dataset, model: Model | None = None
+) -> Figure:
+    """Distance to the equilibrium vs time (log scale) with the predicted rates as slopes.
+
+    Parameters
+    ----------
+    runs : sequence of RelaxationRun, or xarray.Dataset
+        The perturbation runs of ``analysis.relaxation_runs``, or their dataset
+        ``analysis.relaxation.relaxation_dataset(runs, model)`` (as stored in a flow dataset).
+    model : dlnsim.particles.Model, optional
+        The model of the runs; needed with a sequence of runs (it sets the time axis label
+        and the dataset attributes), ignored with a dataset.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Measured distances (markers) and ``d_0 exp(-lambda t)`` with the predicted rates
+        (lines), one style per mode.
+
+    Raises
+    ------
+    ValueError
+        If ``runs`` is a sequence and ``model`` is not a ``Model``.
+    """
+    rel = runs if isinstance(runs, xr.Dataset) else relaxation_dataset(runs, model)
+    fig = _new_figure(figsize=(6.4, 4.4))
+    ax = fig.subplots()
     colors = {"uniform": "tab:blue", "relative": "tab:orange"}
-    for run in runs:
-        t = run.dataset.time.values
-        c = colors[run.mode]
+    for k, mode in enumerate(rel.mode.values):
+        one = rel.sel(mode=mode)
+        t = one.relaxation_time.values
+        dist = one.relaxation_distance.values
+        predicted = float(one.relaxation_rate_predicted)
+        fitted = float(one.relaxation_rate_fitted)
+        ls, marker = SERIES_STYLES[k]
+        c = colors.get(str(mode), "tab:green")
         ax.semilogy(
-            t, run.distance, "o", ms=3, color=c, label=f"{run.mode} mode (fitted {run.fitted:.6g})"
+            t, dist, marker, ls="none", ms=3, color=c, label=f"{mode} mode (fitted {fitted:.6g})"
         )
         ax.semilogy(
             t,
-            run.distance[0] * np.exp(-run.predicted * t),
-            "-",
+            dist[0] * np.exp(-predicted * t),
+            ls=ls,
             color=c,
             lw=1,
-            label=rf"$e^{{-\lambda t}}$, predicted $\lambda$ = {run.predicted:.6g}",
+            label=rf"$e^{{-\lambda t}}$, predicted $\lambda$ = {predicted:.6g}",
         )
-    ax.set_xlabel("rescaled time " + r"$\tau$" if model.infinite else "time $t$")
+    ax.set_xlabel(_time_label(bool(rel.attrs.get("rescaled_time", 0))))
     ax.set_ylabel("distance to equilibrium")
     ax.set_title("relaxation toward $\\sigma_*$: the two rates of MODEL section 7")
     ax.legend(fontsize=8)
     return fig
 
 
-def depth_figures(ds) -> dict[str, Figure]:
-    """Figures of a depth sweep (``analysis.depth.depth_sweep``): trajectories of all depths in
-    rescaled time, error vs ``N`` on log-log axes with fitted slopes, and (when the sweep has
-    ensembles) the stationary spread vs depth with error bars."""
+# ----------------------------------------------------------------------- depth sweep
+def depth_figures(ds: xr.Dataset) -> dict[str, Figure]:
+    """Figures of a depth sweep (``analysis.depth.depth_sweep``).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A ``depth_sweep`` dataset: ``sigma (depth, time, particle)`` in rescaled time
+        ``tau = N t``, the error variables against ``N = inf`` and, when the sweep ran
+        ensembles, ``stationary_spread`` and its standard error.
+
+    Returns
+    -------
+    dict of str to matplotlib.figure.Figure
+        ``"trajectories"``: every depth's flow in rescaled time (one style per depth);
+        ``"convergence"``: the errors against ``1/N`` on log-log axes with their fitted orders;
+        ``"spread"`` (with ensembles): the stationary spread against ``N`` with ``±2 SE``.
+    """
     figs: dict[str, Figure] = {}
     depths = ds.depth.values
     finite = np.isfinite(depths)
-    cmap = plt.get_cmap("viridis")
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
+    cmap = matplotlib.colormaps["viridis"]
+    fig = _new_figure(figsize=(6.4, 4.4))
+    ax = fig.subplots()
+    t = ds.time.values
     for k, n in enumerate(depths):
         color = "black" if not np.isfinite(n) else cmap(k / max(1, len(depths) - 1))
         label = "N = inf" if not np.isfinite(n) else f"N = {int(n)}"
         lines = ax.plot(
-            ds.time.values, ds.sigma.values[k], color=color, lw=2.0 if not np.isfinite(n) else 1.0
+            t,
+            ds.sigma.values[k],
+            color=color,
+            lw=2.0 if not np.isfinite(n) else 1.0,
+            ms=3,
+            markevery=_markevery(t.size),
+            **_style(k),
         )
         lines[0].set_label(label)
+        for line in lines:
+            line.set_gid(f"series:{k}")
     ax.set_xlabel(r"rescaled time $\tau = N t$")
     ax.set_ylabel(r"$\sigma_i(\tau)$")
     ax.set_title("gradient flow at every depth")
     ax.legend(fontsize=7, ncol=2)
     figs["trajectories"] = fig
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
+    fig = _new_figure(figsize=(6.4, 4.4))
+    ax = fig.subplots()
     inv = 1.0 / depths[finite]
+    k = 0
     for name, label in (
         ("trajectory_error", "trajectory (sup norm)"),
         ("sigma_star_error", r"$\sigma_*$"),
@@ -159,8 +437,10 @@ def depth_figures(ds) -> dict[str, Figure]:
             continue
         err = ds[name].values[finite]
         order = ds.attrs.get("order_" + name.removesuffix("_error"), float("nan"))
-        ax.loglog(inv, err, "o-", ms=4, label=f"{label}: fitted order {order:.3f}")
-    ax.loglog(inv, inv, "k--", lw=0.8, label="slope 1")
+        line = ax.loglog(inv, err, ms=4, label=f"{label}: fitted order {order:.3f}", **_style(k))
+        line[0].set_gid(f"series:{k}")
+        k += 1
+    ax.loglog(inv, inv, color="k", ls=(0, (5, 5)), lw=0.8, label="slope 1")
     ax.set_xlabel("1 / N")
     ax.set_ylabel("distance to the N = inf limit")
     ax.set_title("convergence to infinite depth")
@@ -168,10 +448,10 @@ def depth_figures(ds) -> dict[str, Figure]:
     figs["convergence"] = fig
 
     if "stationary_spread" in ds:
-        fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
-        x = np.where(finite, depths, np.nan)
+        fig = _new_figure(figsize=(6.4, 4.4))
+        ax = fig.subplots()
         x_inf = depths[finite].max() * 2 if finite.any() else 1.0
-        x = np.where(finite, x, x_inf)
+        x = np.where(finite, depths, x_inf)
         ax.errorbar(
             x,
             ds.stationary_spread.values,
@@ -190,48 +470,123 @@ def depth_figures(ds) -> dict[str, Figure]:
     return figs
 
 
-def ensemble_figure(ensemble, flow, n_show: int = 12) -> Figure:
-    """Langevin members (thin), their ensemble mean (dashed) and the deterministic flow from
-    the same start (thick), one colour per singular value."""
-    fig, ax = plt.subplots(figsize=(6.6, 4.6), constrained_layout=True)
+# -------------------------------------------------------------------------- ensembles
+def ensemble_figure(
+    ensemble: xr.Dataset, flow: xr.Dataset | None = None, n_show: int = 12
+) -> Figure:
+    """Langevin members, their ensemble mean and the deterministic flow from the same start.
+
+    Members are thin solid lines, the ensemble mean is dashed with square markers and the flow is
+    thick and dotted with circles: the three kinds stay apart without colour; the colour marks
+    the singular value ``i``.
+
+    Parameters
+    ----------
+    ensemble : xarray.Dataset
+        A ``langevin_ensemble`` dataset with member trajectories ``sigma (member, time,
+        particle)``.  Its variable ``flow_sigma (time, particle)`` (the deterministic flow) and
+        attribute ``sigma_star`` are used when present (the ensemble experiment stores them).
+    flow : xarray.Dataset, optional
+        A ``gradient_flow`` dataset from the members' start, used when ``ensemble`` has no
+        ``flow_sigma``.  Without either, the flow is integrated from member 0's first state
+        when the attributes describe a Schatten model, else not drawn.
+    n_show : int, default 12
+        Number of member trajectories drawn (the mean uses all members).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axes: ``sigma_i`` against (rescaled) time.
+
+    Raises
+    ------
+    ValueError
+        If ``ensemble`` has no member trajectories ``sigma``.
+    """
+    if not isinstance(ensemble, xr.Dataset) or "sigma" not in ensemble:
+        raise fail(
+            "ensemble",
+            type(ensemble).__name__,
+            "needs the member trajectories sigma (a langevin_ensemble run with save_members=True)",
+        )
     t = ensemble.time.values
     sig = ensemble.sigma.values
     d = sig.shape[-1]
-    cmap = plt.get_cmap("tab10")
+    rescaled = bool(ensemble.attrs.get("rescaled_time", ensemble.attrs.get("depth") == "inf"))
+    flow_t, flow_sig = None, None
+    if "flow_sigma" in ensemble:
+        flow_t, flow_sig = t, ensemble.flow_sigma.values
+    elif flow is not None:
+        flow_t, flow_sig = flow.time.values, flow.sigma.values
+    else:
+        model = _model_from_attrs(ensemble.attrs)
+        start = sig[0, 0]
+        if model is not None and np.all(np.isfinite(start) & (start > 0)):
+            ds = gradient_flow(model, start, t, rescaled=rescaled, progress=False)
+            flow_t, flow_sig = t, ds.sigma.values
+    fig = _new_figure(figsize=(6.6, 4.6))
+    ax = fig.subplots()
+    cmap = matplotlib.colormaps["tab10"]
+    every = _markevery(t.size)
     for i in range(d):
         c = cmap(i % 10)
-        ax.plot(t, sig[:n_show, :, i].T, color=c, lw=0.4, alpha=0.35)
+        ax.plot(t, sig[:n_show, :, i].T, color=c, lw=0.4, alpha=0.35, ls="-")
         ax.plot(
             t,
             np.nanmean(sig[:, :, i], axis=0),
-            "--",
+            ls="--",
+            marker="s",
+            ms=3,
+            markevery=every,
             color=c,
             lw=1.5,
             label="ensemble mean" if i == 0 else None,
         )
-        ax.plot(
-            flow.time.values,
-            flow.sigma.values[:, i],
-            "-",
-            color=c,
-            lw=2.2,
-            label="gradient flow" if i == 0 else None,
-        )
+        if flow_sig is not None:
+            ax.plot(
+                flow_t,
+                flow_sig[:, i],
+                ls=":",
+                marker="o",
+                ms=4,
+                markevery=every,
+                color=c,
+                lw=2.2,
+                label="gradient flow" if i == 0 else None,
+            )
     s = ensemble.attrs.get("sigma_star")
+    if s is None and "flow_sigma" in ensemble:
+        s = ensemble.flow_sigma.attrs.get("sigma_star")
+    if s is None:
+        model = _model_from_attrs(ensemble.attrs)
+        s = model.equilibrium() if model is not None else None
     if s is not None:
-        ax.axhline(float(s), color="black", lw=0.8, ls=":", label=r"$\sigma_*$")
-    ax.set_xlabel(
-        "rescaled time " + r"$\tau$" if ensemble.attrs.get("depth") == "inf" else "time $t$"
-    )
+        ax.axhline(float(s), color="black", lw=0.8, ls=(0, (1, 3)), label=r"$\sigma_*$")
+    ax.set_xlabel(_time_label(rescaled))
     ax.set_ylabel(r"$\sigma_i$")
-    ax.set_title(f"Langevin ensemble ({sig.shape[0]} members, {n_show} shown) vs the flow")
+    shown = min(n_show, sig.shape[0])
+    ax.set_title(f"Langevin ensemble ({sig.shape[0]} members, {shown} shown) vs the flow")
     ax.legend(fontsize=8)
     return fig
 
 
-def temperature_figure(scan) -> Figure:
-    """Stationary mean and spread of the singular values against the noise temperature."""
-    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.8), constrained_layout=True)
+def temperature_figure(scan: xr.Dataset) -> Figure:
+    """Stationary mean and spread of the singular values against the noise temperature.
+
+    Parameters
+    ----------
+    scan : xarray.Dataset
+        A ``temperature_scan`` dataset (the ensemble experiment's ``*_temperatures.nc``):
+        ``mean_sigma``, ``spread`` and their standard errors ``*_se`` over ``temperature``,
+        and the attribute ``sigma_star``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two panels with ``±2 SE`` error bars; ``sigma_*`` as a reference line.
+    """
+    fig = _new_figure(figsize=(9.0, 3.8))
+    axes = fig.subplots(1, 2)
     temp = scan.temperature.values
     axes[0].errorbar(
         temp,
@@ -260,14 +615,26 @@ def temperature_figure(scan) -> Figure:
     return fig
 
 
-def particles_vs_pde_figure(ds) -> Figure:
-    """PDE densities (lines) over the pooled particle histograms, one panel per width, one
-    colour per time; the W1 distance in each panel's legend."""
+# ------------------------------------------------------------------------- mean field
+def particles_vs_pde_figure(ds: xr.Dataset) -> Figure:
+    """PDE densities (lines) over the pooled particle histograms, one panel per width.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A ``particles_vs_pde`` dataset (``analysis.particles_vs_pde``): per ``(width, time)``
+        the PDE ``density`` at the cell centres ``sigma_at``, the pooled particle ``samples``
+        and the Wasserstein-1 distance ``w1``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per width; one colour and one line style per time, ``W1`` in the legend.
+    """
     widths = ds.width.values
-    fig, axes = plt.subplots(
-        1, len(widths), figsize=(3.6 * len(widths), 3.6), constrained_layout=True, squeeze=False
-    )
-    cmap = plt.get_cmap("plasma")
+    fig = _new_figure(figsize=(3.6 * len(widths), 3.6))
+    axes = fig.subplots(1, len(widths), squeeze=False)
+    cmap = matplotlib.colormaps["plasma"]
     for a, d in enumerate(widths):
         ax = axes[0, a]
         sub = ds.sel(width=d)
@@ -275,13 +642,17 @@ def particles_vs_pde_figure(ds) -> Figure:
             c = cmap(k / max(1, sub.time.size - 1) * 0.85)
             x = sub.sigma_at.values[k]
             ax.hist(sub.samples.values[k], bins=40, density=True, color=c, alpha=0.25)
-            ax.plot(
+            line = ax.plot(
                 x,
                 sub.density.values[k],
                 color=c,
                 lw=1.5,
+                ms=3,
+                markevery=_markevery(x.size),
                 label=f"t = {t:g}, W1 = {float(sub.w1.values[k]):.1e}",
+                **_style(k),
             )
+            line[0].set_gid(f"series:{k}")
         lo, hi = np.quantile(sub.samples.values, [0.001, 0.999])
         ax.set_xlim(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
         ax.set_title(f"d = {d}, beta = b d")
@@ -292,38 +663,78 @@ def particles_vs_pde_figure(ds) -> Figure:
     return fig
 
 
-def repulsion_figure(ds) -> Figure:
-    """Spacing histograms of every system with the Poisson and Wigner-surmise curves, the
-    spacing-ratio distributions, and the small-spacing CDFs on log-log axes."""
+# -------------------------------------------------------------------------- repulsion
+def _step_histogram(ax, values, bins: int, span: tuple[float, float], k: int, **kwargs):
+    """A density histogram drawn as one step line in series style ``k`` (a Line2D, so that
+    it carries a marker as well as a line style)."""
+    values = values[np.isfinite(values)]
+    edges = np.linspace(*span, bins + 1)
+    if values.size:
+        counts, _ = np.histogram(values, bins=edges)
+        dens = counts / (values.size * np.diff(edges))
+    else:
+        dens = np.full(bins, np.nan)
+    (line,) = ax.plot(
+        edges,
+        np.append(dens, dens[-1]),
+        drawstyle="steps-post",
+        ms=4,
+        markevery=(k % 5, _markevery(bins) + 1),
+        **_style(k),
+        **kwargs,
+    )
+    line.set_gid(f"series:{k}")
+    return line
+
+
+def repulsion_figure(ds: xr.Dataset) -> Figure:
+    """Spacing statistics of every system against the Poisson and Wigner-surmise laws.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A ``repulsion`` dataset (``analysis.repulsion_experiment.repulsion_comparison``): per
+        ``system`` the unfolded ``spacings``, the spacing ``ratios`` (NaN padded), ``gamma``
+        and ``mean_ratio``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Three panels: spacing densities with ``e^{-s}`` and the Wigner surmises ``b = 1, 2,
+        4``; the ratio densities; ``P(spacing < s)`` on log-log axes with reference slopes
+        ``b + 1``.  Each system has its own line style and marker in every panel.
+    """
     from .repulsion import poisson_spacing, wigner_surmise
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True)
+    fig = _new_figure(figsize=(15, 4.4))
+    axes = fig.subplots(1, 3)
     s = np.linspace(0, 4, 400)
-    cmap = plt.get_cmap("tab10")
+    cmap = matplotlib.colormaps["tab10"]
     for k, label in enumerate(ds.system.values):
         c = cmap(k % 10)
         sp = ds.spacings.values[k]
         sp = sp[np.isfinite(sp)]
         ax_label = f"{label}: gamma={float(ds.gamma[k]):.2f}"
-        axes[0].hist(
-            sp, bins=60, range=(0, 4), density=True, histtype="step", color=c, label=ax_label
-        )
-        r = ds.ratios.values[k]
-        axes[1].hist(
-            r[np.isfinite(r)],
-            bins=40,
-            range=(0, 1),
-            density=True,
-            histtype="step",
+        _step_histogram(axes[0], sp, 60, (0.0, 4.0), k, color=c, lw=1, label=ax_label)
+        _step_histogram(
+            axes[1],
+            ds.ratios.values[k],
+            40,
+            (0.0, 1.0),
+            k,
             color=c,
+            lw=1,
             label=f"<r> = {float(ds.mean_ratio[k]):.3f}",
         )
         x = np.sort(sp)
         cdf = np.arange(1, x.size + 1) / x.size
         small = (x > 0) & (x < 1.0)
-        axes[2].loglog(x[small], cdf[small], color=c, lw=1)
-    axes[0].plot(s, poisson_spacing(s), "k--", lw=1, label="Poisson e^{-s}")
-    for b, ls in ((1, ":"), (2, "-."), (4, (0, (1, 3)))):
+        (line,) = axes[2].loglog(
+            x[small], cdf[small], color=c, lw=1, ms=4, markevery=0.1, **_style(k)
+        )
+        line.set_gid(f"series:{k}")
+    axes[0].plot(s, poisson_spacing(s), color="k", ls=(0, (6, 2)), lw=1, label="Poisson e^{-s}")
+    for b, ls in ((1, (0, (1, 1))), (2, (0, (4, 1, 1, 1))), (4, (0, (1, 3)))):
         axes[0].plot(
             s, wigner_surmise(s, b), color="black", ls=ls, lw=1, label=f"Wigner surmise b={b}"
         )
@@ -340,3 +751,67 @@ def repulsion_figure(ds) -> Figure:
     axes[2].set_ylim(1e-5, 1)
     fig.suptitle("singular-value repulsion: DLN chamber model vs random-matrix baselines")
     return fig
+
+
+# ------------------------------------------------------------------- any saved dataset
+def _flow_figures(ds: xr.Dataset) -> dict[str, Figure]:
+    figs = {"trajectories": flow_figure(ds)}
+    if "relaxation_distance" in ds:
+        rel = ds[[v for v in ds.data_vars if v.startswith("relaxation_")]]
+        rel.attrs = {"rescaled_time": ds.attrs.get("rescaled_time", 0)}  # same time as the flow
+        figs["relaxation"] = relaxation_figure(rel)
+    model = _model_from_attrs(ds.attrs)
+    if model is not None and model.width == 2:
+        s_star = model.equilibrium()
+        figs["phase_portrait"] = phase_portrait(model, limit=max(1.0, 3 * s_star))
+    return figs
+
+
+def _ensemble_figures(ds: xr.Dataset) -> dict[str, Figure]:
+    return {"trajectories": ensemble_figure(ds)}
+
+
+#: dataset ``kind`` attribute -> function drawing its figures (name -> Figure)
+FIGURES_BY_KIND = {
+    "gradient_flow": _flow_figures,
+    "langevin_ensemble": _ensemble_figures,
+    "temperature_scan": lambda ds: {"temperature": temperature_figure(ds)},
+    "depth_sweep": depth_figures,
+    "particles_vs_pde": lambda ds: {"densities": particles_vs_pde_figure(ds)},
+    "repulsion": lambda ds: {"": repulsion_figure(ds)},
+}
+
+
+def dataset_figures(ds: xr.Dataset) -> dict[str, Figure]:
+    """The figures of a saved dlnsim dataset, drawn from the dataset alone.
+
+    The figures are chosen by the dataset's ``kind`` attribute, set where each dataset is
+    built: ``gradient_flow`` (trajectories; the relaxation figure when the flow experiment
+    stored its ``relaxation_*`` variables; the phase portrait at ``d = 2``),
+    ``langevin_ensemble`` (members, mean and flow), ``temperature_scan``, ``depth_sweep``,
+    ``particles_vs_pde`` (the mean-field experiment) and ``repulsion``.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A dataset returned by dlnsim or read back with ``dlnsim.load``.
+
+    Returns
+    -------
+    dict of str to matplotlib.figure.Figure
+        Figure name suffix -> figure; the suffix is ``""`` for a kind with one main figure
+        (the experiments write ``<name>_<suffix>.png``, or ``<name>.png`` for ``""``).
+
+    Raises
+    ------
+    ValueError
+        ``bad kind=...`` if the dataset's kind has no figures (or it has no kind).
+    """
+    if not isinstance(ds, xr.Dataset):
+        raise fail("ds", type(ds).__name__, "must be an xarray.Dataset")
+    kind = ds.attrs.get("kind")
+    if kind not in FIGURES_BY_KIND:
+        raise fail(
+            "kind", kind, f"no figures for this dataset kind (known: {', '.join(FIGURES_BY_KIND)})"
+        )
+    return FIGURES_BY_KIND[kind](ds)

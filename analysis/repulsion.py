@@ -144,6 +144,24 @@ def spacings(samples: object, unfold: bool = True) -> np.ndarray:
     N^{-1/5}``, binned with bin width ``h/8``), and ``s_i = xi_{i+1} - xi_i``.  Since
     ``F' = rho/n_points`` is the mean one-point density, the local mean spacing is ~1 everywhere.
     ``unfold=False``: raw spacings ``x_{i+1} - x_i`` divided by their global mean.
+
+    Parameters
+    ----------
+    samples : array_like
+        Point configurations, shape ``(n_samples, n_points)`` (a 1-D array is one sample);
+        each row is sorted before use.
+    unfold : bool, default True
+        Unfold with the pooled smoothed CDF (else divide by the global mean spacing).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_samples, n_points - 1)`` spacings, mean ~1.
+
+    Raises
+    ------
+    ValueError
+        For samples that are not finite reals with at least 2 points, or all coincide.
     """
     unfold = check_bool(unfold, "unfold")
     x = _as_samples(samples, min_points=2)
@@ -167,7 +185,24 @@ def _ratios(x: np.ndarray) -> np.ndarray:
 
 def spacing_ratios(samples: object) -> np.ndarray:
     r"""``r_n = min(s_n, s_{n+1}) / max(s_n, s_{n+1})`` of consecutive raw spacings of each sorted
-    row, shape ``(n_samples, n_points - 2)``, values in ``[0, 1]``.  Needs no unfolding."""
+    row, shape ``(n_samples, n_points - 2)``, values in ``[0, 1]``.  Needs no unfolding.
+
+    Parameters
+    ----------
+    samples : array_like
+        Point configurations, shape ``(n_samples, n_points)`` (a 1-D array is one sample);
+        each row is sorted before use.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_samples, n_points - 2)`` ratios in ``[0, 1]``.
+
+    Raises
+    ------
+    ValueError
+        For samples with fewer than 3 points, or three coincident points (ratio 0/0).
+    """
     return _ratios(_as_samples(samples, min_points=3))
 
 
@@ -177,7 +212,26 @@ def mean_spacing_ratio(samples: object, *, bulk: float = 1.0) -> tuple[float, fl
 
     Ratios within a row are correlated, rows are independent: with ``m_k`` the mean ratio of row
     ``k`` (all rows contribute equally many ratios), ``<r> = mean_k m_k`` and
-    ``SE = std(m_k, ddof=1) / sqrt(n_samples)``.  Needs ``n_samples >= 2``.
+    ``SE = std(m_k, ddof=1) / sqrt(n_samples)``.  Needs ``n_samples >= 2``.  Reference values:
+    Poisson 0.386, GOE 0.531, GUE 0.600, GSE 0.674 (``published_mean_ratio``).
+
+    Parameters
+    ----------
+    samples : array_like
+        Point configurations, shape ``(n_samples, n_points)`` (a 1-D array is one sample);
+        each row is sorted before use.
+    bulk : float, default 1.0
+        Central fraction of each row's ratios used, in ``(0, 1]``.
+
+    Returns
+    -------
+    (float, float)
+        ``<r>`` and its standard error.
+
+    Raises
+    ------
+    ValueError
+        For fewer than 2 samples or 3 points, or ``bulk`` outside ``(0, 1]``.
     """
     bulk = _check_fraction(bulk, "bulk")
     x = _as_samples(samples, min_points=3, min_samples=2)
@@ -191,6 +245,23 @@ def small_spacing_fraction(spacings: object, threshold: float = 0.1) -> float:
 
     For ``p(s) ~ A s^gamma`` this is ``~ A threshold^(gamma+1) / (gamma+1)``; Poisson gives
     ``1 - exp(-threshold)``.
+
+    Parameters
+    ----------
+    spacings : array_like
+        Spacings (any shape), finite and ``>= 0``.
+    threshold : float, default 0.1
+        The cut, > 0.
+
+    Returns
+    -------
+    float
+        The fraction in ``[0, 1]``.
+
+    Raises
+    ------
+    ValueError
+        For empty, non-finite or negative spacings, or ``threshold <= 0``.
     """
     threshold = check_positive(threshold, "threshold")
     try:
@@ -225,6 +296,23 @@ def wigner_surmise(s: object, b: float) -> np.ndarray:
     ``n = 2`` Gaussian beta-ensemble rescaled to mean 1, for any ``b >= 0``.
     ``b = 1``: ``(pi/2) s e^{-pi s^2/4}``; ``b = 2``: ``(32/pi^2) s^2 e^{-4 s^2/pi}``;
     ``b = 4``: ``(2^18 / (3^6 pi^3)) s^4 e^{-64 s^2/(9 pi)}``.
+
+    Parameters
+    ----------
+    s : array_like
+        Spacings (any shape; NaN rejected).
+    b : float
+        Dyson index ``b >= 0``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``p_b(s)``, the shape of ``s``.
+
+    Raises
+    ------
+    ValueError
+        For ``b < 0`` or ``s`` containing NaN or non-numbers.
     """
     b = check_positive(b, "b", allow_zero=True)
     x = _as_real_array(s, "s")
@@ -241,7 +329,23 @@ def wigner_surmise(s: object, b: float) -> np.ndarray:
 
 
 def poisson_spacing(s: object) -> np.ndarray:
-    """Spacing density of independent points with unit mean spacing: ``exp(-s)``, ``s >= 0``."""
+    """Spacing density of independent points with unit mean spacing: ``exp(-s)``, ``s >= 0``.
+
+    Parameters
+    ----------
+    s : array_like
+        Spacings (any shape; NaN rejected); the density is 0 for ``s < 0``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``exp(-s)``, the shape of ``s``.
+
+    Raises
+    ------
+    ValueError
+        For ``s`` containing NaN or non-numbers.
+    """
     x = _as_real_array(s, "s")
     return np.where(x >= 0, np.exp(-np.abs(x)), 0.0)
 
@@ -396,6 +500,34 @@ def repulsion_exponent(
     (n_points, n_samples) = (20, 2000) and (50, 4000): 82-100% per ensemble, 93% overall.
     Typical half-widths at (50, 4000): 0.02, 0.07, 0.15, 0.46 for b = 0, 1, 2, 4.  A naive
     log-log slope of the small-s CDF gives ~2.5 for GSE instead of 4.
+
+    Parameters
+    ----------
+    samples : array_like
+        Point configurations, shape ``(n_samples, n_points)`` (a 1-D array is one sample);
+        each row is sorted before use.
+    bulk : float, default 0.8
+        Central fraction of each row's spacings used, in ``(0, 1]``.
+    quantile : float, default 0.5
+        Quantile of the pooled spacings that sets the cut ``s0``, in ``(0, 1]``.
+    n_boot : int, default 400
+        Bootstrap replicates, >= 10.
+    confidence : float, default 0.95
+        Level of the percentile interval, in ``(0, 1)``.
+    seed : int, default 0
+        Seed of the bootstrap resampling, >= 0.
+    unfold : bool, default True
+        Unfold the spacings (``spacings``).
+
+    Returns
+    -------
+    (float, (float, float))
+        ``gamma`` and its bootstrap interval ``(low, high)``.
+
+    Raises
+    ------
+    ValueError
+        ``bad <name>=...`` for any invalid argument, fewer than 2 samples or 3 points.
     """
     bulk = _check_fraction(bulk, "bulk")
     quantile = _check_fraction(quantile, "quantile")

@@ -81,7 +81,20 @@ def _label(system: dict[str, Any]) -> str:
 
 def expected_exponent(system: dict[str, Any]) -> float:
     """The repulsion exponent each system should show: 0 (chamber, independent points),
-    1 (matrix variant, Ginibre: linear repulsion), ``b`` (Dyson, Gaussian b-ensembles)."""
+    1 (matrix variant, Ginibre: linear repulsion), ``b`` (Dyson, Gaussian b-ensembles).
+
+    Parameters
+    ----------
+    system : dict
+        One system: ``{"kind": "chamber" | "matrix_variant", "width", "depth", "beta"}``,
+        ``{"kind": "dyson" | "gbe", "width", "b"}``, ``{"kind": "ginibre", "width", "beta"}``
+        or ``{"kind": "poisson", "width"}``.
+
+    Returns
+    -------
+    float
+        The expected exponent ``gamma`` of ``p(s) ~ s^gamma``.
+    """
     kind = system["kind"]
     if kind in ("chamber", "poisson"):
         return 0.0
@@ -109,6 +122,37 @@ def system_samples(
     ``resolution`` of it, so that the adjusted chain mixes into the small gaps the exponent
     estimator looks at.  ``info`` (if given) receives the
     ``step`` used and, for the baselines, the mean Metropolis ``acceptance`` rate.
+
+    Parameters
+    ----------
+    system : dict
+        One system: ``{"kind": "chamber" | "matrix_variant", "width", "depth", "beta"}``,
+        ``{"kind": "dyson" | "gbe", "width", "b"}``, ``{"kind": "ginibre", "width", "beta"}``
+        or ``{"kind": "poisson", "width"}``.
+    rows : int
+        Number of configurations.
+    seed : int
+        Root seed (Langevin members, or the exact sampler's generator).
+    dt : float, default 1e-3
+        Largest time step of the chamber model.
+    rows_per_member : int, default 4
+        Configurations saved per Langevin member, one decorrelation time apart.
+    p : float, default 2.0
+        Schatten exponent of the chamber model and matrix variant.
+    info : dict, optional
+        Receives ``step`` and ``acceptance``.
+    resolution : float, default RESOLUTION
+        Gap-floor fraction of the baselines' steps (``resolving_step``).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(rows, width)`` configurations, rows sorted ascending.
+
+    Raises
+    ------
+    ValueError
+        For an unknown kind or invalid parameters.
     """
     kind = system.get("kind")
     d = check_integer(system.get("width"), "width", 3)
@@ -179,6 +223,32 @@ def repulsion_comparison(
     ``mean_ratio``, ``mean_ratio_se``, ``gamma``, ``gamma_low``, ``gamma_high``,
     ``gamma_expected``, ``small_fraction`` (spacings < 0.1), ``consistent`` (1 if the 95%
     interval of ``gamma`` contains the expected exponent).
+
+    Parameters
+    ----------
+    systems : sequence of dict, default DEFAULT_SYSTEMS
+        The systems (see ``system_samples``).
+    rows : int, default 1200
+        Configurations per simulated system, >= 50.
+    seed : int, default 0
+        Root seed of every system's samples and bootstrap.
+    dt : float, default 1e-3
+        Largest time step of the chamber model.
+    n_boot : int, default 400
+        Bootstrap replicates of ``repulsion_exponent``.
+    exact_factor : int, default 4
+        The exact samplers (Ginibre, Gaussian b-ensembles, Poisson) draw this many times more
+        rows.
+
+    Returns
+    -------
+    xarray.Dataset
+        The statistics above, ``kind = "repulsion"`` and the parameters in the attributes.
+
+    Raises
+    ------
+    ValueError
+        For no system, ``rows < 50`` or an invalid system.
     """
     rows = check_integer(rows, "rows", 50)
     if not systems:

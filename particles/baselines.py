@@ -183,6 +183,22 @@ class MatrixVariant(Model):
     ``relaxation_rates`` (equal-singular-value results of the chamber model) raise.  Simulate
     with ``simulate_baseline_members`` or ``langevin_ensemble`` (not ``simulate_members``, whose
     explicit steps do not keep the particles ordered).
+
+    Parameters
+    ----------
+    width : int
+        Width ``d >= 1``.
+    depth : int or float
+        Depth ``N``: an integer >= 1 or ``math.inf``.
+    beta : float
+        Inverse temperature ``beta > 0``.
+    energy : Energy
+        The spectral energy.
+
+    Raises
+    ------
+    ValueError
+        As ``Model``.
     """
 
     state_long_name: ClassVar[str] = "singular value of the end-to-end matrix"
@@ -305,6 +321,18 @@ class DysonModel:
     ``particles.rmt.gaussian_beta_ensemble``).  States are eigenvalues sorted strictly
     descending (possibly negative).  ``beta`` (= ``b``) is the inverse temperature of
     ``Phi``; the time is ``t`` only (``rescaled`` must be ``None`` or ``False``).
+
+    Parameters
+    ----------
+    width : int
+        Number of eigenvalues ``n >= 1``.
+    b : float
+        Dyson index ``b > 0`` (1, 2, 4: GOE, GUE, GSE).
+
+    Raises
+    ------
+    ValueError
+        ``bad width=...`` or ``bad b=...``.
     """
 
     width: int
@@ -575,6 +603,21 @@ class BaselineBlock(LangevinBlock):
     the member failed because a solve stopped short of the tolerance (iteration cap or stalled
     line search), else 0; ``accepted``: proposals accepted (``metropolis=True``; otherwise every
     step counts).
+
+    Parameters
+    ----------
+    sigma, reflections, failed_time, last_finite : numpy.ndarray
+        As ``LangevinBlock`` (states strictly ordered at every save time).
+    steps : numpy.ndarray
+        ``(m,)`` proximal steps taken.
+    newton_iterations : numpy.ndarray
+        ``(m,)`` total Newton iterations.
+    newton_max : numpy.ndarray
+        ``(m,)`` most Newton iterations in one step.
+    newton_unconverged : numpy.ndarray
+        ``(m,)`` 1 if a Newton solve stopped short, else 0.
+    accepted : numpy.ndarray
+        ``(m,)`` accepted proposals.
     """
 
     steps: np.ndarray
@@ -707,7 +750,29 @@ def resolving_step(
     the median nearest-neighbour gap of ``states`` (``(..., d)``, e.g. a pilot run) in the flat
     chart (``u``, ``rho`` or ``l``); ``h`` in the engine's time (``t``, or ``tau`` when
     ``rescaled`` / ``N = inf``).  Pair gaps well above ``fraction`` of the typical gap are then
-    sampled without the depletion described in the module docstring."""
+    sampled without the depletion described in the module docstring.
+
+    Parameters
+    ----------
+    system : MatrixVariant or DysonModel
+        The baseline system (width >= 2).
+    states : array_like
+        Sample states, shape ``(..., d)`` (any order within a row).
+    fraction : float, default 0.1
+        Target ratio of the gap floor to the median gap, > 0.
+    rescaled : bool, optional
+        Time ``tau = N t``; default the system's (``t`` for finite ``N``).
+
+    Returns
+    -------
+    float
+        The step ``h = (fraction * gap)^2 / (2 kappa)`` in the engine's time.
+
+    Raises
+    ------
+    ValueError
+        For an invalid system, fraction or states (wrong shape, no positive finite gap).
+    """
     if not isinstance(system, MatrixVariant | DysonModel):
         raise fail("system", system, "must be a particles.MatrixVariant or particles.DysonModel")
     fraction = check_positive(fraction, "fraction")
@@ -726,7 +791,25 @@ def acceptance_rng(seed: int, member: int) -> np.random.Generator:
     """The uniforms of the Metropolis test of member ``member``:
     ``PCG64(SeedSequence(seed, spawn_key=(member, 1)))``, a stream apart from the noise
     (``member_rng``, spawn key ``(member,)``), so the noise rows drive the same steps with and
-    without the test."""
+    without the test.
+
+    Parameters
+    ----------
+    seed : int
+        The root seed, >= 0.
+    member : int
+        The global member index, >= 0.
+
+    Returns
+    -------
+    numpy.random.Generator
+        A PCG64 generator.
+
+    Raises
+    ------
+    ValueError
+        If ``seed`` or ``member`` is not a non-negative integer.
+    """
     seed = _check_index(seed, "seed")
     member = _check_index(member, "member")
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(member, 1))))
@@ -764,6 +847,37 @@ def simulate_baseline_members(
     bias of the plain scheme, which depletes pair gaps below ``~sqrt(2 h kappa)`` and so
     inflates the measured repulsion exponent, is removed, at the price of the dynamics
     (a rejected step stays put).  The uniforms come from ``acceptance_rng(seed, k)``.
+
+    Parameters
+    ----------
+    system : MatrixVariant or DysonModel
+        The baseline system.
+    sigma0 : array_like
+        ``(m, d)`` initial states.
+    members : array_like
+        ``(m,)`` distinct global member indices >= 0.
+    times : array_like
+        Save times, increasing, ``>= 0``.
+    dt : float
+        The largest step, > 0.
+    seed : int
+        The root seed, >= 0.
+    temperature : float, optional
+        Noise temperature ``T >= 0``; default ``1 / beta``.
+    rescaled : bool, optional
+        Time ``tau = N t``; default the system's.
+    metropolis : bool, default False
+        Accept or reject each step (MALA); needs ``T > 0``.
+
+    Returns
+    -------
+    BaselineBlock
+        States at the save times, failures and Newton/acceptance statistics per member.
+
+    Raises
+    ------
+    ValueError
+        ``bad <name>=...`` for any invalid argument.
     """
     if not isinstance(system, MatrixVariant | DysonModel):
         raise fail("system", system, "must be a particles.MatrixVariant or particles.DysonModel")

@@ -38,7 +38,30 @@ def _check(coords: str, depth: int | float) -> str:
 
 
 def to_rho(x: np.ndarray, coords: str, depth: int | float) -> np.ndarray:
-    """``rho = log sigma`` from coordinates ``x`` (``sigma``, ``u`` or ``rho``)."""
+    """``rho = log sigma`` from coordinates ``x`` (``sigma``, ``u`` or ``rho``).
+
+    ``rho = log sigma = N log u``.
+
+    Parameters
+    ----------
+    x : array_like
+        Points in the chart ``coords`` (any shape, elementwise).
+    coords : {"sigma", "u", "rho"}
+        The chart: singular values, flat ``u = sigma^(1/N)`` (finite ``N`` only) or
+        ``rho = log sigma``.
+    depth : int or float
+        Depth ``N``: an integer >= 1 or ``math.inf``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``rho``, float64, the shape of ``x``.
+
+    Raises
+    ------
+    ValueError
+        If ``coords`` is unknown, or ``"u"`` at ``depth = inf``.
+    """
     _check(coords, depth)
     x = np.asarray(x, dtype=np.float64)
     if coords == "rho":
@@ -49,7 +72,30 @@ def to_rho(x: np.ndarray, coords: str, depth: int | float) -> np.ndarray:
 
 
 def from_rho(rho: np.ndarray, coords: str, depth: int | float) -> np.ndarray:
-    """Coordinates ``x`` (``sigma``, ``u`` or ``rho``) from ``rho = log sigma``."""
+    """Coordinates ``x`` (``sigma``, ``u`` or ``rho``) from ``rho = log sigma``.
+
+    ``sigma = e^rho``, ``u = e^{rho/N}``.
+
+    Parameters
+    ----------
+    rho : array_like
+        Log singular values (any shape, elementwise).
+    coords : {"sigma", "u", "rho"}
+        The chart: singular values, flat ``u = sigma^(1/N)`` (finite ``N`` only) or
+        ``rho = log sigma``.
+    depth : int or float
+        Depth ``N``: an integer >= 1 or ``math.inf``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``x``, float64, the shape of ``rho``.
+
+    Raises
+    ------
+    ValueError
+        If ``coords`` is unknown, or ``"u"`` at ``depth = inf``.
+    """
     _check(coords, depth)
     rho = np.asarray(rho, dtype=np.float64)
     if coords == "rho":
@@ -71,7 +117,30 @@ def _rho_derivatives(rho: np.ndarray, coords: str, depth: int | float):
 
 
 def gradient_from_rho(grad_rho: np.ndarray, rho: np.ndarray, coords: str, depth) -> np.ndarray:
-    """``dF/dx_i = dF/drho_i * drho_i/dx_i``."""
+    """The gradient in chart ``coords`` by the chain rule: ``dF/dx_i = dF/drho_i drho_i/dx_i``.
+
+    Parameters
+    ----------
+    grad_rho : array_like
+        ``dF/drho``, shape ``(..., d)``.
+    rho : array_like
+        The point, in ``rho = log sigma``, shape ``(..., d)``.
+    coords : {"sigma", "u", "rho"}
+        The chart: singular values, flat ``u = sigma^(1/N)`` (finite ``N`` only) or
+        ``rho = log sigma``.
+    depth : int or float
+        Depth ``N``: an integer >= 1 or ``math.inf``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``dF/dx``, shape ``(..., d)``.
+
+    Raises
+    ------
+    ValueError
+        If ``coords`` is unknown, or ``"u"`` at ``depth = inf``.
+    """
     _check(coords, depth)
     r1, _ = _rho_derivatives(np.asarray(rho, dtype=np.float64), coords, depth)
     return grad_rho * r1
@@ -80,7 +149,35 @@ def gradient_from_rho(grad_rho: np.ndarray, rho: np.ndarray, coords: str, depth)
 def hessian_from_rho(
     hess_rho: np.ndarray, grad_rho: np.ndarray, rho: np.ndarray, coords: str, depth
 ) -> np.ndarray:
-    """``d2F/dx_i dx_j = H_ij rho'(x_i) rho'(x_j) + delta_ij g_i rho''(x_i)``."""
+    """The Hessian in chart ``coords`` by the chain rule.
+
+    ``d2F/dx_i dx_j = H_ij rho'(x_i) rho'(x_j) + delta_ij g_i rho''(x_i)`` with ``H`` the
+    Hessian and ``g`` the gradient in ``rho``.
+
+    Parameters
+    ----------
+    hess_rho : array_like
+        ``d2F/drho_i drho_j``, shape ``(..., d, d)``.
+    grad_rho : array_like
+        ``dF/drho``, shape ``(..., d)``.
+    rho : array_like
+        The point, in ``rho = log sigma``, shape ``(..., d)``.
+    coords : {"sigma", "u", "rho"}
+        The chart: singular values, flat ``u = sigma^(1/N)`` (finite ``N`` only) or
+        ``rho = log sigma``.
+    depth : int or float
+        Depth ``N``: an integer >= 1 or ``math.inf``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``d2F/dx dx``, shape ``(..., d, d)``.
+
+    Raises
+    ------
+    ValueError
+        If ``coords`` is unknown, or ``"u"`` at ``depth = inf``.
+    """
     _check(coords, depth)
     r1, r2 = _rho_derivatives(np.asarray(rho, dtype=np.float64), coords, depth)
     out = hess_rho * r1[..., :, None] * r1[..., None, :]
@@ -90,7 +187,27 @@ def hessian_from_rho(
 
 
 def mobility(sigma: np.ndarray, depth: int | float) -> np.ndarray:
-    """``m(s) = N s^{2 - 2/N}``: ``dsigma/dt = -m(sigma) dF/dsigma`` (finite ``N``)."""
+    """The mobility ``m(s) = N s^{2 - 2/N}``: ``dsigma/dt = -m(sigma) dF/dsigma`` (finite ``N``).
+
+    The DLN metric in ``sigma`` is ``sum_i dsigma_i^2 / m(sigma_i)``.
+
+    Parameters
+    ----------
+    sigma : array_like
+        Singular values (any shape, elementwise).
+    depth : int
+        Finite depth ``N``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``m(sigma)``, float64, the shape of ``sigma``.
+
+    Raises
+    ------
+    ValueError
+        At ``depth = inf`` (the mobility diverges: use rescaled time ``tau = N t``).
+    """
     if depth == math.inf:
         raise fail("depth", depth, "the mobility N s^(2-2/N) diverges; use rescaled time")
     sigma = np.asarray(sigma, dtype=np.float64)

@@ -86,7 +86,21 @@ class Energy(ABC):
 
 @dataclass(frozen=True)
 class Schatten(Energy):
-    """Schatten-p energy ``e(s) = s^p / p`` for any ``p > 0``."""
+    """Schatten-p energy ``e(s) = s^p / p`` for any ``p > 0``.
+
+    ``E(sigma) = ||X||_p^p / p`` for the Schatten norm of the end-to-end matrix; the
+    equilibrium equation ``s e'(s) = s^p = c`` has the closed form ``sigma_* = c^{1/p}``.
+
+    Parameters
+    ----------
+    p : float
+        The exponent, finite and > 0.
+
+    Raises
+    ------
+    ValueError
+        ``bad p=...`` if ``p`` is not a finite number > 0.
+    """
 
     p: float
 
@@ -120,7 +134,27 @@ class Schatten(Energy):
 
 @dataclass(frozen=True)
 class SeparableEnergy(Energy):
-    """A user-defined separable energy from vectorized callables ``e``, ``e'`` and ``e''``."""
+    """A user-defined separable energy from vectorized callables ``e``, ``e'`` and ``e''``.
+
+    ``E(sigma) = sum_i e(sigma_i)``; the equilibrium is the bracketed root of
+    ``sigma e'(sigma) = c`` (``Energy.equilibrium``).
+
+    Parameters
+    ----------
+    e_fn : callable
+        ``e(sigma)``, elementwise on float64 arrays of singular values ``sigma > 0``.
+    de_fn : callable
+        ``e'(sigma)``, elementwise.
+    d2e_fn : callable
+        ``e''(sigma)``, elementwise.
+    name : str, default "separable"
+        The family name stored as the ``energy`` attribute of datasets.
+
+    Raises
+    ------
+    ValueError
+        ``bad e=...`` (or ``de``, ``d2e``) if a function is not callable.
+    """
 
     e_fn: ArrayFn
     de_fn: ArrayFn

@@ -45,6 +45,36 @@ def gradient_flow(
     ``rtol``/``atol`` are the integrator tolerances on ``rho = log sigma`` (so ``atol`` is a
     relative tolerance on ``sigma``).  A member whose integration fails keeps the states saved
     before the failure, NaN after, and ``status = -1`` in the dataset.
+
+    Parameters
+    ----------
+    model : Model
+        The chamber model.
+    sigma0 : array_like
+        Initial singular values, shape ``(d,)`` or ``(M, d)``, positive and finite.
+    times : array_like
+        Save times, increasing, ``>= 0``, in ``t`` or (``rescaled``) ``tau = N t``.
+    rescaled : bool, optional
+        Time ``tau = N t``; default False for finite ``N``, True (the only choice) at
+        ``N = inf``.
+    method : {"Radau", "BDF", "LSODA"}, default "Radau"
+        The ``scipy.integrate.solve_ivp`` method.
+    rtol, atol : float, default 1e-10, 1e-12
+        Integrator tolerances on ``rho = log sigma``.
+    progress : bool, optional
+        Show a progress bar over members (default: only on a terminal).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``sigma``, ``energy``, ``free_energy`` (and ``status (member)``) with dims
+        ``(time, particle)`` or ``(member, time, particle)``; ``kind = "gradient_flow"``, the
+        model parameters and the integrator settings in the attributes.
+
+    Raises
+    ------
+    ValueError
+        ``bad <name>=...`` for any invalid argument.
     """
     if not isinstance(model, Model):
         raise fail("model", model, "must be a particles.Model")

@@ -82,7 +82,25 @@ def _check_index(value: object, name: str) -> int:
 def member_rng(seed: int, member: int) -> np.random.Generator:
     """PCG64 stream of one member: ``SeedSequence(seed, spawn_key=(member,))``.
 
-    This is the ``member``-th child of ``SeedSequence(seed).spawn(...)``.
+    This is the ``member``-th child of ``SeedSequence(seed).spawn(...)``: a member's noise
+    depends only on ``(seed, member)``, never on the block or worker that runs it.
+
+    Parameters
+    ----------
+    seed : int
+        The root seed, >= 0.
+    member : int
+        The global member index, >= 0.
+
+    Returns
+    -------
+    numpy.random.Generator
+        A PCG64 generator.
+
+    Raises
+    ------
+    ValueError
+        If ``seed`` or ``member`` is not a non-negative integer.
     """
     seed = _check_index(seed, "seed")
     member = _check_index(member, "member")
@@ -90,7 +108,18 @@ def member_rng(seed: int, member: int) -> np.random.Generator:
 
 
 def noise_batch_steps(width: int) -> int:
-    """``K``: the number of steps whose noise a member draws at once, ``max(1, 512 // d)``."""
+    """``K``: the number of steps whose noise a member draws at once, ``max(1, 512 // d)``.
+
+    Parameters
+    ----------
+    width : int
+        Width ``d``.
+
+    Returns
+    -------
+    int
+        ``K``, a function of ``d`` only (so the noise of a step never depends on ``dt``).
+    """
     return max(1, 512 // int(width))
 
 
@@ -103,6 +132,17 @@ class LangevinBlock:
     ``failed_time``: ``(m,)`` time of the first non-finite state or overflow, NaN if none.
     ``last_finite``: ``(m, d)`` the last finite state (sorted ``sigma``) before the failure, or
     the final state.
+
+    Parameters
+    ----------
+    sigma : numpy.ndarray
+        ``(m, n_times, d)`` singular values at the save times, rows sorted descending.
+    reflections : numpy.ndarray
+        ``(m,)`` int64, reflections at ``u = 0`` (finite ``N``; 0 at ``N = inf``).
+    failed_time : numpy.ndarray
+        ``(m,)`` end of the failing step, NaN for members that did not fail.
+    last_finite : numpy.ndarray
+        ``(m, d)`` last finite state.
     """
 
     sigma: np.ndarray
@@ -193,6 +233,35 @@ def simulate_members(
     split into ``ceil(length / dt)`` equal steps); ``temperature``: the noise temperature ``T``
     (default ``1 / beta``; ``0`` gives explicit Euler for the gradient flow).
     See the module docstring for the equations, the noise streams and the fault handling.
+
+    Parameters
+    ----------
+    model : Model
+        The chamber model (not a ``MatrixVariant``: use ``simulate_baseline_members``).
+    sigma0 : array_like
+        ``(m, d)`` initial singular values, positive and finite.
+    members : array_like
+        ``(m,)`` distinct global member indices >= 0 (their noise streams).
+    times : array_like
+        Save times, increasing, ``>= 0``, in ``t`` or (``rescaled``) ``tau = N t``.
+    dt : float
+        The largest time step, > 0, in the unit of ``times``.
+    seed : int
+        The root seed, >= 0.
+    temperature : float, optional
+        Noise temperature ``T >= 0``; default ``1 / beta``.
+    rescaled : bool, optional
+        Time ``tau = N t``; default False for finite ``N`` (always True at ``N = inf``).
+
+    Returns
+    -------
+    LangevinBlock
+        States at the save times, reflections and failures of the ``m`` members.
+
+    Raises
+    ------
+    ValueError
+        ``bad <name>=...`` for any invalid argument.
     """
     if not isinstance(model, Model):
         raise fail("model", model, "must be a particles.Model")

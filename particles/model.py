@@ -38,7 +38,26 @@ __all__ = ["Model"]
 class Model:
     """Width ``d``, depth ``N`` (int >= 1 or ``math.inf``), inverse temperature ``beta``, energy.
 
+    The free energy is ``F_beta = E - S_N / beta`` on the chamber ``sigma_1 >= ... >= sigma_d
+    > 0``; its unique equilibrium has all singular values equal to ``sigma_*``, the root of
+    ``sigma e'(sigma) = c`` with ``c = (d-1)(N-1)/(2 N beta)`` (MODEL section 5).
     Arrays of singular values have shape ``(..., d)``; methods broadcast over leading axes.
+
+    Parameters
+    ----------
+    width : int
+        Width ``d >= 1`` (number of singular values, particles).
+    depth : int or float
+        Depth ``N``: an integer >= 1, or ``math.inf`` (the string ``"inf"`` is accepted).
+    beta : float
+        Inverse temperature ``beta > 0`` of the free energy.
+    energy : Energy
+        The spectral energy, e.g. ``Schatten(2)`` or a ``SeparableEnergy``.
+
+    Raises
+    ------
+    ValueError
+        ``bad <name>=...`` for an invalid width, depth, beta or energy.
     """
 
     width: int
@@ -69,7 +88,13 @@ class Model:
         return (self.width - 1) * frac / (2.0 * self.beta)
 
     def describe(self) -> dict[str, str | float | int]:
-        """Parameters as dataset attributes (``depth`` as a string so that ``inf`` round-trips)."""
+        """Parameters as dataset attributes (``depth`` as a string so that ``inf`` round-trips).
+
+        Returns
+        -------
+        dict
+            ``width``, ``depth`` (str), ``beta`` and the energy's parameters (``energy``, ...).
+        """
         depth = "inf" if self.infinite else str(self.depth)
         return {"width": self.width, "depth": depth, "beta": self.beta, **self.energy.describe()}
 
@@ -94,11 +119,43 @@ class Model:
 
     # ------------------------------------------------------------- free energy
     def entropy(self, sigma: np.ndarray) -> np.ndarray:
-        """``S_N(sigma) = 1/2 sum_{i<j} log k_N(sigma_i, sigma_j)``, shape ``(...)``."""
+        """``S_N(sigma) = 1/2 sum_{i<j} log k_N(sigma_i, sigma_j)``, shape ``(...)``.
+
+        Parameters
+        ----------
+        sigma : array_like
+            Singular values, shape ``(..., d)``, positive and finite.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``S_N``, shape ``(...)`` (additive constant dropped, see ``particles.entropy``).
+
+        Raises
+        ------
+        ValueError
+            For an invalid point or chart.
+        """
         return entropy(self._rho(sigma, "sigma"), self.depth)
 
     def free_energy(self, sigma: np.ndarray) -> np.ndarray:
-        """``F_beta(sigma) = E(sigma) - S_N(sigma) / beta``, shape ``(...)``."""
+        """``F_beta(sigma) = E(sigma) - S_N(sigma) / beta``, shape ``(...)``.
+
+        Parameters
+        ----------
+        sigma : array_like
+            Singular values, shape ``(..., d)``, positive and finite.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``F_beta``, shape ``(...)``.
+
+        Raises
+        ------
+        ValueError
+            For an invalid point or chart.
+        """
         rho = self._rho(sigma, "sigma")
         return self.energy(np.exp(rho)) - entropy(rho, self.depth) / self.beta
 
@@ -129,25 +186,97 @@ class Model:
         return hess
 
     def entropy_gradient(self, x: np.ndarray, coords: str = "sigma") -> np.ndarray:
-        """Euclidean gradient of ``S_N`` in the chart ``coords`` at the point ``x``."""
+        """Euclidean gradient of ``S_N`` in the chart ``coords`` at the point ``x``.
+
+        Parameters
+        ----------
+        x : array_like
+            The point in the chart ``coords``, shape ``(..., d)`` (``sigma``, ``u`` positive).
+        coords : {"sigma", "u", "rho"}, default "sigma"
+            The chart (``"u"`` needs finite ``N``).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``dS_N/dx``, shape ``(..., d)``.
+
+        Raises
+        ------
+        ValueError
+            For an invalid point or chart.
+        """
         rho = self._rho(x, coords)
         g = entropy_gradient(rho, self.depth)
         return coords_mod.gradient_from_rho(g, rho, coords, self.depth)
 
     def entropy_hessian(self, x: np.ndarray, coords: str = "sigma") -> np.ndarray:
-        """Euclidean Hessian of ``S_N`` in the chart ``coords``, shape ``(..., d, d)``."""
+        """Euclidean Hessian of ``S_N`` in the chart ``coords``, shape ``(..., d, d)``.
+
+        Parameters
+        ----------
+        x : array_like
+            The point in the chart ``coords``, shape ``(..., d)`` (``sigma``, ``u`` positive).
+        coords : {"sigma", "u", "rho"}, default "sigma"
+            The chart (``"u"`` needs finite ``N``).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``d2S_N/dx dx``, shape ``(..., d, d)``.
+
+        Raises
+        ------
+        ValueError
+            For an invalid point or chart.
+        """
         rho = self._rho(x, coords)
         g = entropy_gradient(rho, self.depth)
         h = entropy_hessian(rho, self.depth)
         return coords_mod.hessian_from_rho(h, g, rho, coords, self.depth)
 
     def free_energy_gradient(self, x: np.ndarray, coords: str = "sigma") -> np.ndarray:
-        """Euclidean gradient of ``F_beta`` in the chart ``coords``."""
+        """Euclidean gradient of ``F_beta`` in the chart ``coords``.
+
+        Parameters
+        ----------
+        x : array_like
+            The point in the chart ``coords``, shape ``(..., d)`` (``sigma``, ``u`` positive).
+        coords : {"sigma", "u", "rho"}, default "sigma"
+            The chart (``"u"`` needs finite ``N``).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``dF_beta/dx``, shape ``(..., d)``.
+
+        Raises
+        ------
+        ValueError
+            For an invalid point or chart.
+        """
         rho = self._rho(x, coords)
         return coords_mod.gradient_from_rho(self._gradient_rho(rho), rho, coords, self.depth)
 
     def free_energy_hessian(self, x: np.ndarray, coords: str = "sigma") -> np.ndarray:
-        """Euclidean Hessian of ``F_beta`` in the chart ``coords``, shape ``(..., d, d)``."""
+        """Euclidean Hessian of ``F_beta`` in the chart ``coords``, shape ``(..., d, d)``.
+
+        Parameters
+        ----------
+        x : array_like
+            The point in the chart ``coords``, shape ``(..., d)`` (``sigma``, ``u`` positive).
+        coords : {"sigma", "u", "rho"}, default "sigma"
+            The chart (``"u"`` needs finite ``N``).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``d2F_beta/dx dx``, shape ``(..., d, d)``.
+
+        Raises
+        ------
+        ValueError
+            For an invalid point or chart.
+        """
         rho = self._rho(x, coords)
         return coords_mod.hessian_from_rho(
             self._hessian_rho(rho), self._gradient_rho(rho), rho, coords, self.depth
@@ -168,6 +297,25 @@ class Model:
 
         ``sigma``: ``-m(sigma) dF/dsigma``; ``u``: ``-(1/N) dF/du``; ``rho``:
         ``-N e^{-2 rho/N} dF/drho``.  With ``rescaled`` the velocity is per ``tau = N t``.
+
+        Parameters
+        ----------
+        x : array_like
+            The point in the chart ``coords``, shape ``(..., d)`` (``sigma``, ``u`` positive).
+        coords : {"sigma", "u", "rho"}, default "sigma"
+            The chart (``"u"`` needs finite ``N``).
+        rescaled : bool, optional
+            Per unit ``tau = N t``; default False for finite ``N`` (True at ``N = inf``).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``dx/dt`` (or ``dx/dtau``), shape ``(..., d)``.
+
+        Raises
+        ------
+        ValueError
+            For an invalid point, chart or ``rescaled``.
         """
         rescaled = self._rescaled(rescaled)
         rho = self._rho(x, coords)
@@ -178,11 +326,43 @@ class Model:
         return v_rho / coords_mod.gradient_from_rho(np.ones_like(rho), rho, coords, self.depth)
 
     def velocity_rho(self, rho: np.ndarray, rescaled: bool) -> np.ndarray:
-        """``drho/dt`` (or ``drho/dtau``) without argument checks, for integrators."""
+        """``drho/dt`` (or ``drho/dtau``) without argument checks, for integrators.
+
+        ``drho_i/dt = -N e^{-2 rho_i/N} dF/drho_i`` (``t``), ``-e^{-2 rho_i/N} dF/drho_i``
+        (``tau``), ``-dF_inf/drho_i`` at ``N = inf``.
+
+        Parameters
+        ----------
+        rho : numpy.ndarray
+            Log singular values, shape ``(..., d)`` (not checked).
+        rescaled : bool
+            Per unit ``tau = N t``.
+
+        Returns
+        -------
+        numpy.ndarray
+            The velocity in ``rho``, shape ``(..., d)``.
+        """
         return -self._time_factor(rho, rescaled) * self._gradient_rho(rho)
 
     def velocity_jacobian_rho(self, rho: np.ndarray, rescaled: bool) -> np.ndarray:
-        """Analytic Jacobian of ``velocity_rho``: ``-diag(w) H + diag(2 w g / N)``."""
+        """Analytic Jacobian of ``velocity_rho``: ``-diag(w) H + diag(2 w g / N)``.
+
+        ``w`` is the time factor of ``velocity_rho``, ``g`` and ``H`` the gradient and Hessian of
+        ``F_beta`` in ``rho``.
+
+        Parameters
+        ----------
+        rho : numpy.ndarray
+            Log singular values, shape ``(..., d)`` (not checked).
+        rescaled : bool
+            Per unit ``tau = N t``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``d(drho/dt)/drho``, shape ``(..., d, d)``.
+        """
         w = self._time_factor(rho, rescaled)
         jac = -w[..., :, None] * self._hessian_rho(rho)
         if not self.infinite:
@@ -197,6 +377,16 @@ class Model:
         Closed form for Schatten-p (``sigma_*^p = c``); bracketed root-finding otherwise.  When
         ``c = 0`` (``d = 1`` or ``N = 1``) a Schatten energy has its infimum at ``sigma = 0``,
         which is returned.
+
+        Returns
+        -------
+        float
+            ``sigma_* >= 0``.
+
+        Raises
+        ------
+        ValueError
+            If the energy's equilibrium equation has no bracketed root.
         """
         return self.energy.equilibrium(self.entropic_force)
 
@@ -211,6 +401,23 @@ class Model:
         ``method="jacobian"``: Rayleigh quotients of the central-difference Jacobian of the flow
         in ``sigma`` along ``(1,...,1)`` and ``e_1 - e_2``.  For ``d = 1`` the relative rate is
         ``nan`` (there is no relative mode).
+
+        Parameters
+        ----------
+        method : {"formula", "jacobian"}, default "formula"
+            Closed form, or the numerical Jacobian (an independent check).
+        rescaled : bool, optional
+            Rates per unit ``tau = N t``; default per ``t`` for finite ``N``.
+
+        Returns
+        -------
+        (float, float)
+            ``(lambda_uniform, lambda_relative)``.
+
+        Raises
+        ------
+        ValueError
+            For an invalid ``method`` or ``rescaled``, or ``sigma_* = 0``.
         """
         check_choice(method, "method", ("formula", "jacobian"))
         rescaled = self._rescaled(rescaled)
@@ -263,6 +470,23 @@ class Model:
         ``g^N`` as an operator, i.e. the Hessian in the flat chart ``u`` divided by ``N``
         (MODEL section 8 quotes ``N`` times these, the bilinear form in ``u``); at ``N = inf``
         the Hessian in ``rho``, the flat chart of the rescaled flow.
+
+        Parameters
+        ----------
+        sigma : array_like
+            Singular values, shape ``(..., d)``, positive and finite.
+        geometry : {"euclidean", "riemannian"}, default "euclidean"
+            Which Hessian.
+
+        Returns
+        -------
+        numpy.ndarray
+            Eigenvalues, ascending, shape ``(..., d)``.
+
+        Raises
+        ------
+        ValueError
+            For invalid ``sigma`` or ``geometry``.
         """
         check_choice(geometry, "geometry", ("euclidean", "riemannian"))
         if geometry == "euclidean":

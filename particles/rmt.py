@@ -54,6 +54,27 @@ def gaussian_beta_ensemble(n: int, b: float, size: int, rng: np.random.Generator
 
     (``a_i^2 b/2 ~ chi^2_1``, ``b e_k^2 ~ chi^2_{bk}``).  For ``b = 2`` this is ``n^2``, the
     GUE value for density ``exp(-tr H^2 / 2)``.  Cost: ``O(n^2)`` per sample.
+
+    Parameters
+    ----------
+    n : int
+        Number of eigenvalues, >= 1.
+    b : float
+        Dyson index ``b > 0``.
+    size : int
+        Number of samples, >= 1.
+    rng : numpy.random.Generator
+        The random stream (e.g. ``numpy.random.default_rng(seed)``).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(size, n)`` eigenvalues, rows ascending.
+
+    Raises
+    ------
+    ValueError
+        ``bad <name>=...`` for an invalid argument.
     """
     n = check_integer(n, "n", 1)
     b = check_positive(b, "b")
@@ -94,6 +115,27 @@ def ginibre_singular_values(
 
     For ``d = 1`` the single value is ``|N(0, variance)|`` (half-normal).  Computed with the
     batched ``numpy.linalg.svd`` (``compute_uv=False``) in memory-bounded chunks.
+
+    Parameters
+    ----------
+    d : int
+        Matrix size, >= 1.
+    size : int
+        Number of matrices, >= 1.
+    rng : numpy.random.Generator
+        The random stream (e.g. ``numpy.random.default_rng(seed)``).
+    variance : float, default 1.0
+        Variance of each entry, > 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(size, d)`` singular values, rows descending.
+
+    Raises
+    ------
+    ValueError
+        ``bad <name>=...`` for an invalid argument.
     """
     d = check_integer(d, "d", 1)
     size = check_integer(size, "size", 1)
@@ -136,6 +178,32 @@ def independent_samples(
     CDF differs from the true CDF by at most ``(hi - lo) h^2 max|f''| / (4 ∫f)`` in sup norm
     (``3e-6`` for ``exp(-x^2/2)`` on ``[-6, 6]`` with the default grid; the actual error is
     smaller, the interpolation errors of neighbouring cells partly cancel).
+
+    Parameters
+    ----------
+    density : callable
+        Vectorised ``f(x) >= 0``, finite on ``support`` (need not be normalised).
+    support : (float, float)
+        The interval ``(lo, hi)``, ``lo < hi``, finite.
+    n : int
+        Points per row, >= 1.
+    size : int
+        Number of rows, >= 1.
+    rng : numpy.random.Generator
+        The random stream (e.g. ``numpy.random.default_rng(seed)``).
+    grid_points : int, default 8193
+        Interpolation nodes ``m`` of ``f``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(size, n)`` points, rows ascending.
+
+    Raises
+    ------
+    ValueError
+        ``bad <name>=...`` for an invalid argument or a density that is negative, not finite
+        or zero on the grid.
     """
     if not callable(density):
         raise fail("density", density, "must be a vectorised callable x -> f(x)")
