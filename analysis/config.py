@@ -107,13 +107,16 @@ def check_out(value: object, name: str = "out") -> Path:
     if not isinstance(value, str | os.PathLike) or not str(value).strip() or "\0" in str(value):
         raise fail(name, value, "must be a folder path")
     path = Path(value)
-    if path.exists() and not path.is_dir():
-        raise fail(name, str(value), "exists and is not a folder")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise fail(name, str(value), f"{parent} is not a folder")
-            break
+    try:
+        if path.exists() and not path.is_dir():
+            raise fail(name, str(value), "exists and is not a folder")
+        for parent in path.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise fail(name, str(value), f"{parent} is not a folder")
+                break
+    except OSError as exc:
+        raise fail(name, str(value), f"cannot be used as a folder ({exc.strerror})") from None
     return path
 
 
