@@ -297,6 +297,7 @@ def test_check_option_validates_without_running(cwd, capsys):
     assert_rejected(code, err, "dt")
 
 
+@pytest.mark.smoke
 def test_valid_tiny_config_runs_and_normalizes(cwd, capsys):
     """An accepted config runs with the checked values (``depth = "inf"``, an integer-valued
     float depth, ``burn_in = 0``)."""
