@@ -281,7 +281,9 @@ def _ensemble(args: argparse.Namespace) -> int:
     import numpy as np
 
     from dlnsim.particles import Model, Schatten, langevin_ensemble
-    from dlnsim.particles.validation import check_positive
+    from dlnsim.particles.validation import check_positive, check_times
+
+    from .config import check_memory, check_steps
 
     model = Model(args.width, args.depth, args.beta, Schatten(args.p))
     s_star = model.equilibrium()
@@ -289,9 +291,13 @@ def _ensemble(args: argparse.Namespace) -> int:
     if sigma0 is None:
         sigma0 = (s_star if s_star > 0 else 1.0) * np.geomspace(3.0, 1 / 3, model.width)
     if args.save_times is not None:
-        times = args.save_times
+        times = check_times(args.save_times)
     else:
         times = np.linspace(0.0, check_positive(args.t_end, "t-end"), 51)
+    # sizes before anything is allocated or written (the library checks the rest)
+    check_steps(float(times[-1]), check_positive(args.dt, "dt"), "t-end", "dt")
+    sizes = {"members": args.members, "n_times": len(times), "width": model.width}
+    check_memory({k: max(v, 0) for k, v in sizes.items()}, "the trajectories", copies=2)
     scheduler = args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or "local"
     reductions = [r for r in args.reductions.split(",") if r]
     ds = langevin_ensemble(

@@ -40,9 +40,11 @@ __all__ = [
     "Param",
     "Schema",
     "SCHEMAS",
+    "check_memory",
     "check_name",
     "check_names",
     "check_out",
+    "check_steps",
     "model_from",
     "read_config",
     "validate",
@@ -240,7 +242,7 @@ def _memory_bytes() -> float:
         return float(psutil.virtual_memory().total)
 
 
-def _check_memory(factors: Mapping[str, float], what: str, copies: float = 1.0) -> None:
+def check_memory(factors: Mapping[str, float], what: str, copies: float = 1.0) -> None:
     """Refuse a run whose main float64 array (the product of ``factors``) cannot fit in this
     machine's memory; blames the largest factor."""
     count = copies * math.prod(float(v) for v in factors.values())
@@ -256,7 +258,7 @@ def _check_memory(factors: Mapping[str, float], what: str, copies: float = 1.0) 
         )
 
 
-def _check_steps(t_end: float, dt: float, t_name: str, dt_name: str) -> None:
+def check_steps(t_end: float, dt: float, t_name: str, dt_name: str) -> None:
     steps = t_end / dt
     if not math.isfinite(steps) or steps > MAX_STEPS:
         raise fail(
@@ -280,15 +282,34 @@ def model_from(params: Mapping[str, Any], depth: int | float | None = None):
     )
 
 
+def _check_equilibrium(model, beta: float) -> None:
+    """For ``N >= 2`` the equilibrium ``sigma_*`` is positive: refuse parameters where it
+    underflows or overflows float64 (the flow, the rates and the depth fits need it)."""
+    if model.depth == 1:
+        return  # no entropy: sigma_* = 0 is the exact answer
+    try:
+        s_star = model.equilibrium()
+    except ValueError as exc:
+        raise fail("beta", beta, f"no equilibrium in float64 with these beta, p ({exc})") from None
+    if not 0 < s_star < math.inf:
+        raise fail(
+            "beta",
+            beta,
+            f"the equilibrium sigma_* = {s_star:g} at N = {model.depth} is not a positive "
+            "float64 (beta or p too extreme)",
+        )
+
+
 def _cross_flow(params: dict[str, Any]) -> None:
     model = model_from(params)
+    _check_equilibrium(model, params["beta"])
     if params["initial"] is not None:
         initial = check_singular_values(params["initial"], model.width, "initial")
         params["initial"] = initial
         rows = 1 if initial.ndim == 1 else initial.shape[0]
     else:
         rows = params["members"]
-    _check_memory(
+    check_memory(
         {"members": rows, "n_times": params["n_times"], "width": params["width"]},
         "the trajectories",
         copies=3,
@@ -297,6 +318,7 @@ def _cross_flow(params: dict[str, Any]) -> None:
 
 def _cross_ensemble(params: dict[str, Any]) -> None:
     model = model_from(params)
+    _check_equilibrium(model, params["beta"])
     initial = params["initial"]
     if initial is not None:
         arr = check_singular_values(initial, model.width, "initial")
@@ -307,8 +329,8 @@ def _cross_ensemble(params: dict[str, Any]) -> None:
                 f"must be one start of length {model.width} or members={params['members']} rows",
             )
         params["initial"] = arr
-    _check_steps(params["t_end"], params["dt"], "t_end", "dt")
-    _check_memory(
+    check_steps(params["t_end"], params["dt"], "t_end", "dt")
+    check_memory(
         {"members": params["members"], "n_times": params["n_times"], "width": params["width"]},
         "each ensemble's trajectories",
         copies=2,
@@ -343,13 +365,13 @@ def _cross_meanfield(params: dict[str, Any]) -> None:
             f"the limit equilibrium sigma_* = ({frac:g} / (2 b))^(1/p) = {s_star:g} is not a "
             "positive float64 (the initial law is centred on it)",
         )
-    _check_steps(params["times"][-1], params["dt"], "times[-1]", "dt")
-    _check_memory(
+    check_steps(params["times"][-1], params["dt"], "times[-1]", "dt")
+    check_memory(
         {"n_samples": params["n_samples"], "times": len(params["times"]), "widths": len(widths)},
         "the pooled samples",
         copies=3,
     )
-    _check_memory(
+    check_memory(
         {"cells": params["cells"], "times": len(params["times"]), "widths": len(widths)},
         "the PDE densities",
         copies=6,
@@ -363,10 +385,8 @@ def _cross_repulsion(params: dict[str, Any]) -> None:
     for k, system in enumerate(systems):
         if system["kind"] in ("chamber", "matrix_variant", "dyson"):
             # the run spans 6 decorrelation times in steps of at most dt
-            _check_steps(
-                6 * decorrelation_time(system), params["dt"], "6 decorrelation times", "dt"
-            )
-        _check_memory(
+            check_steps(6 * decorrelation_time(system), params["dt"], "6 decorrelation times", "dt")
+        check_memory(
             {"rows": params["rows"], f"systems[{k}].width": system["width"]},
             "the samples",
             copies=16,  # exact samplers take 4x the rows; spacings and ratios
@@ -392,7 +412,7 @@ def _cross_depth(params: dict[str, Any]) -> None:
         raise fail("initial", params["initial"], f"must be one start of width={params['width']}")
     params["initial"] = check_singular_values(initial, params["width"], "initial")
     for n in depths:
-        model_from(params, depth=n)
+        _check_equilibrium(model_from(params, depth=n), params["beta"])
     if params["members"]:
         if params["width"] < 4:
             raise fail(
@@ -401,13 +421,13 @@ def _cross_depth(params: dict[str, Any]) -> None:
                 "the N = inf stationary law of the ensembles is normalizable only for d >= 4 "
                 "(set members = 0 for the flow alone)",
             )
-        _check_steps(params["ensemble_tau_end"], params["dt"], "ensemble_tau_end", "dt")
-        _check_memory(
+        check_steps(params["ensemble_tau_end"], params["dt"], "ensemble_tau_end", "dt")
+        check_memory(
             {"depths": len(depths), "members": params["members"], "width": params["width"]},
             "the ensembles (41 save times)",
             copies=41 * 2,
         )
-    _check_memory(
+    check_memory(
         {"depths": len(depths), "n_times": params["n_times"], "width": params["width"]},
         "the flows",
     )

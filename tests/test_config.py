@@ -146,6 +146,9 @@ ISSUE_CASES = [
     ([{"kind": "repulsion", "systems": ["gbe"]}], "systems[0]"),
     ([{"kind": "repulsion", "dt": 1e-300}], "dt"),
     ([{"kind": "depth", "depths": [1, 2, "inf"]}], "depths"),
+    ([{"kind": "depth", "beta": 1e308}], "beta"),  # issue 17.6: was "need two finite depths"
+    ([{"kind": "flow", "beta": 1e308}], "beta"),
+    ([{"kind": "ensemble", "beta": 1e-308}], "beta"),
     ([{"kind": "depth", "depths": [16, 32, 64]}], "depths"),
     ([{"kind": "depth", "depths": [16, 32, 32, "inf"]}], "depths"),
     ([{"kind": "depth", "width": 3, "initial": [1.0, 0.5, 0.2]}], "width"),
@@ -367,6 +370,7 @@ def test_load_config_keeps_its_contract():
         (["depth", "--depths", "16,32,64"], "depths"),
         (["depth", "--members", "-1"], "members"),
         (["depth", "--dt", "1e-320"], "dt"),
+        (["depth", "--beta", "1e308"], "beta"),
         (["meanfield", "--dt", "-1"], "dt"),
         (["meanfield", "--depth", "1"], "depth"),
         (["meanfield", "--widths", "8"], "widths"),
