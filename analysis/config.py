@@ -282,27 +282,34 @@ def model_from(params: Mapping[str, Any], depth: int | float | None = None):
     )
 
 
-def _check_equilibrium(model, beta: float) -> None:
-    """For ``N >= 2`` the equilibrium ``sigma_*`` is positive: refuse parameters where it
-    underflows or overflows float64 (the flow, the rates and the depth fits need it)."""
+def _check_equilibrium(model, params: Mapping[str, Any]) -> None:
+    """For ``N >= 2`` the equilibrium ``sigma_*`` and the relaxation rates are positive: refuse
+    ``beta``, ``p`` where they underflow or overflow float64 (the flow, the rates and the depth
+    fits need them).  Blames the more extreme of the two (in log scale)."""
     if model.depth == 1:
         return  # no entropy: sigma_* = 0 is the exact answer
+    beta, p = params["beta"], params["p"]
+    name = "beta" if abs(math.log(beta)) >= abs(math.log(p)) else "p"
+    value = params[name]
     try:
         s_star = model.equilibrium()
-    except ValueError as exc:
-        raise fail("beta", beta, f"no equilibrium in float64 with these beta, p ({exc})") from None
-    if not 0 < s_star < math.inf:
+        rates = model.relaxation_rates(rescaled=model.infinite) if s_star > 0 else ()
+    except (ValueError, ArithmeticError) as exc:
         raise fail(
-            "beta",
-            beta,
-            f"the equilibrium sigma_* = {s_star:g} at N = {model.depth} is not a positive "
-            "float64 (beta or p too extreme)",
+            name, value, f"no equilibrium in float64 at beta={beta}, p={p} ({exc})"
+        ) from None
+    if not 0 < s_star < math.inf or not all(0 < r < math.inf for r in rates):
+        raise fail(
+            name,
+            value,
+            f"at beta={beta}, p={p} the equilibrium sigma_* = {s_star:g} (N = {model.depth}) "
+            f"or its relaxation rates {tuple(rates)} are not positive float64 numbers",
         )
 
 
 def _cross_flow(params: dict[str, Any]) -> None:
     model = model_from(params)
-    _check_equilibrium(model, params["beta"])
+    _check_equilibrium(model, params)
     if params["initial"] is not None:
         initial = check_singular_values(params["initial"], model.width, "initial")
         params["initial"] = initial
@@ -318,7 +325,7 @@ def _cross_flow(params: dict[str, Any]) -> None:
 
 def _cross_ensemble(params: dict[str, Any]) -> None:
     model = model_from(params)
-    _check_equilibrium(model, params["beta"])
+    _check_equilibrium(model, params)
     initial = params["initial"]
     if initial is not None:
         arr = check_singular_values(initial, model.width, "initial")
@@ -412,7 +419,7 @@ def _cross_depth(params: dict[str, Any]) -> None:
         raise fail("initial", params["initial"], f"must be one start of width={params['width']}")
     params["initial"] = check_singular_values(initial, params["width"], "initial")
     for n in depths:
-        _check_equilibrium(model_from(params, depth=n), params["beta"])
+        _check_equilibrium(model_from(params, depth=n), params)
     if params["members"]:
         if params["width"] < 4:
             raise fail(

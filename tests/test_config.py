@@ -148,7 +148,7 @@ ISSUE_CASES = [
     ([{"kind": "depth", "depths": [1, 2, "inf"]}], "depths"),
     ([{"kind": "depth", "beta": 1e308}], "beta"),  # issue 17.6: was "need two finite depths"
     ([{"kind": "flow", "beta": 1e308}], "beta"),
-    ([{"kind": "ensemble", "beta": 1e-308}], "beta"),
+    ([{"kind": "ensemble", "p": 1e-300}], "p"),
     ([{"kind": "depth", "depths": [16, 32, 64]}], "depths"),
     ([{"kind": "depth", "depths": [16, 32, 32, "inf"]}], "depths"),
     ([{"kind": "depth", "width": 3, "initial": [1.0, 0.5, 0.2]}], "width"),
