@@ -141,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output folder (default: the config's 'out' or ./dlnsim-out)")
     _cluster_options(run)
     _format_option(run, "each experiment's 'format', else png")
+    run.add_argument(
+        "--check",
+        action="store_true",
+        help="validate the config and the output folder, then exit (runs nothing, writes nothing)",
+    )
 
     pp = sub.add_parser(
         "phase-portrait",
@@ -250,35 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _value_parser(default):
-    """argparse type for an experiment parameter, inferred from its default."""
-    if isinstance(default, bool):
-        return None
-    if isinstance(default, int):
-        return int
-    if isinstance(default, float):
-        return float
-    if isinstance(default, list) or default is None:
-
-        def parse_list(text: str) -> list:
-            items = [v for v in text.replace(" ", "").split(",") if v]
-            try:
-                return [
-                    v if v == "inf" else (int(v) if v.lstrip("-").isdigit() else float(v))
-                    for v in items
-                ]
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"{text!r} is not a list of numbers") from None
-
-        return parse_list
-    return str
-
-
 def _experiment_command(sub, kind: str, exp) -> None:
-    """A subcommand ``dlnsim KIND`` with one option per parameter of the experiment kind."""
+    """A subcommand ``dlnsim KIND`` with one option per parameter of the experiment kind (its
+    schema, ``analysis.config``: the same defaults and checks as in a config file)."""
     p = sub.add_parser(kind, help=exp.doc.splitlines()[0], description=exp.doc)
-    for key, default in exp.defaults.items():
+    for key, param in exp.schema.params.items():
         flag = "--" + key.replace("_", "-")
+        default = param.default
         shown = "none" if default is None else default
         if key == "format":
             _format_option(p)
@@ -288,16 +271,16 @@ def _experiment_command(sub, kind: str, exp) -> None:
                 dest=key,
                 action=argparse.BooleanOptionalAction,
                 default=None,
-                help=f"(default {shown})",
+                help=f"{param.help} (default {shown})",
             )
-        else:
+        elif param.cli is not None:
             note = ", comma-separated" if isinstance(default, list) or default is None else ""
             p.add_argument(
                 flag,
                 dest=key,
-                type=_value_parser(default),
+                type=param.cli,
                 default=None,
-                help=f"(default {shown}{note})",
+                help=f"{param.help} (default {shown}{note})",
             )
     p.add_argument(
         "--out", dest="out_dir", default="dlnsim-out", help="output folder (default %(default)s)"
@@ -306,19 +289,24 @@ def _experiment_command(sub, kind: str, exp) -> None:
 
 
 def _experiment(args: argparse.Namespace) -> int:
+    from .config import check_out
     from .pipeline import EXPERIMENTS, resolve, run_experiments
 
     given = {
-        k: getattr(args, k) for k in EXPERIMENTS[args.kind].defaults if getattr(args, k) is not None
+        k: getattr(args, k, None)
+        for k in EXPERIMENTS[args.kind].defaults
+        if getattr(args, k, None) is not None
     }
     resolve({"kind": args.kind, **given})  # every parameter checked before any output
+    check_out(args.out_dir, "out")
     _log.info("writing into %s/", args.out_dir)
     run_experiments([{"kind": args.kind, **given}], args.out_dir, print)
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .pipeline import DEFAULT_EXPERIMENTS, load_config, run_experiments
+    from .config import check_out
+    from .pipeline import DEFAULT_EXPERIMENTS, load_config, resolve, run_experiments
 
     if args.config:
         experiments, out = load_config(args.config)
@@ -327,7 +315,14 @@ def _run(args: argparse.Namespace) -> int:
         experiments, out, text = DEFAULT_EXPERIMENTS, None, None
     if args.format is not None:
         experiments = [{**e, "format": list(args.format)} for e in experiments]
-    folder = Path(args.out or out or "dlnsim-out")
+    folder = check_out(args.out or out or "dlnsim-out", "--out" if args.out else "out")
+    if args.check:
+        resolved = [resolve(e)[1] for e in experiments]
+        names = ", ".join(
+            f"{e['kind']} {p['name']!r}" for e, p in zip(experiments, resolved, strict=True)
+        )
+        print(f"dlnsim: {args.config or 'the built-in config'} is valid: {names}; output {folder}/")
+        return 0
     with _cluster(args, "local"):
         _log.info("writing into %s/", folder)
         run_experiments(experiments, folder, print, config=text)
@@ -374,11 +369,12 @@ def _flow(args: argparse.Namespace) -> int:
 
     from dlnsim.particles import Model, Schatten, gradient_flow
     from dlnsim.particles.datasets import check_path, save
-    from dlnsim.particles.validation import check_integer
+    from dlnsim.particles.validation import check_integer, check_positive
 
     check_path(Path(args.out))
     model = Model(args.width, args.depth, args.beta, Schatten(args.p))
-    times = np.linspace(0.0, args.t_end, check_integer(args.n_times, "n-times", 2))
+    t_end = check_positive(args.t_end, "t-end")
+    times = np.linspace(0.0, t_end, check_integer(args.n_times, "n-times", 2))
     ds = gradient_flow(model, args.sigma0, times, rescaled=True if args.rescaled else None)
     save(ds, args.out)
     final = ", ".join(f"{v:.8g}" for v in ds.sigma.isel(time=-1).values)
@@ -395,7 +391,9 @@ def _ensemble(args: argparse.Namespace) -> int:
     import numpy as np
 
     from dlnsim.particles import Model, Schatten, langevin_ensemble
-    from dlnsim.particles.validation import check_positive
+    from dlnsim.particles.validation import check_positive, check_times
+
+    from .config import check_memory, check_steps
 
     model = Model(args.width, args.depth, args.beta, Schatten(args.p))
     s_star = model.equilibrium()
@@ -403,9 +401,13 @@ def _ensemble(args: argparse.Namespace) -> int:
     if sigma0 is None:
         sigma0 = (s_star if s_star > 0 else 1.0) * np.geomspace(3.0, 1 / 3, model.width)
     if args.save_times is not None:
-        times = args.save_times
+        times = check_times(args.save_times)
     else:
         times = np.linspace(0.0, check_positive(args.t_end, "t-end"), 51)
+    # sizes before anything is allocated or written (the library checks the rest)
+    check_steps(float(times[-1]), check_positive(args.dt, "dt"), "t-end", "dt")
+    sizes = {"members": args.members, "n_times": len(times), "width": model.width}
+    check_memory({k: max(v, 0) for k, v in sizes.items()}, "the trajectories", copies=2)
     scheduler = args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or "local"
     reductions = [r for r in args.reductions.split(",") if r]
     with _cluster(args, scheduler):

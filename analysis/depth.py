@@ -32,14 +32,22 @@ import xarray as xr
 
 from dlnsim.particles import Model, Schatten, gradient_flow
 from dlnsim.particles.datasets import provenance
-from dlnsim.particles.validation import check_depth, check_singular_values, check_times, check_width, fail
+from dlnsim.particles.validation import (
+    check_depth,
+    check_singular_values,
+    check_times,
+    check_width,
+    fail,
+)
 
 __all__ = ["DEFAULT_DEPTHS", "depth_sweep", "fit_order", "convergence_orders"]
 
 DEFAULT_DEPTHS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, math.inf)
 
+#: The orders of convergence are fitted over the finite depths >= this (``fit_order``).
+MIN_FIT_DEPTH = 16
 
-def fit_order(depths: np.ndarray, errors: np.ndarray, min_depth: float = 16) -> float:
+def fit_order(depths: np.ndarray, errors: np.ndarray, min_depth: float = MIN_FIT_DEPTH) -> float:
     """Least-squares slope of ``log error`` against ``log(1/N)`` over finite ``N >= min_depth``.
 
     An error ``~ C N^{-q}`` gives the order ``q``; non-finite or zero errors are skipped.
@@ -50,7 +58,7 @@ def fit_order(depths: np.ndarray, errors: np.ndarray, min_depth: float = 16) -> 
         Depths ``N`` (``inf`` entries are skipped).
     errors : array_like
         Errors at those depths, the same length.
-    min_depth : float, default 16
+    min_depth : float, default MIN_FIT_DEPTH
         Smallest depth in the fit (the asymptotic regime).
 
     Returns

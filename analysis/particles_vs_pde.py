@@ -20,7 +20,13 @@ import xarray as xr
 from dlnsim.meanfield import solve
 from dlnsim.particles import Model, Schatten, langevin_ensemble
 from dlnsim.particles.datasets import provenance
-from dlnsim.particles.validation import check_depth, check_integer, check_positive, check_times, fail
+from dlnsim.particles.validation import (
+    check_depth,
+    check_integer,
+    check_positive,
+    check_times,
+    fail,
+)
 
 from .meanfield_compare import compare_densities, fit_rate, wasserstein_to_density
 

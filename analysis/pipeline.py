@@ -1,10 +1,12 @@
 """The experiment pipeline behind ``dlnsim run``: TOML configs, experiment kinds, outputs.
 
-A config is a TOML file with an optional top-level ``out`` (output folder) and a list of
+A config is a UTF-8 TOML file with an optional top-level ``out`` (output folder) and a list of
 ``[[experiment]]`` tables, each with a ``kind`` and that kind's parameters (unknown keys are an
-error).  ``dlnsim run`` with no config runs ``DEFAULT_EXPERIMENTS``.  Each experiment writes its
-dataset(s) and figures into the output folder as soon as they are done and returns summary
-lines, which are printed and appended to ``summary.txt``.
+error; every parameter's default and check are in ``analysis.config``, and every experiment is
+validated before the first one runs).  ``dlnsim run`` with no config runs
+``DEFAULT_EXPERIMENTS``.  Each experiment writes its dataset(s) and figures into the output
+folder as soon as they are done and returns summary lines, which are printed and appended to
+``summary.txt``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import contextlib
 import json
 import logging
 import math
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,17 +22,18 @@ from typing import Any
 
 import numpy as np
 
-from dlnsim.particles import Model, Schatten, gradient_flow
+from dlnsim.particles import Model, gradient_flow
 from dlnsim.particles.datasets import extra_provenance, save
-from dlnsim.particles.validation import (
-    check_depth,
-    check_integer,
-    check_positive,
-    check_singular_values,
-    check_width,
-    fail,
-)
 
+from .config import (
+    SCHEMAS,
+    Schema,
+    check_names,
+    check_out,
+    model_from,
+    read_config,
+    validate,
+)
 from .relaxation import relaxation_dataset, relaxation_runs
 
 __all__ = ["EXPERIMENTS", "DEFAULT_EXPERIMENTS", "load_config", "run_experiments", "model_from"]
@@ -42,31 +44,25 @@ _log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Experiment:
-    """An experiment kind: its parameters with defaults, and the function that runs it."""
+    """An experiment kind: its parameters (defaults and checks), and the function that runs it
+    on checked parameters."""
 
-    defaults: Mapping[str, Any]
+    schema: Schema
     run: Runner
     doc: str
 
-
-MODEL_DEFAULTS = {"width": 2, "depth": 10, "beta": 5.0, "p": 2.0}
-# every experiment that draws figures: their formats ("png,pdf" adds vector output)
-FIGURE_DEFAULTS = {"format": ["png"]}
-
-
-def model_from(params: Mapping[str, Any]) -> Model:
-    """``Model(width, depth, beta, Schatten(p))`` from experiment parameters."""
-    return Model(params["width"], params["depth"], params["beta"], Schatten(params["p"]))
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return self.schema.defaults
 
 
 def _initial_states(params: Mapping[str, Any], model: Model) -> np.ndarray:
     """``initial`` as given, or ``members`` random chamber points (log-uniform, seeded)."""
     if params.get("initial") is not None:
         return np.asarray(params["initial"], dtype=float)
-    rng = np.random.default_rng(check_integer(params["seed"], "seed", 0))
+    rng = np.random.default_rng(params["seed"])
     s = model.equilibrium() or 1.0
-    members = check_integer(params["members"], "members")
-    return s * np.exp(rng.uniform(-2.0, 1.0, size=(members, model.width)))
+    return s * np.exp(rng.uniform(-2.0, 1.0, size=(params["members"], model.width)))
 
 
 def run_flow(params: dict[str, Any], out: Path) -> list[str]:
@@ -75,8 +71,7 @@ def run_flow(params: dict[str, Any], out: Path) -> list[str]:
 
     model = model_from(params)
     name = params["name"]
-    t_end = check_positive(params["t_end"], "t_end")
-    times = np.linspace(0.0, t_end, check_integer(params["n_times"], "n_times", 2))
+    times = np.linspace(0.0, params["t_end"], params["n_times"])
     ds = gradient_flow(model, _initial_states(params, model), times)
     runs = relaxation_runs(model) if model.equilibrium() > 0 else []
     if runs:  # stored with the flow, so that `dlnsim plot` redraws the relaxation figure
@@ -160,19 +155,15 @@ def run_ensemble(params: dict[str, Any], out: Path) -> list[str]:
         sigma0 = scale * np.geomspace(3.0, 1 / 3, model.width)
     else:
         sigma0 = np.asarray(params["initial"], dtype=float)
-    times = np.linspace(
-        0.0,
-        check_positive(params["t_end"], "t_end"),
-        check_integer(params["n_times"], "n_times", 2),
-    )
-    burn = times >= check_positive(params["burn_in"], "burn_in") * times[-1]
+    times = np.linspace(0.0, params["t_end"], params["n_times"])
+    burn = times >= params["burn_in"] * times[-1]
     temperatures = params["temperatures"] or [1 / (model.beta * 2**k) for k in range(4)]
     common = {
-        "dt": check_positive(params["dt"], "dt"),
+        "dt": params["dt"],
         "progress": None,
         "chunk_size": params["chunk_size"] or None,
     }
-    members = check_integer(params["members"], "members")
+    members = params["members"]
     flow = gradient_flow(model, sigma0, times, progress=False)
     rows = []
     main_ds = None
@@ -320,12 +311,7 @@ def run_repulsion(params: dict[str, Any], out: Path) -> list[str]:
     name = params["name"]
     systems = params["systems"] or None
     kwargs = {"systems": systems} if systems else {}
-    ds = repulsion_comparison(
-        rows=check_integer(params["rows"], "rows", 50),
-        seed=check_integer(params["seed"], "seed", 0),
-        dt=check_positive(params["dt"], "dt"),
-        **kwargs,
-    )
+    ds = repulsion_comparison(rows=params["rows"], seed=params["seed"], dt=params["dt"], **kwargs)
     save(ds, out / f"{name}.nc")
     save_figure(repulsion_figure(ds), out / name, params["format"], dpi=110)
     lines = [
@@ -373,16 +359,12 @@ def run_depth(params: dict[str, Any], out: Path) -> list[str]:
 
     name = params["name"]
     depths = [math.inf if str(n) == "inf" else n for n in params["depths"]]
-    taus = np.linspace(
-        0.0,
-        check_positive(params["tau_end"], "tau_end"),
-        check_integer(params["n_times"], "n_times", 2),
-    )
+    taus = np.linspace(0.0, params["tau_end"], params["n_times"])
     ensemble = None
     if params["members"]:
         ensemble = {
-            "members": check_integer(params["members"], "members"),
-            "dt": check_positive(params["dt"], "dt"),
+            "members": params["members"],
+            "dt": params["dt"],
             "seed": params["seed"],
             "tau_end": params["ensemble_tau_end"],
             "progress": False,
@@ -429,90 +411,14 @@ def run_depth(params: dict[str, Any], out: Path) -> list[str]:
 
 
 EXPERIMENTS: dict[str, Experiment] = {
-    "flow": Experiment(
-        defaults={
-            **MODEL_DEFAULTS,
-            "name": "flow",
-            "initial": None,
-            "members": 8,
-            "seed": 0,
-            "t_end": 20.0,
-            "n_times": 201,
-            "phase_portrait": True,
-            **FIGURE_DEFAULTS,
-        },
-        run=run_flow,
-        doc=run_flow.__doc__ or "",
-    ),
-    "ensemble": Experiment(
-        defaults={
-            **MODEL_DEFAULTS,
-            "width": 4,
-            "name": "ensemble",
-            "initial": None,
-            "members": 128,
-            "dt": 2e-3,
-            "t_end": 3.0,
-            "n_times": 51,
-            "seed": 0,
-            "temperatures": [],
-            "burn_in": 0.5,
-            "scheduler": "local",
-            "chunk_size": 0,
-            **FIGURE_DEFAULTS,
-        },
-        run=run_ensemble,
-        doc=run_ensemble.__doc__ or "",
-    ),
-    "meanfield": Experiment(
-        defaults={
-            "name": "meanfield",
-            "widths": [8, 32, 128],
-            "b": 1.0,
-            "depth": 4,
-            "p": 2.0,
-            "times": [0.0, 0.2, 0.5, 1.0],
-            "n_samples": 1024,
-            "dt": 1e-3,
-            "seed": 0,
-            "cells": 128,
-            **FIGURE_DEFAULTS,
-        },
-        run=run_meanfield,
-        doc=run_meanfield.__doc__ or "",
-    ),
-    "repulsion": Experiment(
-        defaults={
-            "name": "repulsion",
-            "rows": 600,
-            "seed": 0,
-            "dt": 1e-3,
-            "systems": [],
-            **FIGURE_DEFAULTS,
-        },
-        run=run_repulsion,
-        doc=run_repulsion.__doc__ or "",
-    ),
-    "depth": Experiment(
-        defaults={
-            "name": "depth",
-            # d = 6: the N = inf stationary law needs d >= 4 to be normalizable (analysis.depth)
-            "width": 6,
-            "beta": 2.0,
-            "p": 2.0,
-            "initial": [2.0, 1.37, 0.94, 0.64, 0.44, 0.3],
-            "depths": [1, 2, 4, 8, 16, 32, 64, 128, 256, "inf"],
-            "tau_end": 3.0,
-            "n_times": 31,
-            "members": 64,
-            "dt": 0.01,
-            "seed": 0,
-            "ensemble_tau_end": 20.0,
-            **FIGURE_DEFAULTS,
-        },
-        run=run_depth,
-        doc=run_depth.__doc__ or "",
-    ),
+    kind: Experiment(SCHEMAS[kind], run, run.__doc__ or "")
+    for kind, run in (
+        ("flow", run_flow),
+        ("ensemble", run_ensemble),
+        ("meanfield", run_meanfield),
+        ("repulsion", run_repulsion),
+        ("depth", run_depth),
+    )
 }
 
 DEFAULT_EXPERIMENTS: list[dict[str, Any]] = [
@@ -525,77 +431,16 @@ DEFAULT_EXPERIMENTS: list[dict[str, Any]] = [
 
 
 def resolve(experiment: Mapping[str, Any]) -> tuple[Experiment, dict[str, Any]]:
-    """The experiment kind and its full parameters (defaults overlaid); checks every key."""
-    kind = experiment.get("kind")
-    if kind not in EXPERIMENTS:
-        raise fail("kind", kind, f"must be one of {', '.join(EXPERIMENTS)}")
-    exp = EXPERIMENTS[kind]
-    params = dict(exp.defaults)
-    for key, value in experiment.items():
-        if key == "kind":
-            continue
-        if key not in exp.defaults:
-            raise fail(
-                key,
-                value,
-                f"unknown key for an experiment of kind {kind!r} "
-                f"(known: {', '.join(exp.defaults)})",
-            )
-        params[key] = value
-    # validate the common parameters before any work starts
-    if "widths" in params:
-        if not isinstance(params["widths"], list) or len(params["widths"]) < 2:
-            raise fail("widths", params["widths"], "must be a list of at least two widths")
-        for w in params["widths"]:
-            check_integer(w, "widths", 2)
-        check_depth(params["depth"], "depth")
-        check_positive(params["b"], "b")
-        check_positive(params["p"], "p")
-    if {"width", "depth", "beta", "p"} <= params.keys():
-        model = model_from(params)
-        if params.get("initial") is not None:
-            check_singular_values(params["initial"], model.width, "initial")
-    if "depths" in params:
-        if not isinstance(params["depths"], list) or not params["depths"]:
-            raise fail("depths", params["depths"], "must be a non-empty list")
-        for n in params["depths"]:
-            check_depth(n, "depths")
-        check_singular_values(params["initial"], check_width(params["width"]), "initial")
-        Model(params["width"], math.inf, params["beta"], Schatten(params["p"]))
-    if "tau_end" in params:
-        check_positive(params["tau_end"], "tau_end")
-    if "t_end" in params:
-        check_positive(params["t_end"], "t_end")
-    if "n_times" in params:
-        check_integer(params["n_times"], "n_times", 2)
-    if "format" in params:
-        from .plots import check_formats
-
-        params["format"] = list(check_formats(params["format"]))
-    return exp, params
+    """The experiment kind and its full parameters (defaults overlaid), every one checked
+    (``analysis.config.validate``)."""
+    kind, params = validate(experiment)
+    return EXPERIMENTS[kind], params
 
 
 def load_config(path: str | Path) -> tuple[list[dict[str, Any]], str | None]:
     """Parse a TOML config: ``(experiments, out)``; every experiment is validated up front."""
-    path = Path(path)
-    if not path.is_file():
-        raise fail("config", str(path), "no such file")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise fail("config", str(path), f"not valid TOML ({exc})") from None
-    unknown = set(data) - {"out", "experiment"}
-    if unknown:
-        key = sorted(unknown)[0]
-        raise fail(key, data[key], "unknown top-level config key (known: out, experiment)")
-    experiments = data.get("experiment", [])
-    if not isinstance(experiments, list) or not experiments:
-        raise fail("experiment", experiments, "the config needs at least one [[experiment]]")
-    for exp in experiments:
-        resolve(exp)
-    out = data.get("out")
-    if out is not None and not isinstance(out, str):
-        raise fail("out", out, "must be a folder name")
+    experiments, out = read_config(path)
+    check_names([validate(exp) for exp in experiments])
     return experiments, out
 
 
@@ -628,13 +473,15 @@ def run_experiments(
 ) -> list[str]:
     """Run each experiment in turn, writing into ``out``; returns all summary lines.
 
+    Every experiment and ``out`` are checked before anything runs or any file is created.
     Each summary line goes to ``echo`` (default: logged at INFO on the ``dlnsim`` logger).
     Every dataset written carries ``config`` in its ``config`` attribute (default: the
     experiments rendered as TOML by ``config_text``).  Ensemble experiments with ``scheduler =
     "local"`` start one ``local_cluster`` each (options: ``local_cluster_options``).
     """
     resolved = [resolve(e) for e in experiments]
-    out = Path(out)
+    check_names(resolved)
+    out = check_out(out, "out")
     out.mkdir(parents=True, exist_ok=True)
     summary = out / "summary.txt"
     summary.write_text("")

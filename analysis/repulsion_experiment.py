@@ -23,7 +23,7 @@ whether ``gamma``'s interval contains 0 (no repulsion) while the baselines' cont
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,7 +32,7 @@ import xarray as xr
 from dlnsim.particles import Model, Schatten, langevin_ensemble
 from dlnsim.particles.datasets import provenance
 from dlnsim.particles.rmt import gaussian_beta_ensemble, ginibre_singular_values
-from dlnsim.particles.validation import check_integer, fail
+from dlnsim.particles.validation import check_depth, check_integer, check_positive, fail
 
 from .repulsion import (
     mean_spacing_ratio,
@@ -42,7 +42,13 @@ from .repulsion import (
     spacings,
 )
 
-__all__ = ["DEFAULT_SYSTEMS", "system_samples", "repulsion_comparison"]
+__all__ = [
+    "DEFAULT_SYSTEMS",
+    "check_system",
+    "decorrelation_time",
+    "system_samples",
+    "repulsion_comparison",
+]
 
 DEFAULT_SYSTEMS: list[dict[str, Any]] = [
     {"kind": "chamber", "width": 16, "depth": 4, "beta": 1.0},
@@ -60,6 +66,62 @@ DEFAULT_SYSTEMS: list[dict[str, Any]] = [
 #: ``system_samples``).  The adjusted chain is exact, but it enters gaps below the floor only
 #: slowly: at 0.1 Dyson b = 1 (n = 16, 2400 rows) gave gamma 1.275 (1.09, 1.45).
 RESOLUTION = 0.05
+
+
+#: The keys of each system kind (besides ``kind``).
+SYSTEM_KEYS: dict[str, tuple[str, ...]] = {
+    "chamber": ("width", "depth", "beta"),
+    "matrix_variant": ("width", "depth", "beta"),
+    "dyson": ("width", "b"),
+    "ginibre": ("width", "beta"),
+    "gbe": ("width", "b"),
+    "poisson": ("width",),
+}
+
+
+def check_system(system: object, name: str = "system") -> dict[str, Any]:
+    """A system table checked and normalized: a known ``kind``, exactly its keys, ``width``
+    an integer >= 3 (spacing ratios need three particles), ``depth`` an integer >= 1 or
+    ``inf``, ``beta`` and ``b`` positive.  Errors name ``<name>.<key>``."""
+    if not isinstance(system, Mapping):
+        raise fail(name, system, "must be a table with a kind")
+    kind = system.get("kind")
+    if not isinstance(kind, str) or kind not in SYSTEM_KEYS:
+        raise fail(f"{name}.kind", kind, f"must be one of {', '.join(SYSTEM_KEYS)}")
+    keys = SYSTEM_KEYS[kind]
+    for key in system:
+        if key != "kind" and key not in keys:
+            raise fail(
+                f"{name}.{key}",
+                system[key],
+                f"is not a key of a {kind} system (keys: {', '.join(keys)})",
+            )
+    for key in keys:
+        if key not in system:
+            raise fail(name, dict(system), f"a {kind} system needs {key}")
+    out: dict[str, Any] = {
+        "kind": kind,
+        "width": check_integer(system["width"], f"{name}.width", 3),
+    }
+    if "depth" in keys:
+        out["depth"] = check_depth(system["depth"], f"{name}.depth")
+    for key in ("beta", "b"):
+        if key in keys:
+            out[key] = check_positive(system[key], f"{name}.{key}")
+    if kind in ("chamber", "matrix_variant"):
+        Model(out["width"], out["depth"], out["beta"], Schatten(2.0))
+    return out
+
+
+def decorrelation_time(system: Mapping[str, Any], p: float = 2.0) -> float:
+    """The spacing of a system's saved rows (a checked system, Langevin kinds): 3 relaxation
+    times ``3 / lambda_relative`` of the chamber model (1 for Dyson's motion)."""
+    if system["kind"] == "dyson":
+        return 1.0
+    depth = math.inf if str(system["depth"]) == "inf" else system["depth"]
+    base = Model(system["width"], depth, float(system["beta"]), Schatten(p))
+    rates = base.relaxation_rates(rescaled=base.infinite) if base.equilibrium() > 0 else (1, 1)
+    return 3.0 / min(r for r in rates if r > 0)
 
 
 def _label(system: dict[str, Any]) -> str:
@@ -184,8 +246,7 @@ def system_samples(
         base = Model(d, depth, float(system["beta"]), Schatten(p))
         s_star = base.equilibrium() or 1.0
         start = s_star * np.geomspace(2.0, 0.5, d)
-        rates = base.relaxation_rates(rescaled=model.infinite) if base.equilibrium() > 0 else (1, 1)
-        decorrelation = 3.0 / min(r for r in rates if r > 0)
+        decorrelation = decorrelation_time(system, p)
     members = math.ceil(rows / rows_per_member)
     burn = 3.0 * decorrelation
     times = burn + decorrelation * np.arange(rows_per_member)
@@ -253,6 +314,7 @@ def repulsion_comparison(
     rows = check_integer(rows, "rows", 50)
     if not systems:
         raise fail("systems", systems, "needs at least one system")
+    systems = [check_system(s, f"systems[{k}]") for k, s in enumerate(systems)]
     labels, sp, ra, stats = [], [], [], []
     for k, system in enumerate(systems):
         # exact samplers are cheap: give them `exact_factor` times more rows (the exponent

@@ -154,6 +154,8 @@ def test_depth_command(tmp_path):
             "16,32,64,inf",
             "--tau-end",
             "1",
+            "--members",
+            "0",  # d = 3 has no N = inf stationary law: ensembles need d >= 4 (now refused)
             "--out",
             str(out),
         ]

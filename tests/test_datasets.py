@@ -37,6 +37,7 @@ def test_layout_and_attrs(flow_ds):
     np.testing.assert_array_equal(ds.free_energy.values, model.free_energy(ds.sigma.values))
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("suffix", [".nc", ".zarr"])
 def test_round_trip_keeps_values_dtypes_attrs(flow_ds, tmp_path, suffix):
     path = save(flow_ds, tmp_path / f"run{suffix}")

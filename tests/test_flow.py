@@ -42,6 +42,7 @@ def _diagonal_exact(model: Model, s0: float, times: np.ndarray) -> np.ndarray:
     return np.array(out)
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize(
     "d,N,p,beta,s0", [(2, 10, 2.0, 5.0, 1.5), (4, 3, 1.0, 2.0, 0.05), (3, 7, 3.0, 0.5, 0.3)]
 )
