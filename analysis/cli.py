@@ -1,7 +1,14 @@
 """The ``dlnsim`` command line.
 
-Errors in arguments or configs print one line naming the bad parameter and exit with status 2
-(no traceback); an interrupted run exits 130 and keeps every file it had written.
+Every error prints one line (``dlnsim: error: ...``), never a traceback, and exits with
+
+- 2: a bad argument, config or store (the line names the parameter), or an impossible size
+  (refused before allocating, from a memory estimate) or a numeric overflow;
+- 3: an environment fault: an I/O error (the line gives the path and the OS reason: no space,
+  read-only, not a directory, ...), out of memory, a Dask cluster that cannot be reached or has
+  no workers; files already written are left as they were;
+- 4: a computation that failed (a gradient flow that did not reach its final time; no file);
+- 130: interrupted (Ctrl-C); every file already written is kept.
 """
 
 from __future__ import annotations
@@ -11,7 +18,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "EXIT_BAD_INPUT", "EXIT_ENVIRONMENT", "EXIT_FAILED"]
+
+EXIT_BAD_INPUT = 2
+EXIT_ENVIRONMENT = 3
+EXIT_FAILED = 4
 
 
 class _Parser(argparse.ArgumentParser):
@@ -161,6 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     en.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
     en.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    en.add_argument(
+        "--cluster-timeout",
+        type=float,
+        default=60.0,
+        help="seconds to connect to a scheduler, and that a cluster may have no worker before "
+        "the run stops (default %(default)s)",
+    )
 
     from .pipeline import EXPERIMENTS
 
@@ -263,14 +281,25 @@ def _flow(args: argparse.Namespace) -> int:
     import numpy as np
 
     from dlnsim.particles import Model, Schatten, gradient_flow
-    from dlnsim.particles.datasets import check_path, save
-    from dlnsim.particles.validation import check_integer
+    from dlnsim.particles.datasets import check_path
+    from dlnsim.particles.store import save_atomically
+    from dlnsim.particles.validation import (
+        check_integer,
+        check_memory,
+        check_positive,
+        check_singular_values,
+    )
 
     check_path(Path(args.out))
     model = Model(args.width, args.depth, args.beta, Schatten(args.p))
-    times = np.linspace(0.0, args.t_end, check_integer(args.n_times, "n-times", 2))
-    ds = gradient_flow(model, args.sigma0, times, rescaled=True if args.rescaled else None)
-    save(ds, args.out)
+    sigma0 = check_singular_values(args.sigma0, model.width, "sigma0")
+    n_times = check_integer(args.n_times, "n-times", 2)
+    check_memory(8.0 * n_times * (4 * model.width + 6), "n-times", n_times)
+    times = np.linspace(0.0, check_positive(args.t_end, "t-end"), n_times)
+    ds = gradient_flow(
+        model, sigma0, times, rescaled=True if args.rescaled else None, on_failure="raise"
+    )
+    save_atomically(ds, args.out)
     final = ", ".join(f"{v:.8g}" for v in ds.sigma.isel(time=-1).values)
     print(
         f"dlnsim: sigma({args.t_end:g}) = [{final}]; sigma_* = {model.equilibrium():.8g}; "
@@ -285,9 +314,16 @@ def _ensemble(args: argparse.Namespace) -> int:
     import numpy as np
 
     from dlnsim.particles import Model, Schatten, langevin_ensemble
-    from dlnsim.particles.validation import check_positive
+    from dlnsim.particles.ensemble import memory_estimate
+    from dlnsim.particles.validation import check_memory, check_positive
 
     model = Model(args.width, args.depth, args.beta, Schatten(args.p))
+    n_times = 51 if args.save_times is None else len(args.save_times)
+    check_memory(  # before the default sigma0 is made
+        memory_estimate(args.members, n_times, model.width, args.chunk_size, True),
+        "members",
+        f"{args.members} (width {model.width}, {n_times} save times)",
+    )
     s_star = model.equilibrium()
     sigma0 = args.sigma0
     if sigma0 is None:
@@ -314,8 +350,12 @@ def _ensemble(args: argparse.Namespace) -> int:
         scheduler=scheduler,
         reductions=reductions,
         save_members=not args.no_members,
+        cluster_timeout=args.cluster_timeout,
     )
     n_failed = int(ds.failed.values.sum())
+    repaired = ds.attrs.get("repaired_chunks", "none")
+    if repaired != "none":
+        print(f"dlnsim: repaired damaged chunk(s) {repaired} of {args.out} (recomputed from seeds)")
     print(
         f"dlnsim: wrote {args.out} (seed {ds.attrs['seed']}, {args.members} members, "
         f"{n_failed} failed)"
@@ -332,14 +372,41 @@ def _ensemble(args: argparse.Namespace) -> int:
 COMMANDS = {"run": _run, "phase-portrait": _phase_portrait, "flow": _flow, "ensemble": _ensemble}
 
 
+def _error(message: object, code: int) -> int:
+    """Print ``message`` as one line on stderr and return ``code``."""
+    text = " ".join(str(message).split()) or "unknown error"
+    print(f"dlnsim: error: {text}", file=sys.stderr)
+    return code
+
+
+def _os_error(exc: OSError) -> str:
+    """``<path>: <OS reason>`` for an I/O error, else its message."""
+    if exc.filename is not None and exc.strerror:
+        where = str(exc.filename)
+        if exc.filename2 is not None:
+            where += f" -> {exc.filename2}"
+        return f"{where}: {exc.strerror}"
+    return str(exc) or type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv``; returns the exit status (see the module docstring)."""
+    from dlnsim.particles.flow import FlowFailed
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return COMMANDS.get(args.command, _experiment)(args)
     except ValueError as exc:
-        print(f"dlnsim: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(exc, EXIT_BAD_INPUT)
+    except OverflowError as exc:
+        return _error(f"numeric overflow ({exc}): a parameter is too large or too small", 2)
+    except OSError as exc:  # also TimeoutError, ConnectionError
+        return _error(_os_error(exc), EXIT_ENVIRONMENT)
+    except MemoryError:
+        return _error("out of memory: reduce the sizes (members, width, times, ...)", 3)
+    except FlowFailed as exc:
+        return _error(exc, EXIT_FAILED)
     except KeyboardInterrupt:
         print("dlnsim: interrupted; files already written are kept", file=sys.stderr)
         return 130

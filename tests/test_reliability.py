@@ -1,0 +1,337 @@
+"""Faults: damaged stores, two writers, full disks, impossible sizes, bad options (issue 17)."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+import dlnsim.particles.ensemble as ens
+from dlnsim.analysis.cli import main
+from dlnsim.particles import Model, Schatten, gradient_flow
+from dlnsim.particles.store import StoreError, StoreLocked, lock_path, verify_store
+
+MODEL = Model(3, 4, 2.0, Schatten(2.0))
+SIGMA0 = np.array([1.0, 0.6, 0.3])
+TIMES = np.linspace(0.0, 0.3, 4)
+MEMBERS, CHUNK, SEED = 16, 4, 11
+ALL = ("sigma", "free_energy", "spread")
+
+
+def run(**kw):
+    args = dict(
+        model=MODEL,
+        sigma0=SIGMA0,
+        times=TIMES,
+        members=MEMBERS,
+        dt=5e-3,
+        seed=SEED,
+        reductions=ALL,
+        progress=False,
+        scheduler="serial",
+        chunk_size=CHUNK,
+    )
+    args.update(kw)
+    return ens.langevin_ensemble(**args)
+
+
+def assert_bitwise(a: xr.Dataset, b: xr.Dataset) -> None:
+    a, b = a.load(), b.load()
+    assert set(a.data_vars) == set(b.data_vars)
+    for name in a.data_vars:
+        assert a[name].dtype == b[name].dtype, name
+        assert np.array_equal(a[name].values, b[name].values, equal_nan=True), name
+
+
+@pytest.fixture(scope="module")
+def clean():
+    """The uninterrupted run, in memory."""
+    return run().load()
+
+
+@pytest.fixture(scope="module")
+def partial_template(tmp_path_factory):
+    """A store interrupted (Ctrl-C) after 3 of its 4 chunks."""
+    path = tmp_path_factory.mktemp("partial") / "p.zarr"
+    real = ens._run_chunk
+    calls = []
+
+    def interrupted(**task):
+        calls.append(task["first"])
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(**task)
+
+    ens._run_chunk = interrupted
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(store=path)
+    finally:
+        ens._run_chunk = real
+    assert verify_store(path)["chunks_done"] == 3
+    return path
+
+
+@pytest.fixture
+def partial(partial_template, tmp_path):
+    path = tmp_path / "p.zarr"
+    shutil.copytree(partial_template, path)
+    return path
+
+
+def chunk_file(path, array, *index):
+    return path / array / "c" / "/".join(map(str, index))
+
+
+def garble(file):
+    data = bytearray(file.read_bytes())
+    for k in range(len(data) // 2, len(data)):
+        data[k] ^= 0x5A
+    file.write_bytes(bytes(data))
+
+
+def set_done(path, chunk):
+    zarr.open_group(str(path), mode="r+")["chunk_done"][chunk] = 1
+
+
+DAMAGE = {
+    "delete sigma chunk": lambda p: chunk_file(p, "sigma", 0, 0, 0).unlink(),
+    "truncate sigma chunk": lambda p: os.truncate(chunk_file(p, "sigma", 1, 0, 0), 100),
+    "garble sigma chunk": lambda p: garble(chunk_file(p, "sigma", 2, 0, 0)),
+    "delete partial chunk": lambda p: shutil.rmtree(chunk_file(p, "sigma_partial", 0)),
+    "garble last_finite chunk": lambda p: garble(chunk_file(p, "last_finite", 1, 0)),
+    "flag without data": lambda p: set_done(p, 3),
+    "delete checksum record": lambda p: shutil.rmtree(chunk_file(p, "chunk_sha256", 2)),
+    "garble time coordinate": lambda p: garble(chunk_file(p, "time", 0)),
+}
+DAMAGED_CHUNK = {
+    "delete sigma chunk": [0],
+    "truncate sigma chunk": [1],
+    "garble sigma chunk": [2],
+    "delete partial chunk": [0],
+    "garble last_finite chunk": [1],
+    "flag without data": [3],
+    "delete checksum record": [2],
+    "garble time coordinate": [],
+}
+
+
+@pytest.mark.parametrize("how", list(DAMAGE))
+def test_damaged_chunk_is_found_recomputed_and_resume_is_bitwise(partial, clean, how, caplog):
+    """Before: resume trusted ``chunk_done`` (NaN members, INT64_MIN counts, an unreadable
+    store, "-8 failed").  Planted bug: a verify_chunks that returns {} fails every case."""
+    DAMAGE[how](partial)
+    state = verify_store(partial)
+    assert state["state"] == "damaged", state
+    assert state["chunks_damaged"] == DAMAGED_CHUNK[how]
+    if how == "garble time coordinate":
+        assert state["layout_damaged"] == ["time"]
+    calls = []
+    real = ens._run_chunk
+
+    def counted(**task):
+        calls.append(task["first"] // CHUNK)
+        return real(**task)
+
+    ens._run_chunk = counted
+    try:
+        with caplog.at_level(logging.WARNING, logger="dlnsim"):
+            ds = run(store=partial, resume=True)
+    finally:
+        ens._run_chunk = real
+    assert sorted(calls) == sorted({*DAMAGED_CHUNK[how], 3})  # the damaged chunks and the rest
+    assert ds.attrs["repaired_chunks"] == (", ".join(map(str, DAMAGED_CHUNK[how])) or "none")
+    for chunk in DAMAGED_CHUNK[how]:
+        assert f"chunk {chunk} (members" in caplog.text
+    assert_bitwise(ds, clean)
+    after = verify_store(partial)
+    assert after["state"] == "complete" and after["chunks_done"] == 4, after
+
+
+def test_resume_repairs_a_complete_store_and_its_reductions(tmp_path, clean):
+    path = tmp_path / "c.zarr"
+    run(store=path)
+    assert verify_store(path)["state"] == "complete"
+    garble(chunk_file(path, "sigma", 3, 0, 0))
+    garble(chunk_file(path, "spread_mean", 0))
+    state = verify_store(path)
+    assert state["chunks_damaged"] == [3] and state["reductions_ok"] is False
+    ds = run(store=path, resume=True)
+    assert ds.attrs["repaired_chunks"] == "3"
+    assert_bitwise(ds, clean)
+    assert verify_store(path)["state"] == "complete"
+
+
+def test_damage_during_the_run_is_repaired_at_the_end(tmp_path, clean, caplog):
+    """The finishing step re-reads every chunk: damage done while the run goes on is caught."""
+    path = tmp_path / "r.zarr"
+    real = ens._ZarrSink.write
+    seen = []
+
+    def write(self, chunk, result):
+        real(self, chunk, result)
+        if chunk == 2 and not seen:
+            seen.append(chunk)
+            garble(chunk_file(path, "energy", 1, 0))  # chunk 1, already finished
+            garble(chunk_file(path, "sigma", 2, 0, 0))
+
+    ens._ZarrSink.write = write
+    try:
+        with caplog.at_level(logging.WARNING, logger="dlnsim"):
+            ds = run(store=path)
+    finally:
+        ens._ZarrSink.write = real
+    assert ds.attrs["repaired_chunks"] == "1, 2"
+    assert_bitwise(ds, clean)
+
+
+CLI_RUN = ["ensemble", "--members", "8", "--chunk-size", "4", "--t-end", "0.2", "--dt", "1e-2"]
+CLI_RUN += ["--seed", "3", "--scheduler", "serial"]
+
+
+def test_unrepairable_damage_is_one_error_exit_2(partial, tmp_path, capsys):
+    """Before: deleting ``sigma`` gave a KeyError traceback."""
+    shutil.rmtree(partial / "sigma")
+    with pytest.raises(StoreError, match="'sigma' is missing"):
+        run(store=partial, resume=True)
+    state = verify_store(partial)
+    assert state["state"] == "unrepairable" and "sigma" in state["problems"][0]
+    path = tmp_path / "cli.zarr"
+    assert main([*CLI_RUN, "--out", str(path)]) == 0
+    shutil.rmtree(path / "free_energy")
+    capsys.readouterr()
+    code = main([*CLI_RUN, "--resume", "--out", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "'free_energy' is missing" in err, err
+    (path / "zarr.json").write_text("{not json")
+    code = main([*CLI_RUN, "--resume", "--out", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "cannot be read" in err, err
+
+
+def test_cli_reports_the_repair(tmp_path, capsys):
+    path = tmp_path / "cli.zarr"
+    assert main([*CLI_RUN, "--out", str(path)]) == 0
+    first = capsys.readouterr().out
+    chunk_file(path, "sigma", 1, 0, 0).unlink()
+    assert main([*CLI_RUN, "--resume", "--out", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "repaired damaged chunk(s) 1" in out, out
+    assert out.splitlines()[-1] == first.splitlines()[-1]  # the same means
+
+
+# ------------------------------------------------------------------ one writer
+def test_second_writer_refuses_at_once_naming_the_holder(tmp_path, clean):
+    path = tmp_path / "s.zarr"
+    started, release = threading.Event(), threading.Event()
+    real = ens._run_chunk
+
+    def slow(**task):
+        started.set()
+        assert release.wait(60)
+        return real(**task)
+
+    ens._run_chunk = slow
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("ds", run(store=path)))
+    thread.start()
+    try:
+        assert started.wait(60)
+        for kw in ({"overwrite": True, "seed": 12}, {"resume": True}):
+            t0 = time.monotonic()
+            with pytest.raises(StoreLocked, match=f"pid {os.getpid()}"):
+                run(store=path, **kw)
+            assert time.monotonic() - t0 < 5
+        assert verify_store(path)["locked_by"].startswith(f"pid {os.getpid()}")
+    finally:
+        release.set()
+        thread.join(120)
+        ens._run_chunk = real
+    assert_bitwise(result["ds"], clean)  # the first run is untouched
+    assert not lock_path(path).exists()
+    assert verify_store(path)["locked_by"] is None
+
+
+LOCK_HOLDER = """
+import sys, time
+from pathlib import Path
+from dlnsim.particles.store import store_lock
+with store_lock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_lock_of_a_killed_process_is_stale_and_taken_over(tmp_path, clean, caplog, capsys):
+    path = tmp_path / "k.zarr"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(LOCK_HOLDER), str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        with pytest.raises(StoreLocked, match=f"pid {proc.pid} "):
+            run(store=path)
+        argv = ["ensemble", "--members", "4", "--t-end", "0.1", "--scheduler", "serial"]
+        assert main([*argv, "--out", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"pid {proc.pid}" in err, err
+    finally:
+        proc.kill()
+        proc.wait(30)
+    assert lock_path(path).exists()  # SIGKILL left the file, but the kernel dropped the lock
+    with caplog.at_level(logging.WARNING, logger="dlnsim"):
+        ds = run(store=path)
+    assert f"stale lock (pid {proc.pid}" in caplog.text
+    assert_bitwise(ds, clean)
+
+
+def test_overwrite_swaps_the_new_store_in(tmp_path, clean):
+    path = tmp_path / "o.zarr"
+    run(store=path, seed=5)
+    old = xr.open_zarr(path, consolidated=False)
+    assert old.attrs["seed"] == "5"
+    seen = []
+    real = ens._run_chunk
+
+    def look(**task):  # while the new run computes, the old store is whole at its name
+        seen.append(xr.open_zarr(path, consolidated=False).attrs["seed"])
+        return real(**task)
+
+    ens._run_chunk = look
+    try:
+        ds = run(store=path, overwrite=True)
+    finally:
+        ens._run_chunk = real
+    assert seen and set(seen) == {str(SEED)}  # the new store was swapped in before the chunks
+    assert_bitwise(ds, clean)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.zarr"]  # no scratch or lock left
+
+
+def test_overwrite_that_fails_to_lay_out_keeps_the_old_store(tmp_path, monkeypatch):
+    path = tmp_path / "f.zarr"
+    run(store=path, seed=5)
+    real = ens._ZarrSink._create
+
+    def full_disk(self, schema, target):
+        real(self, schema, target)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+
+    monkeypatch.setattr(ens._ZarrSink, "_create", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        run(store=path, overwrite=True)
+    assert verify_store(path)["state"] == "complete"
+    assert xr.open_zarr(path, consolidated=False).attrs["seed"] == "5"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.zarr"]
