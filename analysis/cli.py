@@ -314,15 +314,14 @@ def _ensemble(args: argparse.Namespace) -> int:
     import numpy as np
 
     from dlnsim.particles import Model, Schatten, langevin_ensemble
-    from dlnsim.particles.ensemble import memory_estimate
+    from dlnsim.particles.ensemble import _size_name, memory_estimate
     from dlnsim.particles.validation import check_memory, check_positive
 
     model = Model(args.width, args.depth, args.beta, Schatten(args.p))
     n_times = 51 if args.save_times is None else len(args.save_times)
     check_memory(  # before the default sigma0 is made
         memory_estimate(args.members, n_times, model.width, args.chunk_size, True),
-        "members",
-        f"{args.members} (width {model.width}, {n_times} save times)",
+        *_size_name(args.members, model.width, n_times),
     )
     s_star = model.equilibrium()
     sigma0 = args.sigma0

@@ -1034,8 +1034,7 @@ def langevin_ensemble(
     times = check_times(times)
     check_memory(
         memory_estimate(members, times.size, model.width, chunk_size, store is not None),
-        "members",
-        f"{members} (width {model.width}, {times.size} save times)",
+        *_size_name(members, model.width, times.size),
     )
     if not float(times[-1]) / dt < 2.0**53:  # the step count must be an exact integer
         steps = float(times[-1]) / dt
@@ -1100,6 +1099,8 @@ def langevin_ensemble(
             raise fail("scheduler", scheduler, "give either client or scheduler, not both")
     if scheduler is not None and (not isinstance(scheduler, str) or not scheduler.strip()):
         raise fail("scheduler", scheduler, "must be an address, 'local' or 'serial'")
+    if scheduler not in (None, "local", *_SERIAL) and not _ADDRESS.match(scheduler.strip()):
+        raise fail("scheduler", scheduler, "must be 'local', 'serial' or an address tcp://HOST:PORT")
     if resuming:
         if seed is None:
             seed = _stored_value(path, "seed")  # type: ignore[arg-type]
@@ -1150,6 +1151,15 @@ def langevin_ensemble(
         _TIMEOUT.reset(timeout)
         if executor is not None:
             executor.close()
+
+
+def _size_name(members: int, width: int, n_times: int) -> tuple[str, str]:
+    """The size to name in a memory error (the largest against its usual value) and all three."""
+    name = max(
+        (("members", members / 100), ("width", width / 4), ("save times", n_times / 51)),
+        key=lambda item: item[1],
+    )[0]
+    return name, f"members={members}, width={width}, save times={n_times}"
 
 
 def memory_estimate(

@@ -301,6 +301,16 @@ def verify_store(path: str | os.PathLike) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ lock
+def make_parent(path: Path) -> None:
+    """Create the folder of ``path``; ``NotADirectoryError`` naming a component that is a file
+    (``mkdir`` itself would report a misleading "File exists")."""
+    parent = Path(path).parent
+    for folder in [*reversed(parent.parents), parent]:
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder))
+    parent.mkdir(parents=True, exist_ok=True)
+
+
 def lock_path(path: Path) -> Path:
     return path.with_name(path.name + ".lock")
 
@@ -338,7 +348,7 @@ def store_lock(path: Path) -> Iterator[None]:
     that two writers can never both hold a lock on different inodes of the same name.
     """
     lock = lock_path(path)
-    lock.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(lock)
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -403,13 +413,19 @@ def save_atomically(ds: Any, path: str | os.PathLike) -> Path:
             raise FileExistsError(
                 errno.EEXIST, f"exists and is not a {engine} file dlnsim may replace", str(path)
             )
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     scratch = scratch_path(path)
     try:
-        save(ds, scratch)
         if engine == "zarr":
+            save(ds, scratch)
             swap_in(scratch, path)
-        else:
+        else:  # encoded in memory (as ``save`` does on disk), then written by plain file I/O:
+            # h5py left with a file that hit ENOSPC crashes the interpreter when it closes it
+            payload = ds.to_netcdf(engine="h5netcdf")
+            with open(scratch, "wb") as fh:
+                fh.write(payload)
+                fh.flush()
+                os.fsync(fh.fileno())
             os.replace(scratch, path)
     except BaseException as err:
         if scratch.is_dir():

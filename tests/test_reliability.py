@@ -12,12 +12,12 @@ import textwrap
 import threading
 import time
 
+import dlnsim.particles.ensemble as ens
+import dlnsim.particles.flow as ens_flow
 import numpy as np
 import pytest
 import xarray as xr
 import zarr
-
-import dlnsim.particles.ensemble as ens
 from dlnsim.analysis.cli import main
 from dlnsim.particles import Model, Schatten, gradient_flow
 from dlnsim.particles.store import StoreError, StoreLocked, lock_path, verify_store
@@ -335,3 +335,225 @@ def test_overwrite_that_fails_to_lay_out_keeps_the_old_store(tmp_path, monkeypat
     assert verify_store(path)["state"] == "complete"
     assert xr.open_zarr(path, consolidated=False).attrs["seed"] == "5"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.zarr"]
+
+
+# ------------------------------------------------------------------ I/O faults
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 512 KiB tmpfs (root, where ``mount`` works), else None."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        yield None
+        return
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(where)],
+                          capture_output=True)  # fmt: skip
+    if done.returncode != 0:
+        yield None
+        return
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def remount(where, options):
+    subprocess.run(["mount", "-o", f"remount,{options}", str(where)], check=True)
+
+
+def test_full_disk_mid_run_then_resume_on_more_space(small_disk, clean, capsys, monkeypatch):
+    """ENOSPC while chunks are written: one line with the path and the OS reason, exit 3; the
+    chunks already finished verify, and ``--resume`` with more space is bitwise the clean run.
+    On a real tmpfs when it can be mounted, else ENOSPC simulated at the third chunk."""
+    if small_disk is None:
+        real = ens._ZarrSink.write
+
+        def write(self, chunk, result):
+            if chunk == 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path / "sigma"))
+            real(self, chunk, result)
+
+        monkeypatch.setattr(ens._ZarrSink, "write", write)
+        path = ens.Path(os.environ.get("TMPDIR", "/tmp")) / f"full-{os.getpid()}.zarr"
+    else:
+        path = small_disk / "full.zarr"
+        ballast = small_disk / "ballast"
+        ballast.write_bytes(b"\0" * (512 * 1024))  # fill it, then free room for the layout only
+        with pytest.raises(OSError):
+            ballast.write_bytes(b"\0" * (512 * 1024 + 4096))
+    argv = ["ensemble", "--members", "16", "--chunk-size", "4", "--dt", "5e-3", "--seed", "11"]
+    argv += ["--width", "3", "--depth", "4", "--beta", "2", "--sigma0", "1,0.6,0.3"]
+    argv += ["--save-times", ",".join(map(repr, TIMES.tolist())), "--scheduler", "serial"]
+    try:
+        if small_disk is not None:
+            for size in range(96, 512, 12):  # free space: from less than the layout upward
+                shutil.rmtree(path, ignore_errors=True)
+                ballast.write_bytes(b"\0" * ((512 - size) * 1024))
+                code = main([*argv, "--out", str(path)])
+                err = capsys.readouterr().err
+                assert code == 3, (size, err)  # never completes: 512 KiB is too small
+                assert "No space left on device" in err and err.count("\n") == 1, err
+                if not path.exists():  # the layout did not fit: nothing at all is left
+                    assert [p.name for p in small_disk.iterdir()] == ["ballast"]
+                    continue
+                state = verify_store(path)
+                assert state["state"] == "partial" and state["chunks_damaged"] == [], state
+                if state["chunks_done"] >= 1:
+                    break
+        else:
+            code = main([*argv, "--out", str(path)])
+            err = capsys.readouterr().err
+            assert code == 3
+            assert err == f"dlnsim: error: {path / 'sigma'}: No space left on device\n"
+        state = verify_store(path)
+        assert state["state"] == "partial" and state["chunks_damaged"] == [], state
+        assert state["chunks_done"] >= (1 if small_disk is not None else 2)
+        if small_disk is not None:
+            ballast.unlink()
+            remount(small_disk, "size=8m")
+        else:
+            monkeypatch.undo()
+        assert main([*argv, "--resume", "--out", str(path)]) == 0
+        assert_bitwise(xr.open_zarr(path, consolidated=False)[list(clean.data_vars)], clean)
+    finally:
+        if small_disk is None:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def test_flow_output_faults_leave_nothing_damaged(tmp_path, small_disk, capsys):
+    """Before: tracebacks of up to 76 lines.  Now one line ``<path>: <reason>``, exit 3."""
+    base = ["flow", "--sigma0", "0.8,0.1", "--t-end", "1", "--n-times", "3"]
+    (tmp_path / "file.nc").write_bytes(b"precious")
+    cases = [
+        (tmp_path / "file.nc" / "x.nc", "Not a directory"),
+        ("/proc/x.nc", "/proc/x.nc:"),
+    ]
+    for out, reason in cases:
+        assert main([*base, "--out", str(out)]) == 3
+        err = capsys.readouterr().err
+        assert err.startswith("dlnsim: error: ") and reason in err and err.count("\n") == 1, err
+    (tmp_path / "dir.nc").mkdir()
+    assert main([*base, "--out", str(tmp_path / "dir.nc")]) == 3
+    assert "exists and is not a netcdf file" in capsys.readouterr().err
+    if small_disk is not None:
+        old = small_disk / "old.nc"
+        old.write_bytes(b"precious")
+        (small_disk / "ballast").write_bytes(b"\0" * (500 * 1024))
+        assert main([*base, "--out", str(old)]) == 3
+        assert f"{old}: No space left on device" in capsys.readouterr().err
+        assert old.read_bytes() == b"precious"
+        assert sorted(p.name for p in small_disk.iterdir()) == ["ballast", "old.nc"]
+        (small_disk / "ballast").unlink()
+        remount(small_disk, "ro")
+        assert main([*base, "--out", str(old)]) == 3
+        assert "Read-only file system" in capsys.readouterr().err
+        code = main(["ensemble", "--members", "2", "--out", str(small_disk / "e.zarr")])
+        assert code == 3 and "Read-only file system" in capsys.readouterr().err
+        assert old.read_bytes() == b"precious"
+    assert (tmp_path / "file.nc").read_bytes() == b"precious"
+
+
+# ------------------------------------------------------------------ sizes and overflow
+@pytest.mark.parametrize(
+    ("argv", "name"),
+    [
+        (["ensemble", "--members", "1000000000000"], "members"),
+        (["ensemble", "--width", "1000000000000"], "width"),
+        (["ensemble", "--save-times", "0,1", "--members", "100000000000"], "members"),
+        (["flow", "--sigma0", "0.8,0.1", "--n-times", "1000000000000"], "n-times"),
+        (["ensemble", "--t-end", "1e308", "--members", "2"], "dt"),
+        (["ensemble", "--dt", "5e-324", "--members", "2"], "dt"),
+        (["flow", "--sigma0=1e-320,0.1", "--t-end", "1", "--n-times", "3"], "sigma0"),
+        (["flow", "--sigma0", "0.8,0.1", "--beta", "1e-300"], "beta"),
+    ],
+)
+def test_impossible_sizes_and_overflows_are_refused_up_front(tmp_path, capsys, argv, name):
+    """Before: MemoryError / OverflowError tracebacks, or a hang (``--sigma0=1e-320,...``)."""
+    t0 = time.monotonic()
+    code = main([*argv, "--scheduler", "serial"] if argv[0] == "ensemble" else argv)
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"dlnsim: error: bad {name}=") and err.count("\n") == 1
+    assert time.monotonic() - t0 < 30
+    assert not any(tmp_path.iterdir())
+
+
+def test_flow_failure_exits_4_with_the_reason_and_no_file(tmp_path, capsys):
+    """Before: exit 0 and ``sigma(1) = [nan, nan]``."""
+    out = tmp_path / "f.nc"
+    code = main(["flow", "--sigma0", "0.8,0.1", "--p", "0.001", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 4 and "gradient flow failed: member 0:" in err and err.count("\n") == 1
+    assert not out.exists() and not any(tmp_path.iterdir())
+
+
+def test_flow_api_failures_are_documented_and_bounded():
+    model = Model(2, 10, 5.0, Schatten(0.001))
+    ds = gradient_flow(model, [0.8, 0.1], [0.0, 0.5, 10.0])
+    assert ds.status.item() == -1 and ds.attrs["failures"].startswith("member 0:")
+    np.testing.assert_array_equal(ds.sigma.values[0], [0.8, 0.1])  # kept up to the failure
+    with pytest.raises(ens_flow.FlowFailed, match="member 0"):
+        gradient_flow(model, [0.8, 0.1], [0.0, 10.0], on_failure="raise")
+    t0 = time.monotonic()  # a budget of evaluations ends any integration
+    ds = gradient_flow(Model(2, 10, 5.0, Schatten(2.0)), [0.8, 0.1], [0, 1], max_evaluations=5)
+    assert ds.status.item() == -1 and "max_evaluations=5" in ds.attrs["failures"]
+    assert time.monotonic() - t0 < 10
+    with pytest.raises(ValueError, match=r"^bad times=\[0.0\]: must end after 0"):
+        gradient_flow(MODEL, [0.8, 0.1, 0.05], [0.0])  # before: AttributeError
+    with pytest.raises(ValueError, match="^bad sigma0="):
+        gradient_flow(Model(2, 10, 5.0, Schatten(2.0)), [1e-320, 0.1], [0.0, 1.0])
+    # the smallest start allowed integrates normally (the old hang was below it)
+    ds = gradient_flow(Model(2, 10, 5.0, Schatten(2.0)), [0.1, 1e-150], [0.0, 1.0])
+    assert ds.status.item() == 0 and np.all(np.isfinite(ds.sigma.values))
+
+
+# ------------------------------------------------------------------ clusters
+def test_bad_scheduler_is_one_line_at_once(tmp_path, capsys):
+    """Before: the error line, a 60 s hang, then a ``Client.__del__`` traceback."""
+    t0 = time.monotonic()
+    code = main(["ensemble", "--members", "2", "--scheduler", "foo", "--seed", "1",
+                 "--out", str(tmp_path / "x.zarr")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and err == (
+        "dlnsim: error: bad scheduler='foo': must be 'local', 'serial' or an address "
+        "tcp://HOST:PORT\n"
+    )
+    assert time.monotonic() - t0 < 10 and not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_cluster_without_workers_times_out_saying_what_to_do(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    log = (tmp_path / "scheduler.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+         "--port", str(port), "--no-dashboard"],
+        stdout=log, stderr=log,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        out = tmp_path / "w.zarr"
+        t0 = time.monotonic()
+        code = main(["ensemble", "--members", "4", "--chunk-size", "2", "--t-end", "0.1",
+                     "--seed", "1", "--scheduler", address, "--cluster-timeout", "3",
+                     "--out", str(out)])  # fmt: skip
+        took = time.monotonic() - t0
+        err = capsys.readouterr().err
+        assert code == 3, err
+        assert f"the Dask cluster {address} has had no worker for 3 s" in err
+        assert "start workers" in err and "--resume" in err and err.count("\n") == 1
+        assert took < 40
+        assert verify_store(out)["state"] == "partial"  # a valid store to resume later
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
