@@ -557,3 +557,119 @@ def test_cluster_without_workers_times_out_saying_what_to_do(tmp_path, capsys):
         proc.terminate()
         proc.wait(30)
         log.close()
+
+
+# ------------------------------------------------------------------ fuzzing the options
+class _Expensive(BaseException):
+    """Raised instead of a long computation the options asked for: valid input, not run."""
+
+
+def _option_values():
+    from hypothesis import strategies as st
+
+    special = ["0", "-1", "1", "2", "3", "0.5", "1e308", "-1e308", "5e-324", "1e-320", "nan",
+               "inf", "-inf", "1000000000000", "1e12", "", " ", "abc", "1,2", "1,,2", "0x10",
+               "True", "inf,1", "é", "1;2", "--x"]  # fmt: skip
+    text = st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+        max_size=6,
+    )
+    number = st.floats(allow_nan=True, allow_infinity=True).map(repr)
+    return st.one_of(
+        st.sampled_from(special),
+        st.sampled_from(["1e308", "5e-324", "1e-320", "1000000000000", "nan"]),  # more often
+        st.integers(-(10**13), 10**13).map(str),
+        number,
+        st.lists(number, min_size=1, max_size=4).map(",".join),
+        text,
+    )
+
+
+FUZZ = {
+    "flow": (
+        ["flow", "--sigma0", "0.8,0.1", "--t-end", "1", "--n-times", "3"],
+        ["--width", "--depth", "--beta", "--p", "--sigma0", "--t-end", "--n-times"],
+    ),
+    "ensemble": (
+        ["ensemble", "--members", "2", "--t-end", "0.05", "--dt", "0.01", "--seed", "1",
+         "--scheduler", "serial"],
+        ["--width", "--depth", "--beta", "--p", "--sigma0", "--members", "--seed", "--t-end",
+         "--dt", "--save-times", "--temperature", "--reductions", "--chunk-size",
+         "--cluster-timeout"],
+    ),  # fmt: skip
+    "depth": (
+        ["depth"],
+        ["--width", "--beta", "--p", "--initial", "--depths", "--tau-end", "--n-times",
+         "--members", "--dt", "--seed", "--ensemble-tau-end", "--name"],
+    ),  # fmt: skip
+    "repulsion": (["repulsion"], ["--rows", "--seed", "--dt", "--systems", "--name"]),
+}
+
+
+@pytest.mark.parametrize("command", list(FUZZ))
+def test_fuzzed_options_never_end_in_a_traceback_or_leave_files(command, monkeypatch, capsys):
+    """Random values (huge, tiny, NaN, inf, strings, lists) for one or two options of each
+    command: the result is exit 0, or one ``dlnsim: error:`` line with exit 2/3/4 and no file
+    left behind.  Long computations are cut off (valid input, counted as accepted); the memory
+    limit is lowered to 256 MiB so that a size near it is refused rather than allocated."""
+    from functools import partial
+
+    import dlnsim.analysis.pipeline as pipeline
+    import dlnsim.particles as particles
+    import dlnsim.particles.validation as validation
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    monkeypatch.setattr(validation, "physical_memory", lambda: 256 * 2**20)
+    real_chunk = ens._run_chunk
+
+    def bounded_chunk(**task):
+        steps = np.ceil(task["times"][-1] / task["dt"])
+        if len(task["starts"]) * steps * task["model"].width ** 2 > 2e6:
+            raise _Expensive
+        return real_chunk(**task)
+
+    monkeypatch.setattr(ens, "_run_chunk", bounded_chunk)
+    monkeypatch.setattr(particles, "gradient_flow", partial(gradient_flow, max_evaluations=20000))
+
+    def not_run(*args, **kwargs):
+        raise _Expensive
+
+    monkeypatch.setattr(pipeline, "run_experiments", not_run)
+    base, options = FUZZ[command]
+    values = _option_values()
+    home = os.getcwd()
+
+    @settings(
+        max_examples=40 if command in ("flow", "ensemble") else 20,
+        derandomize=True,  # the same examples in every CI run
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(st.lists(st.tuples(st.sampled_from(options), values), min_size=1, max_size=1))
+    def check(changes):
+        import tempfile
+
+        argv = [*base, *(f"{opt}={value}" for opt, value in changes)]
+        with tempfile.TemporaryDirectory() as where:
+            os.chdir(where)
+            try:
+                try:
+                    code = main(argv)
+                except SystemExit as exc:  # argparse
+                    code = exc.code
+                except _Expensive:
+                    return
+                err = capsys.readouterr().err
+                assert "Traceback" not in err, (argv, err)
+                if code != 0:
+                    assert code in (2, 3, 4), (argv, code, err)
+                    errors = [line for line in err.splitlines() if "error:" in line]
+                    assert len(errors) == 1, (argv, err)
+                    assert errors[0].startswith(("dlnsim: error: ", f"dlnsim {command}: error: "))
+                    assert os.listdir(where) == [], (argv, err, os.listdir(where))
+            finally:
+                os.chdir(home)
+
+    check()
