@@ -8,7 +8,9 @@ Every error prints one line (``dlnsim: error: ...``), never a traceback, and exi
   read-only, not a directory, ...), out of memory, a Dask cluster that cannot be reached or has
   no workers; files already written are left as they were;
 - 4: a computation that failed (a gradient flow that did not reach its final time; no file);
-- 130: interrupted (Ctrl-C); every file already written is kept.
+- 130: interrupted (Ctrl-C); every file already written is kept;
+- 1: an internal error (a bug in dlnsim), also as one line; ``DLNSIM_TRACEBACK=1`` shows the
+  traceback for a bug report.
 """
 
 from __future__ import annotations
@@ -409,6 +411,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dlnsim: interrupted; files already written are kept", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: still one line, the traceback on request
+        import os
+
+        if os.environ.get("DLNSIM_TRACEBACK"):
+            raise
+        return _error(
+            f"internal error ({type(exc).__name__}: {exc}); this is a bug in dlnsim: please "
+            "report it with the command line (DLNSIM_TRACEBACK=1 shows the traceback)",
+            1,
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

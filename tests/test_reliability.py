@@ -685,3 +685,19 @@ def test_depth_with_a_huge_beta_names_beta_before_computing():
     with pytest.raises(ValueError, match=r"^bad beta=1e\+308: the entropic force"):
         depth_sweep(6, 1e308, 2.0, [2.0, 1.37, 0.94, 0.64, 0.44, 0.3], [0.0, 1.0])
     assert time.monotonic() - t0 < 5
+
+
+def test_an_internal_error_is_one_line_exit_1_and_its_traceback_on_request(monkeypatch, capsys):
+    import dlnsim.analysis.cli as cli
+
+    def broken(args):
+        raise AttributeError("'list' object has no attribute 'get'")
+
+    monkeypatch.setitem(cli.COMMANDS, "flow", broken)
+    assert main(["flow", "--sigma0", "1,2"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("dlnsim: error: internal error (AttributeError: ")
+    assert err.count("\n") == 1
+    monkeypatch.setenv("DLNSIM_TRACEBACK", "1")
+    with pytest.raises(AttributeError):
+        main(["flow", "--sigma0", "1,2"])
