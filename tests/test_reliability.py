@@ -642,7 +642,7 @@ def test_fuzzed_options_never_end_in_a_traceback_or_leave_files(command, monkeyp
     home = os.getcwd()
 
     @settings(
-        max_examples=30 if command in ("flow", "ensemble") else 20,
+        max_examples={"flow": 20, "ensemble": 30}.get(command, 20),
         derandomize=True,  # the same examples in every CI run
         deadline=None,
         database=None,
