@@ -1,7 +1,16 @@
 """The ``dlnsim`` command line.
 
-Errors in arguments or configs print one line naming the bad parameter and exit with status 2
-(no traceback); an interrupted run exits 130 and keeps every file it had written.
+Every error prints one line (``dlnsim: error: ...``), never a traceback, and exits with
+
+- 2: a bad argument, config or store (the line names the parameter), or an impossible size
+  (refused before allocating, from a memory estimate) or a numeric overflow;
+- 3: an environment fault: an I/O error (the line gives the path and the OS reason: no space,
+  read-only, not a directory, ...), out of memory, a Dask cluster that cannot be reached or has
+  no workers; files already written are left as they were;
+- 4: a computation that failed (a gradient flow that did not reach its final time; no file);
+- 130: interrupted (Ctrl-C); every file already written is kept;
+- 1: an internal error (a bug in dlnsim), also as one line; ``DLNSIM_TRACEBACK=1`` shows the
+  traceback for a bug report.
 """
 
 from __future__ import annotations
@@ -13,7 +22,11 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "EXIT_BAD_INPUT", "EXIT_ENVIRONMENT", "EXIT_FAILED"]
+
+EXIT_BAD_INPUT = 2
+EXIT_ENVIRONMENT = 3
+EXIT_FAILED = 4
 
 
 class _Parser(argparse.ArgumentParser):
@@ -225,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     en.add_argument("--resume", action="store_true", help="finish an interrupted run in --out")
     en.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    en.add_argument(
+        "--cluster-timeout",
+        type=float,
+        default=60.0,
+        help="seconds to connect to a scheduler, and that a cluster may have no worker before "
+        "the run stops (default %(default)s)",
+    )
     _cluster_options(en)
 
     info = sub.add_parser(
@@ -368,15 +388,25 @@ def _flow(args: argparse.Namespace) -> int:
     import numpy as np
 
     from dlnsim.particles import Model, Schatten, gradient_flow
-    from dlnsim.particles.datasets import check_path, save
-    from dlnsim.particles.validation import check_integer, check_positive
+    from dlnsim.particles.datasets import check_path
+    from dlnsim.particles.store import save_atomically
+    from dlnsim.particles.validation import (
+        check_integer,
+        check_memory,
+        check_positive,
+        check_singular_values,
+    )
 
     check_path(Path(args.out))
     model = Model(args.width, args.depth, args.beta, Schatten(args.p))
-    t_end = check_positive(args.t_end, "t-end")
-    times = np.linspace(0.0, t_end, check_integer(args.n_times, "n-times", 2))
-    ds = gradient_flow(model, args.sigma0, times, rescaled=True if args.rescaled else None)
-    save(ds, args.out)
+    sigma0 = check_singular_values(args.sigma0, model.width, "sigma0")
+    n_times = check_integer(args.n_times, "n-times", 2)
+    check_memory(8.0 * n_times * (4 * model.width + 6), "n-times", n_times)
+    times = np.linspace(0.0, check_positive(args.t_end, "t-end"), n_times)
+    ds = gradient_flow(
+        model, sigma0, times, rescaled=True if args.rescaled else None, on_failure="raise"
+    )
+    save_atomically(ds, args.out)
     final = ", ".join(f"{v:.8g}" for v in ds.sigma.isel(time=-1).values)
     print(
         f"dlnsim: sigma({args.t_end:g}) = [{final}]; sigma_* = {model.equilibrium():.8g}; "
@@ -396,6 +426,10 @@ def _ensemble(args: argparse.Namespace) -> int:
     from .config import check_memory, check_steps
 
     model = Model(args.width, args.depth, args.beta, Schatten(args.p))
+    n_times = 51 if args.save_times is None else len(args.save_times)
+    # sizes before anything is allocated or written (the library checks the rest)
+    sizes = {"members": args.members, "n_times": n_times, "width": model.width}
+    check_memory({k: max(v, 0) for k, v in sizes.items()}, "the trajectories", copies=2)
     s_star = model.equilibrium()
     sigma0 = args.sigma0
     if sigma0 is None:
@@ -404,10 +438,7 @@ def _ensemble(args: argparse.Namespace) -> int:
         times = check_times(args.save_times)
     else:
         times = np.linspace(0.0, check_positive(args.t_end, "t-end"), 51)
-    # sizes before anything is allocated or written (the library checks the rest)
     check_steps(float(times[-1]), check_positive(args.dt, "dt"), "t-end", "dt")
-    sizes = {"members": args.members, "n_times": len(times), "width": model.width}
-    check_memory({k: max(v, 0) for k, v in sizes.items()}, "the trajectories", copies=2)
     scheduler = args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or "local"
     reductions = [r for r in args.reductions.split(",") if r]
     with _cluster(args, scheduler):
@@ -427,8 +458,12 @@ def _ensemble(args: argparse.Namespace) -> int:
             scheduler=scheduler,
             reductions=reductions,
             save_members=not args.no_members,
+            cluster_timeout=args.cluster_timeout,
         )
     n_failed = int(ds.failed.values.sum())
+    repaired = ds.attrs.get("repaired_chunks", "none")
+    if repaired != "none":
+        print(f"dlnsim: repaired damaged chunk(s) {repaired} of {args.out} (recomputed from seeds)")
     print(
         f"dlnsim: wrote {args.out} (seed {ds.attrs['seed']}, {args.members} members, "
         f"{n_failed} failed)"
@@ -559,6 +594,23 @@ def _choose_backend() -> None:
     matplotlib.use("Agg")
 
 
+def _error(message: object, code: int) -> int:
+    """Print ``message`` as one line on stderr and return ``code``."""
+    text = " ".join(str(message).split()) or "unknown error"
+    print(f"dlnsim: error: {text}", file=sys.stderr)
+    return code
+
+
+def _os_error(exc: OSError) -> str:
+    """``<path>: <OS reason>`` for an I/O error, else its message."""
+    if exc.filename is not None and exc.strerror:
+        where = str(exc.filename)
+        if exc.filename2 is not None:
+            where += f" -> {exc.filename2}"
+        return f"{where}: {exc.strerror}"
+    return str(exc) or type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``dlnsim`` command line; selects the Agg backend first (the CLI only writes files).
 
@@ -570,8 +622,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        Exit status: 0 success, 2 a bad argument or config (one line on stderr), 130
-        interrupted.
+        Exit status (see the module docstring): 0 success, 2 bad input, 3 an environment
+        fault, 4 a failed computation, 130 interrupted, 1 an internal error.
     """
     _choose_backend()
     parser = build_parser()
@@ -581,14 +633,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    from dlnsim.particles.flow import FlowFailed
+
     try:
         return COMMANDS.get(args.command, _experiment)(args)
     except ValueError as exc:
-        print(f"dlnsim: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(exc, EXIT_BAD_INPUT)
+    except OverflowError as exc:
+        return _error(f"numeric overflow ({exc}): a parameter is too large or too small", 2)
+    except OSError as exc:  # also TimeoutError, ConnectionError
+        return _error(_os_error(exc), EXIT_ENVIRONMENT)
+    except MemoryError:
+        return _error("out of memory: reduce the sizes (members, width, times, ...)", 3)
+    except FlowFailed as exc:
+        return _error(exc, EXIT_FAILED)
     except KeyboardInterrupt:
         print("dlnsim: interrupted; files already written are kept", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: still one line, the traceback on request
+        import os
+
+        if os.environ.get("DLNSIM_TRACEBACK"):
+            raise
+        return _error(
+            f"internal error ({type(exc).__name__}: {exc}); this is a bug in dlnsim: please "
+            "report it with the command line (DLNSIM_TRACEBACK=1 shows the traceback)",
+            1,
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -33,6 +33,7 @@ from dlnsim.particles.validation import (
     check_singular_values,
     check_times,
     fail,
+    physical_memory,
 )
 
 __all__ = [
@@ -233,22 +234,13 @@ def _cli_depth(text: str) -> int | float | str:
 # ---------------------------------------------------------------- cross-parameter checks
 
 
-def _memory_bytes() -> float:
-    try:
-        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - not Linux
-        import psutil
-
-        return float(psutil.virtual_memory().total)
-
-
 def check_memory(factors: Mapping[str, float], what: str, copies: float = 1.0) -> None:
     """Refuse a run whose main float64 array (the product of ``factors``) cannot fit in this
     machine's memory; blames the largest factor."""
     count = copies * math.prod(float(v) for v in factors.values())
     need = 8.0 * count
-    have = _memory_bytes()
-    if need > have:
+    have = physical_memory()
+    if have and need > have:
         key = max(factors, key=lambda k: float(factors[k]))
         raise fail(
             key,

@@ -75,7 +75,12 @@ def fit_order(depths: np.ndarray, errors: np.ndarray, min_depth: float = MIN_FIT
     errors = np.asarray(errors, dtype=float)
     use = np.isfinite(depths) & (depths >= min_depth) & np.isfinite(errors) & (errors > 0)
     if use.sum() < 2:
-        raise fail("depths", depths.tolist(), f"need two finite depths >= {min_depth} to fit")
+        raise fail(
+            "depths",
+            depths.tolist(),
+            f"need two finite depths >= {min_depth} with a finite error > 0 to fit (errors "
+            f"{errors.tolist()})",
+        )
     return float(np.polyfit(np.log(1.0 / depths[use]), np.log(errors[use]), 1)[0])
 
 
@@ -135,6 +140,11 @@ def depth_sweep(
         raise fail("depths", list(depths), "must not repeat")
     sigma0 = check_singular_values(sigma0, d, "sigma0")
     taus = check_times(taus, "taus")
+    force = Model(d, math.inf, beta, Schatten(p)).entropic_force
+    if d > 1 and not force >= np.finfo(np.float64).tiny:  # the depth dependence would vanish
+        raise fail(
+            "beta", beta, f"the entropic force (d-1)/(2 beta) = {force:.3g} underflows: too large"
+        )
     n_depth = len(depth_list)
     sig = np.empty((n_depth, taus.size, d))
     star = np.empty(n_depth)

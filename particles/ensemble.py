@@ -30,8 +30,11 @@ import logging
 import math
 import numbers
 import os
+import re
 import shutil
 import sys
+import threading
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -44,12 +47,14 @@ import numpy as np
 import xarray as xr
 from tqdm.auto import tqdm
 
+from . import store as _store
 from .baselines import DysonModel, MatrixVariant
 from .datasets import clean_attrs, trajectory_dataset, valid_states
 from .model import Model
 from .validation import (
     check_bool,
     check_integer,
+    check_memory,
     check_positive,
     check_singular_values,
     check_times,
@@ -75,9 +80,15 @@ CHUNK_BYTES = 64 * 2**20
 #: Members per automatically sized chunk are at least ``CHUNK_PAIR_WORK / d^2`` (when the
 #: workers stay busy): a few ms of pair sums per step and chunk.
 CHUNK_PAIR_WORK = 2**22
-#: Version of the Zarr store layout (checked on resume).
-STORE_FORMAT = 1
+#: Version of the Zarr store layout (checked on resume); 2 added the checksums (particles/store.py).
+STORE_FORMAT = 2
 _SERIAL = ("serial", "in-process")
+_log = logging.getLogger("dlnsim.ensemble")
+_HELD = threading.local()  # the stores whose lock this thread holds (particles/store.py)
+#: Seconds to connect to a scheduler, and that a cluster may have no worker before a run gives up.
+CLUSTER_TIMEOUT = 60.0
+_TIMEOUT: contextvars.ContextVar[float] = contextvars.ContextVar("timeout", default=CLUSTER_TIMEOUT)
+_ADDRESS = re.compile(r"^([a-z][a-z0-9+.-]*://)?(\[[0-9a-fA-F:.]+\]|[\w.-]+):\d{1,5}$")
 _MAX_WARNINGS = 20
 _STATS = ("count", "mean", "m2")
 _log = logging.getLogger(__name__)
@@ -458,8 +469,10 @@ class _Executor:
 def _connect(address: str, name: str = "scheduler") -> _Executor:
     from distributed import Client
 
+    if not _ADDRESS.match(address.strip()):  # else distributed hangs, then fails in __del__
+        raise fail(name, address, "must be 'local', 'serial' or an address tcp://HOST:PORT")
     try:
-        client = Client(address, set_as_default=False, timeout="30s")
+        client = Client(address.strip(), set_as_default=False, timeout=_TIMEOUT.get())
     except (OSError, TimeoutError, ValueError, TypeError) as err:
         raise fail(name, address, f"cannot connect: {err}") from None
     return _Executor(client, f"dask scheduler {address}", _client_threads(client), [client])
@@ -663,7 +676,11 @@ def _run_dask(client: Any, plan: _Plan, chunks: list[int]) -> _DaskResults:
 
 
 class _DaskResults:
-    """Iterator over submitted chunk futures in order of completion; ``close`` cancels the rest."""
+    """Iterator over submitted chunk futures in order of completion; ``close`` cancels the rest.
+
+    While it waits it checks the cluster once a second: a scheduler that stops answering, or
+    no worker for the cluster timeout (``cluster_timeout``), ends the wait with a TimeoutError
+    that says what to do."""
 
     def __init__(self, client: Any, futures: dict[Any, int]) -> None:
         from distributed import as_completed
@@ -671,11 +688,42 @@ class _DaskResults:
         self.client = client
         self.futures = futures
         self.completed = as_completed(list(futures), loop=client.loop)
+        self.timeout = _TIMEOUT.get()
+        self.next_check = 0.0
+        self.idle_since: float | None = None
 
     def __iter__(self) -> _DaskResults:
         return self
 
+    def _watch(self) -> None:
+        now = time.monotonic()
+        if now < self.next_check:
+            return
+        self.next_check = now + 1.0
+        address = getattr(self.client.scheduler, "address", "?")
+        try:
+            workers = len(self.client.nthreads())
+        except Exception as err:  # noqa: BLE001 - any failure to reach the scheduler
+            raise TimeoutError(
+                f"lost the Dask scheduler {address} ({type(err).__name__}: {err}); finished "
+                "chunks are kept in the store: rerun with --resume"
+            ) from None
+        if workers:
+            self.idle_since = None
+        elif self.idle_since is None:
+            self.idle_since = now
+        elif now - self.idle_since >= self.timeout:
+            raise TimeoutError(
+                f"the Dask cluster {address} has had no worker for {self.timeout:g} s with "
+                f"{len(self.futures)} chunks to do: start workers (dask worker {address}) or run "
+                "with --scheduler local or serial; finished chunks are kept in the store: rerun "
+                "with --resume"
+            )
+
     def __next__(self) -> tuple[int, dict[str, Any]]:
+        while not self.completed.has_ready() and not self.completed.is_empty():
+            self._watch()
+            time.sleep(0.05)
         future = next(self.completed)
         chunk = self.futures.pop(future)
         result = future.result()
@@ -735,19 +783,95 @@ def _fill_reductions(arrays: dict[str, np.ndarray], reduced: Mapping[str, tuple]
         arrays[f"{name}_count"][...] = count
 
 
+def _chunk_arrays(plan: _Plan) -> list[str]:
+    """The arrays a finished chunk writes, in the order of their checksums in ``chunk_sha256``."""
+    names = ["sigma", "energy", "free_energy"] if plan.save_members else []
+    names += ["reflections", *(["accepted"] if plan.metropolis else [])]
+    names += ["failed_time", "last_finite", "failed"]
+    return names + [f"{name}_partial" for name in plan.reductions]
+
+
 class _ZarrSink:
-    """Streams the chunks into a Zarr store laid out up front (see ``langevin_ensemble``)."""
+    """Streams the chunks into a Zarr store laid out up front (see ``langevin_ensemble``).
+
+    Each finished chunk's checksums are recorded before its ``chunk_done`` flag; an opened store
+    is verified (``particles/store.py``) and its damaged chunks unflagged, to be run again.
+    """
 
     def __init__(self, path: Path, plan: _Plan, schema: Mapping[str, Any], create: bool) -> None:
-        import zarr
-
         self.path = path
         self.plan = plan
-        if create:
-            self._create(schema)
-        self.root = zarr.open_group(str(path), mode="r+", zarr_format=None)
+        self.repaired: list[int] = []  # chunks found damaged and recomputed by this run
+        if create:  # laid out beside, then swapped in: never a half-made store at ``path``
+            scratch = _store.scratch_path(path)
+            try:
+                self._create(schema, scratch)
+                _store.swap_in(scratch, path)
+            except BaseException:
+                shutil.rmtree(scratch, ignore_errors=True)
+                raise
+        self.root = _store.open_root(path, mode="r+")
+        self.names = _chunk_arrays(plan)
 
-    def _create(self, schema: Mapping[str, Any]) -> None:
+    def verify(self) -> tuple[set[int], bool]:
+        """On resume: the verified done chunks, and whether the finished reductions verify.
+
+        Missing arrays or unreadable metadata raise ``StoreError``; damaged coordinates are
+        rewritten from the parameters; damaged chunks are unflagged (to be recomputed) and
+        logged."""
+        root, plan = self.root, self.plan
+        _store.check_structure(root, self.path, plan.reductions)
+        layout = _store.verify_layout(root)
+        if layout:
+            _log.warning("dlnsim: %s: rewriting damaged %s", self.path, ", ".join(layout))
+            coords = plan.coords()
+            coords["chunk"] = ("chunk", np.arange(plan.n_chunks), {})
+            for name in layout:
+                root[name][...] = plan.starts if name == "sigma0" else coords[name][1]
+        done, unreadable = _store.flagged_chunks(root, plan.n_chunks)
+        damage = {**unreadable, **_store.verify_chunks(root, sorted(done))}
+        complete = int(root.attrs.get("complete", 0)) == 1
+        reductions_ok = complete and (not plan.reductions or _store.verify_reductions(root))
+        if damage or (complete and not reductions_ok):
+            root.attrs["complete"] = 0
+        self._unflag(damage)
+        return done - set(damage), reductions_ok and not damage
+
+    def _unflag(self, damage: Mapping[int, str]) -> None:
+        for chunk, why in sorted(damage.items()):
+            lo, hi = self.plan.bounds(chunk)
+            _log.warning(
+                "dlnsim: %s: chunk %d (members %d-%d) is damaged (%s); recomputing it from its "
+                "seeds",
+                self.path, chunk, lo, hi - 1, why,
+            )  # fmt: skip
+            self.root["chunk_done"][chunk] = 0
+            self.repaired.append(chunk)
+
+    def final_check(self) -> bool:
+        """Verify every chunk once all are written; recompute (in-process) those that do not
+        verify.  True if any chunk was rewritten; ``StoreError`` if rewriting does not help."""
+        plan, rewrote = self.plan, False
+        for _attempt in range(2):
+            done, unreadable = _store.flagged_chunks(self.root, plan.n_chunks)
+            damage = {c: "not flagged done" for c in range(plan.n_chunks) if c not in done}
+            damage.update(unreadable)
+            damage.update(_store.verify_chunks(self.root, sorted(done)))
+            if not damage:
+                return rewrote
+            self._unflag(damage)
+            for chunk in sorted(damage):
+                self.write(chunk, _run_chunk(**plan.task(chunk)))
+            rewrote = True
+        damage = _store.verify_chunks(self.root, range(plan.n_chunks))
+        if damage:
+            raise _store.StoreError(
+                f"bad store={str(self.path)!r}: chunks {sorted(damage)} still differ from their "
+                "checksums after being rewritten; the storage does not keep what is written to it"
+            )
+        return rewrote
+
+    def _create(self, schema: Mapping[str, Any], target: Path) -> None:
         import dask.array as da
 
         plan = self.plan
@@ -777,6 +901,12 @@ class _ZarrSink:
             {"long_name": "1 = this chunk of members is complete on disk"},
         )
         encoding["chunk_done"] = {"chunks": (1,)}
+        data["chunk_sha256"] = (
+            ("chunk", "chunk_array", "sha256_byte"),
+            np.zeros((plan.n_chunks, len(_chunk_arrays(plan)), 32), dtype=np.uint8),
+            {"long_name": "SHA-256 of each finished chunk's data per array (chunk_hash_arrays)"},
+        )
+        encoding["chunk_sha256"] = {"chunks": (1, len(_chunk_arrays(plan)), 32)}
         for name in plan.reductions:
             dims = ("chunk", "slot", "stat", *plan.reduced_dims(name))
             shape = tuple(sizes[d] for d in dims)
@@ -800,20 +930,28 @@ class _ZarrSink:
         )
         attrs = plan.dataset_attrs({"complete": 0, "n_failed": -1, "failures": "unknown"})
         ds = xr.Dataset(data, coords=coords, attrs=attrs)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        ds.to_zarr(self.path, mode="w", compute=False, consolidated=False, encoding=encoding)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        ds.to_zarr(target, mode="w", compute=False, consolidated=False, encoding=encoding)
 
     def done(self) -> set[int]:
         return {int(c) for c in np.flatnonzero(self.root["chunk_done"][:] == 1)}
 
     def write(self, chunk: int, result: Mapping[str, Any]) -> None:
         lo, hi = self.plan.bounds(chunk)
-        for name, values in _member_fields(result):
-            self.root[name][lo:hi] = values
-        for name, nodes in result["nodes"].items():
-            stacked = np.stack([np.stack(stats) for _, _, stats in nodes])
-            self.root[f"{name}_partial"][chunk, : len(nodes)] = stacked
-        self.root["chunk_done"][chunk] = 1  # last: the chunk counts only once all is on disk
+        fields = dict(_member_fields(result))
+        digests = []
+        for name in self.names:
+            array = self.root[name]
+            if name.endswith("_partial"):  # the whole row: unused slots NaN
+                nodes = result["nodes"][name[: -len("_partial")]]
+                values = np.full(array.shape[1:], np.nan)
+                values[: len(nodes)] = np.stack([np.stack(stats) for _, _, stats in nodes])
+            else:
+                values = np.asarray(fields[name], dtype=array.dtype)
+            array[_store.chunk_region(name, chunk, lo, hi)] = values
+            digests.append(np.frombuffer(_store.digest(name, values), dtype=np.uint8))
+        self.root["chunk_sha256"][chunk] = np.stack(digests)  # then the flag: the chunk counts
+        self.root["chunk_done"][chunk] = 1  # only once its data and checksums are on disk
 
     def load_nodes(self, name: str) -> Callable[[int], list[Node]]:
         def load(chunk: int) -> list[Node]:
@@ -824,14 +962,16 @@ class _ZarrSink:
         return load
 
     def finish(self, reduced: Mapping[str, tuple[np.ndarray, ...]], attrs: Mapping) -> None:
-        for name, (mean, var, count) in reduced.items():
-            self.root[f"{name}_mean"][...] = mean
-            self.root[f"{name}_var"][...] = var
-            self.root[f"{name}_count"][...] = count
-        self.root.attrs.update(dict(attrs))
-        for name in [f"{r}_partial" for r in self.plan.reductions] + ["stat"]:
-            with contextlib.suppress(KeyError):  # after "complete": no longer needed
-                del self.root[name]
+        """Write the reductions, then their checksum with ``complete = 1`` (the partials stay:
+        they let a later ``--resume`` repair the reductions without rerunning the members)."""
+        written = []
+        for name, values in reduced.items():
+            for stat, value in zip(("mean", "var", "count"), values, strict=True):
+                array = self.root[f"{name}_{stat}"]
+                value = np.asarray(value, dtype=array.dtype)
+                array[...] = value
+                written.append((f"{name}_{stat}", value))
+        self.root.attrs.update({**attrs, "reductions_sha256": _store.reductions_digest(written)})
 
     def failures(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return (
@@ -841,9 +981,12 @@ class _ZarrSink:
         )
 
     def dataset(self, schema: Mapping[str, Any]) -> xr.Dataset:
-        """The result, opened lazily from the store (without the bookkeeping variables)."""
+        """The result, opened lazily from the store (without the bookkeeping variables);
+        ``repaired_chunks`` (not stored) lists the damaged chunks this run recomputed."""
         ds = xr.open_zarr(self.path, consolidated=False)
-        return ds[[name for name in schema if name in ds]]
+        ds = ds[[name for name in schema if name in ds]]
+        ds.attrs["repaired_chunks"] = ", ".join(map(str, sorted(set(self.repaired)))) or "none"
+        return ds
 
 
 # ------------------------------------------------------------------ arguments
@@ -901,33 +1044,36 @@ def _version(package: str) -> str:
 
 def _check_resume(path: Path, plan: _Plan) -> None:
     """ValueError naming the first parameter of ``plan`` that the store at ``path`` differs in."""
-    try:
-        stored = xr.open_zarr(path, consolidated=False)
-    except Exception as err:  # noqa: BLE001 - any unreadable store
-        raise fail("store", str(path), f"is not a readable ensemble store ({err})") from None
-    with stored:
-        attrs = stored.attrs
-        if attrs.get("kind") != "langevin_ensemble" or "chunk_done" not in stored:
-            raise fail("store", str(path), "is not a dlnsim langevin_ensemble store")
-        if attrs.get("store_format") != STORE_FORMAT:
-            raise fail("store", str(path), f"has layout {attrs.get('store_format')}")
-        keys = ["system", *plan.model.describe(), "rescaled_time", "seed", "dt", "temperature"]
-        keys += ["members", "chunk_size", "reductions", "save_members", "metropolis"]
-        for key in keys:
-            if attrs.get(key) != plan.attrs.get(key):
-                raise fail(
-                    key, plan.attrs.get(key), f"does not match {attrs.get(key)!r} stored in {path}"
-                )
-        old_times = stored.time.values
-        if old_times.shape != plan.times.shape or not np.array_equal(old_times, plan.times):
-            raise fail("times", plan.times.size, f"do not match the times stored in {path}")
-        if not np.array_equal(stored.sigma0.values, plan.starts):
-            raise fail("sigma0", plan.starts.shape, f"does not match sigma0 stored in {path}")
+    if not path.is_dir():
+        raise fail("store", str(path), "is not a directory (not a dlnsim ensemble store)")
+    root = _store.open_root(path)  # attributes only: the arrays are verified later
+    attrs = dict(root.attrs)
+    if attrs.get("kind") != "langevin_ensemble" or "chunk_done" not in root:
+        raise fail("store", str(path), "is not a dlnsim langevin_ensemble store")
+    if attrs.get("store_format") != STORE_FORMAT:
+        raise fail(
+            "store",
+            str(path),
+            f"has layout {attrs.get('store_format')}, not {STORE_FORMAT} (written by another "
+            "dlnsim version, without checksums): rerun with --overwrite",
+        )
+    keys = ["system", *plan.model.describe(), "rescaled_time", "seed", "dt", "temperature"]
+    keys += ["members", "chunk_size", "reductions", "save_members", "metropolis"]
+    for key in keys:
+        if attrs.get(key) != plan.attrs.get(key):
+            raise fail(
+                key, plan.attrs.get(key), f"does not match {attrs.get(key)!r} stored in {path}"
+            )
+    # compared with the recorded digests, not the stored arrays (which may be damaged)
+    if attrs.get("time_sha256") != plan.attrs["time_sha256"]:
+        raise fail("times", plan.times.size, f"do not match the times stored in {path}")
+    if attrs.get("sigma0_sha256") != plan.attrs["sigma0_sha256"]:
+        raise fail("sigma0", plan.starts.shape, f"does not match sigma0 stored in {path}")
 
 
 def _stored_value(path: Path, key: str) -> object:
-    with contextlib.suppress(Exception), xr.open_zarr(path, consolidated=False) as ds:
-        return ds.attrs.get(key)
+    with contextlib.suppress(Exception):
+        return _store.open_root(path).attrs.get(key)
     return None
 
 
@@ -952,6 +1098,7 @@ def langevin_ensemble(
     progress: bool | None = None,
     overwrite: bool = False,
     metropolis: bool = False,
+    cluster_timeout: float = CLUSTER_TIMEOUT,
 ) -> xr.Dataset:
     """Run ``members`` independent Langevin trajectories of ``model``, saved at ``times``.
 
@@ -994,12 +1141,29 @@ def langevin_ensemble(
     is then opened lazily from the store.  ``progress``: tqdm bar over chunks (None: on a
     terminal only).  ``metropolis`` (baselines only): Metropolis-adjusted proximal steps, exact
     stationary law at any ``dt`` (``simulate_baseline_members``); adds ``accepted`` per member.
+
+    Integrity (``particles/store.py``): each finished chunk's data are checksummed; ``resume``
+    and the end of every run verify them and recompute damaged chunks (listed in the result's
+    attribute ``repaired_chunks``); damage that cannot be repaired raises ``StoreError`` (a
+    ``ValueError``).  A store has one writer at a time: a run holds the lock file
+    ``<store>.lock`` and another run on the same store raises ``StoreLocked`` (a ``ValueError``)
+    at once.  ``overwrite`` lays the new store out beside the old one and swaps it in.
+    ``cluster_timeout`` (seconds): to connect to a scheduler, and how long a cluster may have
+    no worker (or a scheduler may not answer) before the run stops with a ``TimeoutError``.
     """
+    call = dict(locals())
     if not isinstance(model, Model | DysonModel):
         raise fail("model", model, "must be a particles.Model (or MatrixVariant, DysonModel)")
     members = check_integer(members, "members", 1)
     dt = check_positive(dt, "dt")
     times = check_times(times)
+    check_memory(
+        memory_estimate(members, times.size, model.width, chunk_size, store is not None),
+        *_size_name(members, model.width, times.size),
+    )
+    if not float(times[-1]) / dt < 2.0**53:  # the step count must be an exact integer
+        steps = float(times[-1]) / dt
+        raise fail("dt", dt, f"gives {steps:.3g} steps to t={times[-1]:g}, more than 2^53")
     rescaled = model._rescaled(rescaled)
     temperature = (
         1.0 / model.beta
@@ -1036,6 +1200,14 @@ def langevin_ensemble(
     if progress is not None:
         progress = check_bool(progress, "progress")
     path = _check_store(store)
+    held = getattr(_HELD, "paths", set())
+    if path is not None and os.path.abspath(path) not in held:
+        with _store.store_lock(path):  # the existence checks below happen under the lock
+            _HELD.paths = held | {os.path.abspath(path)}
+            try:
+                return langevin_ensemble(**call)
+            finally:
+                _HELD.paths = held
     if resume and path is None:
         raise fail("resume", True, "needs a store to resume from")
     resuming = resume and path is not None and path.exists()
@@ -1052,6 +1224,8 @@ def langevin_ensemble(
             raise fail("scheduler", scheduler, "give either client or scheduler, not both")
     if scheduler is not None and (not isinstance(scheduler, str) or not scheduler.strip()):
         raise fail("scheduler", scheduler, "must be an address, 'local' or 'serial'")
+    if scheduler not in (None, "local", *_SERIAL) and not _ADDRESS.match(scheduler.strip()):
+        raise fail("scheduler", scheduler, "must be 'local', 'serial' or an address tcp://HOST:PORT")
     if resuming:
         if seed is None:
             seed = _stored_value(path, "seed")  # type: ignore[arg-type]
@@ -1067,6 +1241,7 @@ def langevin_ensemble(
     steps = math.ceil(float(times[-1]) / dt)
     work = float(members) * max(steps, 1) * model.width**2
     executor: _Executor | None = None
+    timeout = _TIMEOUT.set(check_positive(cluster_timeout, "cluster_timeout"))
     try:
         if chunk_size is None:
             executor = _choose_executor(client, scheduler, members)
@@ -1098,8 +1273,33 @@ def langevin_ensemble(
 
         return _execute(plan, get_executor, path, resuming, progress)
     finally:
+        _TIMEOUT.reset(timeout)
         if executor is not None:
             executor.close()
+
+
+def _size_name(members: int, width: int, n_times: int) -> tuple[str, str]:
+    """The size to name in a memory error (the largest against its usual value) and all three."""
+    name = max(
+        (("members", members / 100), ("width", width / 4), ("save times", n_times / 51)),
+        key=lambda item: item[1],
+    )[0]
+    return name, f"members={members}, width={width}, save times={n_times}"
+
+
+def memory_estimate(
+    members: int, n_times: int, width: int, chunk_size: object, store: bool
+) -> float:
+    """Bytes a run holds at most: per-member arrays, the result in memory without a store, and
+    a few copies of one chunk's trajectories (``CHUNK_BYTES`` when the chunk size is automatic).
+    """
+    per_member = 8.0 * (4 * width + 8)  # starts and their sorted copy, flags, failure records
+    result = 0.0 if store else 8.0 * members * n_times * (width + 2)
+    chunk = chunk_size if isinstance(chunk_size, int) and chunk_size > 0 else members
+    block = min(8.0 * min(chunk, members) * n_times * (width + 2), 4.0 * CHUNK_BYTES)
+    if isinstance(chunk_size, int) and chunk_size > 0:
+        block = 8.0 * min(chunk_size, members) * n_times * (width + 2)
+    return members * per_member + result + 3.0 * block
 
 
 def _plan_attrs(plan: _Plan, work: float) -> dict[str, str | int | float]:
@@ -1128,6 +1328,10 @@ def _plan_attrs(plan: _Plan, work: float) -> dict[str, str | int | float]:
             "member indices; failed members excluded",
             "work_estimate": work,
             "store_format": STORE_FORMAT,
+            "checksum": "sha256 of each finished chunk's decoded data per array (chunk_sha256)",
+            "chunk_hash_arrays": ",".join(_chunk_arrays(plan)),
+            "time_sha256": _store.hex_digest("time", plan.times),
+            "sigma0_sha256": _store.hex_digest("sigma0", plan.starts),
         }
     )
 
@@ -1152,14 +1356,12 @@ def _execute(
         if path is None:
             sink: _MemorySink | _ZarrSink = _MemorySink(plan, schema)
         else:
-            if not resuming and path.is_dir():
-                shutil.rmtree(path)
-            elif not resuming and path.exists():
-                path.unlink()
             sink = _ZarrSink(path, plan, schema, create=not resuming)
-            if resuming and int(sink.root.attrs.get("complete", 0)) == 1:
-                return sink.dataset(schema)
-        done = sink.done()
+            if resuming:
+                verified, intact = sink.verify()
+                if intact:  # complete, and every chunk and reduction verifies
+                    return sink.dataset(schema)
+        done = sink.done() if path is None or not resuming else verified
         sweeps = {
             name: _TreeSweep(
                 plan.n_chunks, sink.load_nodes(name) if isinstance(sink, _ZarrSink) else None
@@ -1194,6 +1396,10 @@ def _execute(
     finally:
         if runner is not None:
             runner.close()  # cancels the remaining tasks at once on an error or Ctrl-C
+    if isinstance(sink, _ZarrSink) and sink.final_check():  # reduce again from the repaired store
+        sweeps = {name: _TreeSweep(plan.n_chunks, sink.load_nodes(name)) for name in sweeps}
+        for sweep in sweeps.values():
+            sweep.add_stored(range(plan.n_chunks))
     reduced = {name: _finish(sweep.result()) for name, sweep in sweeps.items()}
     if isinstance(sink, _ZarrSink):
         failed, failed_time, last = sink.failures()

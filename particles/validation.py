@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 
 import numpy as np
 
@@ -265,6 +266,26 @@ def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise fail(name, value, f"must be one of {', '.join(choices)}")
     return str(value)
+
+
+def physical_memory() -> int:
+    """Bytes of physical memory of this machine (0 if unknown)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return 0
+
+
+def check_memory(nbytes: float, name: str, value: object) -> None:
+    """Refuse, before allocating, a size whose estimated memory exceeds the physical memory."""
+    total = physical_memory()
+    if total and not nbytes <= total:
+        raise fail(
+            name,
+            value,
+            f"needs about {nbytes / 2**30:.3g} GiB of memory, more than the {total / 2**30:.3g} "
+            "GiB of this machine",
+        )
 
 
 def _short(arr: np.ndarray) -> str:
