@@ -523,6 +523,16 @@ def _info(args: argparse.Namespace) -> int:
         done = "?" if info["chunks_done"] is None else info["chunks_done"]
         state += f"; {done} of {info['chunks_total']} chunks of members done"
     print(f"state:       {state}")
+    check = info["verification"]
+    if check is not None:
+        verdict = f"{check['state']}; {check['chunks_done']} chunks verified against checksums"
+        if check["chunks_damaged"]:
+            verdict += f", damaged chunks {check['chunks_damaged']} (--resume recomputes them)"
+        if check["problems"]:
+            verdict += "; " + "; ".join(check["problems"])
+        if check["locked_by"]:
+            verdict += f"; being written by {check['locked_by']}"
+        print(f"verified:    {verdict}")
     if info["failed_members"] is None:
         failed = "not recorded"
     else:

@@ -392,7 +392,9 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
         and ``chunks_total`` (ensemble chunks of members; ``None`` when unknown),
         ``members`` (``None`` without a ``member`` dimension), ``failed_members`` (indices of
         members flagged failed; ``None`` without a ``failed`` variable), ``failed_times`` (their
-        ``failed_time``) and ``members_pending`` (members not computed yet).
+        ``failed_time``) and ``members_pending`` (members not computed yet); for an ensemble
+        store, ``verification``: its chunks checked against their recorded checksums
+        (``dlnsim.particles.store.verify_store``), ``None`` for other datasets.
 
     Raises
     ------
@@ -443,4 +445,9 @@ def describe(path: str | os.PathLike) -> dict[str, Any]:
             info["failed_members"] = info["failed_times"] = info["members_pending"] = None
     for key in ("parameters", "provenance"):
         info[key] = {k: info[key][k] for k in sorted(info[key])}
+    info["verification"] = None
+    if engine == "zarr" and info["chunks_total"] is not None:
+        from .store import verify_store
+
+        info["verification"] = verify_store(path)
     return info

@@ -31,7 +31,6 @@ import math
 import numbers
 import os
 import re
-import shutil
 import sys
 import threading
 import time
@@ -808,7 +807,7 @@ class _ZarrSink:
                 self._create(schema, scratch)
                 _store.swap_in(scratch, path)
             except BaseException:
-                shutil.rmtree(scratch, ignore_errors=True)
+                _store.remove_scratch(scratch)
                 raise
         self.root = _store.open_root(path, mode="r+")
         self.names = _chunk_arrays(plan)

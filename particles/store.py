@@ -389,6 +389,25 @@ def store_lock(path: Path) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------ atomic replacement
+def remove_scratch(path: Path, settle: float = 2.0) -> None:
+    """Remove a scratch store left by a failed write, and keep removing it for up to ``settle``
+    seconds: zarr's concurrent writes can still be landing after the first one failed (the
+    first error ends the call while its sibling writes run on), recreating files behind a
+    single ``rmtree``."""
+    import time
+
+    deadline = time.monotonic() + settle
+    while True:
+        shutil.rmtree(path, ignore_errors=True)
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+        if not path.exists():
+            time.sleep(0.2)  # a late write would recreate it now
+            if not path.exists():
+                return
+
+
 def scratch_path(path: Path) -> Path:
     """A fresh hidden sibling name, with the same suffix, for a file or store being written."""
     return path.with_name(f".new-{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.name}")
@@ -429,7 +448,7 @@ def save_atomically(ds: Any, path: str | os.PathLike) -> Path:
             os.replace(scratch, path)
     except BaseException as err:
         if scratch.is_dir():
-            shutil.rmtree(scratch, ignore_errors=True)
+            remove_scratch(scratch)
         else:
             with contextlib.suppress(OSError):
                 scratch.unlink()

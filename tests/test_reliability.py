@@ -12,12 +12,13 @@ import textwrap
 import threading
 import time
 
-import dlnsim.particles.ensemble as ens
-import dlnsim.particles.flow as ens_flow
 import numpy as np
 import pytest
 import xarray as xr
 import zarr
+
+import dlnsim.particles.ensemble as ens
+import dlnsim.particles.flow as ens_flow
 from dlnsim.analysis.cli import main
 from dlnsim.particles import Model, Schatten, gradient_flow
 from dlnsim.particles.store import StoreError, StoreLocked, lock_path, verify_store
@@ -615,11 +616,12 @@ def test_fuzzed_options_never_end_in_a_traceback_or_leave_files(command, monkeyp
     limit is lowered to 256 MiB so that a size near it is refused rather than allocated."""
     from functools import partial
 
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
     import dlnsim.analysis.pipeline as pipeline
     import dlnsim.particles as particles
     import dlnsim.particles.validation as validation
-    from hypothesis import HealthCheck, given, settings
-    from hypothesis import strategies as st
 
     monkeypatch.setattr(validation, "physical_memory", lambda: 256 * 2**20)
     real_chunk = ens._run_chunk
@@ -701,3 +703,16 @@ def test_an_internal_error_is_one_line_exit_1_and_its_traceback_on_request(monke
     monkeypatch.setenv("DLNSIM_TRACEBACK", "1")
     with pytest.raises(AttributeError):
         main(["flow", "--sigma0", "1,2"])
+
+
+def test_dlnsim_info_shows_the_verification_state(partial, capsys):
+    """``dlnsim info`` reports what ``verify_store`` finds: a partial store verifies, a
+    damaged chunk is named with the advice to resume (issue 17, item 1)."""
+    assert main(["info", str(partial)]) == 0
+    out = capsys.readouterr().out
+    assert "verified:    partial; 3 chunks verified against checksums" in out
+    DAMAGE["garble sigma chunk"](partial)
+    assert main(["info", str(partial)]) == 0
+    out = capsys.readouterr().out
+    assert "verified:    damaged; 2 chunks verified against checksums" in out
+    assert "damaged chunks [2] (--resume recomputes them)" in out
