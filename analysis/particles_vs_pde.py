@@ -20,7 +20,13 @@ import xarray as xr
 from dlnsim.meanfield import solve
 from dlnsim.particles import Model, Schatten, langevin_ensemble
 from dlnsim.particles.datasets import provenance
-from dlnsim.particles.validation import check_depth, check_integer, check_positive, check_times, fail
+from dlnsim.particles.validation import (
+    check_depth,
+    check_integer,
+    check_positive,
+    check_times,
+    fail,
+)
 
 from .meanfield_compare import compare_densities, fit_rate, wasserstein_to_density
 
@@ -46,10 +52,10 @@ def particles_vs_pde(
 
     Initial law: ``log sigma ~ Normal(log(1.5 sigma_*), spread^2)`` with ``sigma_*`` the
     equilibrium of the ``d -> inf`` limit (``sigma_*^p = (N-1)/(2 N b)``).  Returns a Dataset
-    with dims ``width``, ``time``, ``sigma`` (PDE cells: ``density``, ``sigma_at``,
-    ``cell_width``) and ``sample`` (the pooled particle samples), ``w1`` and ``l1`` (``width,
-    time``), and the fitted log-log slopes of ``w1`` and ``l1`` against ``d`` at the last time
-    in the attributes (``w1_rate``, ``l1_rate``).  ``l1`` uses bins of ``coarsen`` PDE cells (a
+    with dims ``width``, ``time``, ``cell`` (PDE cells: ``density``, ``cell_width`` and the
+    cell-centre coordinate ``sigma``) and ``sample`` (the pooled particle samples), ``w1`` and
+    ``l1`` (``width, time``), and the fitted log-log slopes of ``w1`` and ``l1`` against ``d``
+    at the last time in the attributes (``w1_rate``, ``l1_rate``).  ``l1`` uses bins of ``coarsen`` PDE cells (a
     histogram on the fine cells is dominated by sampling noise); ``w1_floor``/``l1_floor`` are the
     same distances for as many exact samples of the PDE density, i.e. what sampling noise alone
     gives.
@@ -101,7 +107,7 @@ def particles_vs_pde(
         floors.append((w1_floor, l1_floor))
         l1c.append(l1_coarse)
         densities.append(pde.density.values)
-        centres.append(pde.sigma_at.values)
+        centres.append(pde.sigma.values)
         widths_cell.append(pde.cell_width.values)
         samples.append(pooled)
         w1.append(dist.w1.values)
@@ -111,12 +117,12 @@ def particles_vs_pde(
     ds = xr.Dataset(
         {
             "density": (
-                ("width", "time", "sigma"),
+                ("width", "time", "cell"),
                 np.array(densities),
                 {"long_name": "mean-field density of sigma (w.r.t. d sigma)", "units": "1"},
             ),
             "cell_width": (
-                ("width", "time", "sigma"),
+                ("width", "time", "cell"),
                 np.array(widths_cell),
                 {"long_name": "PDE cell width in sigma", "units": "1"},
             ),
@@ -157,8 +163,8 @@ def particles_vs_pde(
         coords={
             "width": ("width", np.array(widths), {"long_name": "width d (beta = b d)"}),
             "time": ("time", times, {"long_name": "time t", "units": "1"}),
-            "sigma_at": (
-                ("width", "time", "sigma"),
+            "sigma": (
+                ("width", "time", "cell"),
                 np.array(centres),
                 {"long_name": "PDE cell centre in sigma", "units": "1"},
             ),

@@ -273,7 +273,7 @@ def particles_vs_pde_figure(ds) -> Figure:
         sub = ds.sel(width=d)
         for k, t in enumerate(sub.time.values):
             c = cmap(k / max(1, sub.time.size - 1) * 0.85)
-            x = sub.sigma_at.values[k]
+            x = sub.sigma.values[k]
             ax.hist(sub.samples.values[k], bins=40, density=True, color=c, alpha=0.25)
             ax.plot(
                 x,

@@ -13,12 +13,12 @@ from dlnsim.particles import Model, Schatten
 
 
 def fixed_grid(edges: np.ndarray, masses: np.ndarray, times=(0.0,)) -> xr.Dataset:
-    """A PDE-like Dataset on a fixed grid: 1-D ``sigma`` centres and ``cell_width``."""
+    """A PDE-like Dataset on a fixed grid: cell centres ``sigma`` and ``cell_width`` on ``cell``."""
     width = np.diff(edges)
     density = np.tile(masses / width, (len(times), 1))
     return xr.Dataset(
-        {"density": (("time", "sigma"), density), "cell_width": ("sigma", width)},
-        coords={"time": list(times), "sigma": 0.5 * (edges[1:] + edges[:-1])},
+        {"density": (("time", "cell"), density), "cell_width": ("cell", width)},
+        coords={"time": list(times), "sigma": ("cell", 0.5 * (edges[1:] + edges[:-1]))},
     )
 
 
@@ -143,8 +143,8 @@ def test_particles_vs_pde_experiment(tmp_path):
     ds = particles_vs_pde(widths=(8, 32, 128), n_samples=1024, times=(0.0, 0.3, 1.0))
     assert np.all(ds.w1.values < 3 * ds.w1_floor.values + 1e-3)
     assert ds.attrs["w1_rate"] < -0.3
-    assert ds.samples.dims == ("width", "time", "sample") and ds.density.dims[-1] == "sigma"
-    np.testing.assert_allclose((ds.density * ds.cell_width).sum("sigma"), 1.0, rtol=1e-12)
+    assert ds.samples.dims == ("width", "time", "sample") and ds.density.dims[-1] == "cell"
+    np.testing.assert_allclose((ds.density * ds.cell_width).sum("cell"), 1.0, rtol=1e-12)
     back = load(save(ds, tmp_path / "pvp.nc"))
     np.testing.assert_array_equal(back.samples.values, ds.samples.values)
     assert len(particles_vs_pde_figure(ds).axes) == 3
