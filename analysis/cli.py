@@ -212,9 +212,9 @@ def _experiment_command(sub, kind: str, exp) -> None:
             p.add_argument(
                 flag,
                 dest=key,
-                type=_value_parser(default),
+                type=_depth if key == "depth" else _value_parser(default),
                 default=None,
-                help=f"(default {shown}{note})",
+                help=f"(default {shown}{note})" + ("; an integer or inf" if key == "depth" else ""),
             )
     p.add_argument(
         "--out", dest="out_dir", default="dlnsim-out", help="output folder (default %(default)s)"

@@ -249,8 +249,8 @@ def run_ensemble(params: dict[str, Any], out: Path) -> list[str]:
 
 def run_meanfield(params: dict[str, Any], out: Path) -> list[str]:
     """Mean-field PDE vs Langevin particles at beta = b d for growing widths d."""
-    from .particles_vs_pde import particles_vs_pde
-    from .plots import particles_vs_pde_figure
+    from .particles_vs_pde import moment_comparison, particles_vs_pde
+    from .plots import moment_comparison_figure, particles_vs_pde_figure
 
     name = params["name"]
     ds = particles_vs_pde(
@@ -266,6 +266,17 @@ def run_meanfield(params: dict[str, Any], out: Path) -> list[str]:
     )
     save(ds, out / f"{name}.nc")
     particles_vs_pde_figure(ds).savefig(out / f"{name}_densities.png", dpi=110)
+    moments = moment_comparison(
+        widths=params["moment_widths"],
+        b=params["b"],
+        depth=params["depth"],
+        p=params["p"],
+        members=params["moment_members"],
+        dt=params["moment_dt"],
+        seed=params["seed"],
+    )
+    save(moments, out / f"{name}_moments.nc")
+    moment_comparison_figure(moments).savefig(out / f"{name}_moments.png", dpi=110)
     lines = [
         f"[{name}] mean-field PDE vs particles, beta = b d (b = {params['b']}), "
         f"N = {params['depth']}, {params['n_samples']} pooled samples per width",
@@ -281,6 +292,19 @@ def run_meanfield(params: dict[str, Any], out: Path) -> list[str]:
     lines.append(
         f"  fitted W1 ~ d^{ds.attrs['w1_rate']:.3f}, L1 ~ d^{ds.attrs['l1_rate']:.3f} "
         "at the last time (floors: the same distances for exact samples of the PDE)"
+    )
+    lines.append(f"  {'d':>6}{'E[sigma] rel. err':>20}{'SE':>10}{'Var rel. err':>15}{'SE':>10}")
+    for k, d in enumerate(moments.width.values):
+        v = moments.isel(width=k)
+        lines.append(
+            f"  {d:>6}{float(v.mean_error):>20.2e}{float(v.mean_error_se):>10.1e}"
+            f"{float(v.var_error):>15.2e}{float(v.var_error_se):>10.1e}"
+        )
+    a = moments.attrs
+    lines.append(
+        f"  stationary moments vs the PDE equilibrium: E[sigma] error ~ d^-{a['mean_order']:.2f} "
+        f"(95% CI [{a['mean_order_low']:.2f}, {a['mean_order_high']:.2f}]), Var ~ "
+        f"d^-{a['var_order']:.2f} ([{a['var_order_low']:.2f}, {a['var_order_high']:.2f}])"
     )
     return lines
 
@@ -447,6 +471,9 @@ EXPERIMENTS: dict[str, Experiment] = {
             "dt": 1e-3,
             "seed": 0,
             "cells": 128,
+            "moment_widths": [8, 16, 32],
+            "moment_members": 32,
+            "moment_dt": 2e-3,
         },
         run=run_meanfield,
         doc=run_meanfield.__doc__ or "",
@@ -510,7 +537,15 @@ def resolve(experiment: Mapping[str, Any]) -> tuple[Experiment, dict[str, Any]]:
             raise fail("widths", params["widths"], "must be a list of at least two widths")
         for w in params["widths"]:
             check_integer(w, "widths", 2)
-        check_depth(params["depth"], "depth")
+        if check_depth(params["depth"], "depth") == math.inf and min(params["widths"]) <= 3:
+            raise fail("widths", params["widths"], "N = inf needs widths >= 4 (no equilibrium)")
+        moment_widths = params.get("moment_widths", [16])
+        if not isinstance(moment_widths, list) or len(moment_widths) < 3:
+            raise fail("moment_widths", moment_widths, "must be a list of at least three widths")
+        for w in moment_widths:
+            check_integer(w, "moment_widths", 2)
+        if params["depth"] in (math.inf, "inf") and min(moment_widths) < 16:
+            raise fail("moment_widths", moment_widths, "N = inf needs widths >= 16 (heavy tail)")
         check_positive(params["b"], "b")
         check_positive(params["p"], "p")
     if {"width", "depth", "beta", "p"} <= params.keys():

@@ -292,6 +292,25 @@ def particles_vs_pde_figure(ds) -> Figure:
     return fig
 
 
+def moment_comparison_figure(ds) -> Figure:
+    """|relative error| of the particles' stationary E[sigma] and Var[sigma] against the PDE
+    equilibrium, against d on log axes, with 1.96-SE error bars and the fitted order."""
+    fig, ax = plt.subplots(figsize=(5.2, 4.0), constrained_layout=True)
+    d = ds.width.values
+    for name, marker in (("mean", "o"), ("var", "s")):
+        err, se = np.abs(ds[f"{name}_error"].values), ds[f"{name}_error_se"].values
+        q, lo, hi = (ds.attrs[f"{name}_order{k}"] for k in ("", "_low", "_high"))
+        label = f"{'E' if name == 'mean' else 'Var'}[sigma]: order {q:.2f} [{lo:.2f}, {hi:.2f}]"
+        ax.errorbar(d, err, yerr=1.96 * se, marker=marker, ls="-", capsize=3, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("width d (beta = b d)")
+    ax.set_ylabel("|particles / PDE - 1|")
+    ax.legend(fontsize=8)
+    ax.set_title("stationary moments: particles vs mean-field equilibrium")
+    return fig
+
+
 def repulsion_figure(ds) -> Figure:
     """Spacing histograms of every system with the Poisson and Wigner-surmise curves, the
     spacing-ratio distributions, and the small-spacing CDFs on log-log axes."""

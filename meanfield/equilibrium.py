@@ -148,7 +148,7 @@ def equilibrium(
     cells_per_std: int = 60,
     tail: float = 1e-13,
     tol: float = 1e-13,
-    max_cells: int = 2**20,
+    max_cells: int = 2**18,
     max_iter: int = 20_000,
 ) -> xr.Dataset:
     """The stationary density of the mean-field equation (with diffusion) of ``model``.
