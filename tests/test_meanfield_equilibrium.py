@@ -118,24 +118,26 @@ def _wide_tail_run():
     def bump(s):
         return np.exp(-0.5 * ((s - 1.5 * s_star) / (0.3 * s_star)) ** 2)
 
-    return solve(model, bump, [0.0, 0.5, 1.0, 2.0])
+    return solve(model, bump, [0.0, 0.5, 1.0])
 
 
+@pytest.mark.slow
 def test_free_energy_non_increasing_with_a_wide_tail():
-    """Before the dissipation guard F rose from 0.7089 (t = 0.5) to 0.7168 (t = 1) and 0.7546
-    (t = 2): the moving grid's ALE terms dissipate the discrete F only up to O(h^2), and the
+    """Before the dissipation guard F rose from 0.7127 (t = 0.5) to 0.7179 (t = 1): the moving
+    grid's ALE terms dissipate the discrete F only up to O(h^2), and the
     grid's cells had grown to width ~1 in log sigma.  Now every step is F-non-increasing up to
     the guard's slack 1e-11 (a step that raises F is redone on the frozen grid)."""
     ds = _wide_tail_run()
     free = ds.free_energy.values
     assert np.all(np.diff(free) <= 2e-11 * (1 + np.abs(free[:-1]))), np.diff(free)
-    assert free[0] - free[-1] > 1.0  # measured 1.977 -> 0.703
+    assert free[0] - free[-1] > 1.0  # measured 1.977 -> 0.708
     assert ds.attrs["frozen_grid_steps"] > 0  # the guard did act here
     np.testing.assert_allclose(ds.mass, 1.0, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_free_energy_rise_without_the_guard(monkeypatch):
-    """The planted bug for the test above: the guard switched off, F rises (by 4.6e-2)."""
+    """The planted bug for the test above: the guard switched off, F rises (by 5e-3)."""
     monkeypatch.setattr(solver_mod, "_DISSIPATION_SLACK", math.inf)
     free = _wide_tail_run().free_energy.values
     assert np.diff(free).max() > 1e-3
