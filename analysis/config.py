@@ -364,6 +364,13 @@ def _cross_meanfield(params: dict[str, Any]) -> None:
             f"the limit equilibrium sigma_* = ({frac:g} / (2 b))^(1/p) = {s_star:g} is not a "
             "positive float64 (the initial law is centred on it)",
         )
+    moment_widths = params["moment_widths"]
+    if len(moment_widths) < 3:
+        raise fail("moment_widths", moment_widths, "need at least three widths (a fitted order)")
+    if depth == math.inf and min(widths) <= 3:
+        raise fail("widths", widths, "N = inf needs widths >= 4 (no equilibrium)")
+    if depth == math.inf and min(moment_widths) < 16:
+        raise fail("moment_widths", moment_widths, "N = inf needs widths >= 16 (heavy tail)")
     check_steps(params["times"][-1], params["dt"], "times[-1]", "dt")
     check_memory(
         {"n_samples": params["n_samples"], "times": len(params["times"]), "widths": len(widths)},
@@ -501,6 +508,9 @@ SCHEMAS: dict[str, Schema] = {
             "dt": Param(1e-3, _positive, _REAL, "Langevin time step"),
             "seed": Param(0, _integer(0), _INT, "seed"),
             "cells": Param(128, _integer(8), _INT, "PDE cells"),
+            "moment_widths": Param([8, 16, 32], _widths, _cli_list, "widths of the moments"),
+            "moment_members": Param(32, _integer(2), _INT, "members per moment width"),
+            "moment_dt": Param(2e-3, _positive, _REAL, "Langevin step of the moments"),
             **FIGURE_PARAMS,
         },
         _cross_meanfield,

@@ -10,8 +10,9 @@ piecewise-constant density of ``sigma``:
 - ``l1``: ``int |f_pde - f_hist| dsigma`` with ``f_hist`` the histogram of the samples on the PDE
   cells (``count / (n cell_width)``), plus the fraction of samples outside the grid.
 
-Both accept the moving-grid layout of ``meanfield.solve`` (2-D ``sigma_lower``/``sigma_upper``
-per time) and a fixed grid (1-D ``sigma`` cell centres with ``cell_width``).
+Both accept the moving-grid layout of ``meanfield.solve`` (dims ``time, cell``; 2-D
+``sigma_lower``/``sigma_upper`` per time) and a fixed grid (cell centres ``sigma`` on the dim
+``cell`` with ``cell_width``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def _edges(pde: xr.Dataset, k: int) -> tuple[np.ndarray, np.ndarray]:
     if "sigma_lower" in pde.variables:
         lower = np.asarray(pde["sigma_lower"].isel(time=k), dtype=np.float64)
     else:
-        centre = pde["sigma_at"] if "sigma_at" in pde.variables else pde["sigma"]
+        centre = pde["sigma"]
         centre = np.asarray(centre.isel(time=k) if "time" in centre.dims else centre, float)
         lower = centre - 0.5 * width
     edges = np.append(lower, lower[-1] + width[-1])

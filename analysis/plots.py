@@ -640,7 +640,7 @@ def particles_vs_pde_figure(ds: xr.Dataset) -> Figure:
         sub = ds.sel(width=d)
         for k, t in enumerate(sub.time.values):
             c = cmap(k / max(1, sub.time.size - 1) * 0.85)
-            x = sub.sigma_at.values[k]
+            x = sub.sigma.values[k]
             ax.hist(sub.samples.values[k], bins=40, density=True, color=c, alpha=0.25)
             line = ax.plot(
                 x,
@@ -660,6 +660,37 @@ def particles_vs_pde_figure(ds: xr.Dataset) -> Figure:
         ax.legend(fontsize=7)
     axes[0, 0].set_ylabel("density")
     fig.suptitle("mean-field PDE (lines) vs pooled Langevin particles (histograms)")
+    return fig
+
+
+def moment_comparison_figure(ds: xr.Dataset) -> Figure:
+    """The particles' stationary moments against the mean-field equilibrium, against ``d``.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A ``meanfield_moments`` dataset (``analysis.particles_vs_pde.moment_comparison``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``|relative error|`` of ``E[sigma]`` and ``Var[sigma]`` on log axes, with 1.96-SE
+        error bars and the fitted order in ``1/d`` with its interval in the legend.
+    """
+    fig = _new_figure(figsize=(5.2, 4.0))
+    ax = fig.subplots()
+    d = ds.width.values
+    for k, name in enumerate(("mean", "var")):
+        err, se = np.abs(ds[f"{name}_error"].values), ds[f"{name}_error_se"].values
+        q, lo, hi = (ds.attrs[f"{name}_order{k}"] for k in ("", "_low", "_high"))
+        label = f"{'E' if name == 'mean' else 'Var'}[sigma]: order {q:.2f} [{lo:.2f}, {hi:.2f}]"
+        ax.errorbar(d, err, yerr=1.96 * se, capsize=3, label=label, **_style(k))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("width d (beta = b d)")
+    ax.set_ylabel("|particles / PDE - 1|")
+    ax.legend(fontsize=8)
+    ax.set_title("stationary moments: particles vs mean-field equilibrium")
     return fig
 
 
@@ -778,6 +809,7 @@ FIGURES_BY_KIND = {
     "temperature_scan": lambda ds: {"temperature": temperature_figure(ds)},
     "depth_sweep": depth_figures,
     "particles_vs_pde": lambda ds: {"densities": particles_vs_pde_figure(ds)},
+    "meanfield_moments": lambda ds: {"": moment_comparison_figure(ds)},
     "repulsion": lambda ds: {"": repulsion_figure(ds)},
 }
 

@@ -86,7 +86,7 @@ def test_positivity_and_mass_conservation(transient):
     _, ds = transient
     assert np.all(np.isfinite(ds.density)) and float(ds.density.min()) >= 0.0
     # conservative fluxes + M-matrix solves: the mass drifts by round-off only (measured 1e-15)
-    np.testing.assert_allclose((ds.density * ds.cell_width).sum("sigma"), 1.0, rtol=0, atol=1e-12)
+    np.testing.assert_allclose((ds.density * ds.cell_width).sum("cell"), 1.0, rtol=0, atol=1e-12)
     np.testing.assert_allclose(ds.mass, 1.0, rtol=0, atol=1e-12)
 
 
@@ -112,11 +112,11 @@ def test_free_energy_non_increasing_without_diffusion():
 def test_dataset_layout_and_attributes(transient, tmp_path):
     model, ds = transient
     xr.testing.assert_identical(load(save(ds, tmp_path / "meanfield.nc")), ds)  # NetCDF-safe
-    assert ds.density.dims == ("time", "sigma") and ds.cell_width.dims == ("time", "sigma")
+    assert ds.density.dims == ("time", "cell") and ds.cell_width.dims == ("time", "cell")
     assert ds.free_energy.dims == ("time",)
-    for name in ("density", "cell_width", "free_energy", "sigma_at", "sigma_lower"):
+    for name in ("density", "cell_width", "free_energy", "sigma", "sigma_lower"):
         assert "long_name" in ds[name].attrs and "units" in ds[name].attrs
-    assert np.all(ds.sigma_lower < ds.sigma_at) and np.all(ds.sigma_at < ds.sigma_upper)
+    assert np.all(ds.sigma_lower < ds.sigma) and np.all(ds.sigma < ds.sigma_upper)
     np.testing.assert_allclose(ds.sigma_upper - ds.sigma_lower, ds.cell_width, rtol=1e-12)
     for key, value in ds.attrs.items():
         assert isinstance(value, str | int | float), key
@@ -287,7 +287,7 @@ def test_initial_samples_give_kernel_density_estimate():
     samples = np.exp(rng.normal(0.2, 0.3, 20000))
     model = Model(10, 3, 10.0, Schatten(2.0))
     ds = solve(model, samples, [0.0])
-    s = ds.sigma_at.values[0]
+    s = ds.sigma.values[0]
     exact = np.exp(-0.5 * ((np.log(s) - 0.2) / 0.3) ** 2) / (s * 0.3 * math.sqrt(2 * math.pi))
     l1 = float(np.sum(np.abs(ds.density.values[0] - exact) * ds.cell_width.values[0]))
     assert l1 < 0.03  # KDE bias + noise at n = 2e4: measured 0.011
