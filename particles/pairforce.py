@@ -73,6 +73,16 @@ grows with the spread: ``r ~ log(1/tol) / log(q)``, ``q = pi/h + sqrt(1 + (pi/h)
 position); otherwise it grows by 1.5x.  A member falls back to the exact kernel when the rank
 would exceed ``d/4`` or, for ``"auto"``, when a cost model says the exact kernel is cheaper.
 
+Same bits on every CPU.  No kernel is compiled with fast-math flags: without reassociation and
+contraction LLVM may neither reorder a sum nor fuse a multiply-add, and those are what it does
+differently per target (vector width, FMA).  Sums over pairs therefore have an order fixed by the
+source (the pair values of a row go to a scratch row, summed by ``_sum_lanes`` with 8 partial
+sums; the small-width kernels vectorize across members, whose lanes are independent), and no
+libm or vector-library transcendental is called (they differ between machines in the last bit):
+``_exp``/``_vexp``, ``_log``/``_vlog``, ``_log1p_core`` and ``_cospi`` are plain IEEE arithmetic
+(tests/test_cpu_independence.py compares the host target with ``NUMBA_CPU_NAME=generic``).  The
+price is the FMA: ~10-25% of the speed on a CPU that has it (benchmarks/compare_kernels.py).
+
 Threads.  ``threads`` (default ``default_threads()``: 1 inside a worker process or a non-main
 thread, else ``numba.get_num_threads()``) above 1 selects a ``parallel=True`` driver with
 ``prange`` over chunks of members.  A member is always computed by the same code, and every choice
@@ -438,24 +448,8 @@ def _cospi(n, den):
 # ---------------------------------------------------------------------------- fixed-order sums
 # No reduction may be reassociated (that is what made results depend on the CPU: the compiler
 # splits a sum into as many partial sums as the target's vector registers hold).  The row sums
-# are instead written as sums whose order the source fixes: ``_sum_tree`` (pairwise halving,
-# elementwise loops that vectorize as they are) or ``_sum_lanes`` (8 partial sums).
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _sum_tree(a, n):
-    """sum(a[:n]) by halving: a[j] += a[j + ceil(n/2)] for j < floor(n/2) until 16 values are
-    left, then in order.  The order depends only on n; each halving is an elementwise loop (it
-    vectorizes without reassociation).  Overwrites a[:n]."""
-    while n > 16:
-        m = (n + 1) // 2
-        for j in range(n - m):
-            a[j] += a[j + m]
-        n = m
-    t = 0.0
-    for j in range(n):
-        t += a[j]
-    return t
+# are instead written as sums whose order the source fixes: the pair values go to a scratch row
+# (the pair loop stays a plain elementwise loop, which vectorizes), then ``_sum_lanes``.
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -509,7 +503,7 @@ def _pair_branchless(famt, xi, wi, iwi, vi, ivi, xj, wj, iwj, vj, ivj, cn, cl, f
 def _kernel_branchless(x, w, iw, v, iv, cn, cl, famt, fn, out, g0, g1):
     """Unsorted member: rows in pairs, one pass over j computing both branches (vectorizes
     over j).  The pair values go to the scratch rows ``g0``, ``g1``, and the rows' own sums are
-    ``_sum_tree`` of them (no reduction is reassociated).  The family is ``len(famt) - 1`` (a
+    ``_sum_lanes`` of them (no reduction is reassociated).  The family is ``len(famt) - 1`` (a
     compile-time constant)."""
     d = x.shape[0]
     for i in range(d):
@@ -545,8 +539,8 @@ def _kernel_branchless(x, w, iw, v, iv, cn, cl, famt, fn, out, g0, g1):
             g0[j] = f0
             g1[j] = f1
             oo[j] -= f0 + f1
-        out[i] += f01 + _sum_tree(g0, m)
-        out[i + 1] += _sum_tree(g1, m) - f01
+        out[i] += f01 + _sum_lanes(g0, m)
+        out[i + 1] += _sum_lanes(g1, m) - f01
         i += 2
     if i + 1 < d:
         f = _pair_branchless(
@@ -573,7 +567,7 @@ def _kernel_branchless(x, w, iw, v, iv, cn, cl, famt, fn, out, g0, g1):
 def _kernel_sorted(x, w, iw, v, iv, cn, cl, famt, fn, out, gb):
     """Member sorted ascending: per row a near run (series) and a far run (quotients), each a
     vectorized loop that writes its pair values to the scratch row ``gb``; the row's own sum is
-    ``_sum_tree`` of them (no reduction is reassociated).
+    ``_sum_lanes`` of them (no reduction is reassociated).
 
     The family is ``len(famt) - 1`` (as in ``_kernel_branchless``)."""
     fam = len(famt) - 1
@@ -599,7 +593,7 @@ def _kernel_sorted(x, w, iw, v, iv, cn, cl, famt, fn, out, gb):
             g = a * _horner(cn, a * a)
             gb[j] = g
             oo[j] += g
-        near = _sum_tree(gb, mn)
+        near = _sum_lanes(gb, mn)
         # far run j >= k
         oo = out[k:]
         m = d - k
@@ -637,7 +631,7 @@ def _kernel_sorted(x, w, iw, v, iv, cn, cl, famt, fn, out, gb):
                 g = gl - (ser if a <= _LARGE_Y * fn else sfar)
                 gb[j] = g
                 oo[j] += g
-        out[i] -= near + _sum_tree(gb, m)
+        out[i] -= near + _sum_lanes(gb, m)
 
 
 @numba.njit(cache=True, error_model="numpy")
