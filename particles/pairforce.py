@@ -73,6 +73,16 @@ grows with the spread: ``r ~ log(1/tol) / log(q)``, ``q = pi/h + sqrt(1 + (pi/h)
 position); otherwise it grows by 1.5x.  A member falls back to the exact kernel when the rank
 would exceed ``d/4`` or, for ``"auto"``, when a cost model says the exact kernel is cheaper.
 
+Same bits on every CPU.  No kernel is compiled with fast-math flags: without reassociation and
+contraction LLVM may neither reorder a sum nor fuse a multiply-add, and those are what it does
+differently per target (vector width, FMA).  Sums over pairs therefore have an order fixed by the
+source (the pair values of a row go to a scratch row, summed by ``_sum_lanes`` with 8 partial
+sums; the small-width kernels vectorize across members, whose lanes are independent), and no
+libm or vector-library transcendental is called (they differ between machines in the last bit):
+``_exp``/``_vexp``, ``_log``/``_vlog``, ``_log1p_core`` and ``_cospi`` are plain IEEE arithmetic
+(tests/test_cpu_independence.py compares the host target with ``NUMBA_CPU_NAME=generic``).  The
+price is the FMA: ~10-25% of the speed on a CPU that has it (benchmarks/compare_kernels.py).
+
 Threads.  ``threads`` (default ``default_threads()``: 1 inside a worker process or a non-main
 thread, else ``numba.get_num_threads()``) above 1 selects a ``parallel=True`` driver with
 ``prange`` over chunks of members.  A member is always computed by the same code, and every choice
@@ -138,7 +148,6 @@ _ENTRY_RHO, _ENTRY_U = 0, 1
 _METHOD_EXACT, _METHOD_FAST, _METHOD_AUTO = 0, 1, 2
 _METHODS = {"exact": _METHOD_EXACT, "fast": _METHOD_FAST, "auto": _METHOD_AUTO}
 
-_FM = {"reassoc", "contract", "nsz"}  # reassociation only (vectorized sums); no nnan/ninf/arcp
 _N_NEAR = 9  # terms of the near series (|a| <= 0.35: truncation < 6e-18 relative)
 _N_LARGE = 18  # terms of L'(y)/N for y = a/N <= 1 (next term < 1e-17 relative)
 _LARGE_Y = 1.0
@@ -222,7 +231,9 @@ def _lsinhc1(x):
         for k in range(10, -1, -1):
             p = p * z + c[k]
         return x * p
-    t = math.exp(-2.0 * ax)
+    if not (ax < 350.0):  # e^{-2 ax} < 1e-304 does not change the quotient; NaN stays NaN
+        return x if ax != ax else math.copysign(1.0 - 1.0 / ax, x)
+    t = _exp(-2.0 * ax)
     val = (1.0 + t) / (1.0 - t) - 1.0 / ax
     return val if x > 0 else -val
 
@@ -256,24 +267,107 @@ _LN2_HI = 6.93147180369123816490e-01  # high part of log 2 (trailing zeros: k * 
 _LN2_LO = 1.90821492927058770002e-10
 _INV_LN2 = 1.44269504088896338700e00
 _EXP_POLY = tuple(1.0 / math.factorial(k) for k in range(13, -1, -1))  # e^r, |r| <= 0.35
+# log(1 + f) = f - s (f - R(s^2)), s = f / (2 + f), R(z) = sum_{k>=1} 2 z^k / (2k + 1) (from
+# 2 atanh s = log(1 + f) and 2 s = f - s f); |f| <= sqrt(2) - 1 gives z <= 0.0295, and 11 terms
+# leave a truncation below 1e-19 relative
+_LOG_POLY = tuple(2.0 / (2 * k + 1) for k in range(11, 0, -1))  # Horner, highest first; times z
+_SQRT_HALF = 0.70710678118654752440
+_LOG1P_LO = _SQRT_HALF - 1.0  # _log1p_core takes f in [_LOG1P_LO, _LOG1P_HI]
+_LOG1P_HI = 2.0 * _SQRT_HALF - 1.0
+_TINY = 2.2250738585072014e-308  # smallest normal float64
+_MANT = 0x000FFFFFFFFFFFFF
+_SQRT2_MANT = int(np.float64(2.0 * _SQRT_HALF).view(np.int64)) & _MANT  # of 1.4142135623730951
 
 
-@numba.njit(cache=True, fastmath={"contract"}, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
+def _exp_reduced(y, dy):
+    """(e^r, k) with y + dy = k log 2 + r, |r| <= 0.35 (the core of ``_vexp``, ``_exp``)."""
+    k = math.floor(y * _INV_LN2 + 0.5)
+    r = (y - k * _LN2_HI) - k * _LN2_LO + dy
+    return _horner(_EXP_POLY, r), k
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _vexp(y, dy, out, kbuf):
     """out = exp(y + dy) (dy a tiny correction), |y| <= 705; vectorizable, ~1 ulp.
 
     Cody-Waite reduction y = k log 2 + r (k log2_hi exact), degree-13 Taylor polynomial for
-    e^r (|r| <= 0.35, truncation < 5e-18), 2^k assembled in the exponent bits."""
+    e^r (|r| <= 0.35, truncation < 5e-18), 2^k assembled in the exponent bits.  Plain IEEE
+    arithmetic in a fixed order (no contraction, no libm call): the same bits on every CPU."""
     n = y.shape[0]
     for i in range(n):
-        yi = y[i]
-        k = math.floor(yi * _INV_LN2 + 0.5)
-        r = (yi - k * _LN2_HI) - k * _LN2_LO + dy[i]
-        out[i] = _horner(_EXP_POLY, r)
+        p, k = _exp_reduced(y[i], dy[i])
+        out[i] = p
         kbuf[i] = (np.int64(k) + 1023) << 52
     scale = kbuf.view(np.float64)
     for i in range(n):
         out[i] *= scale[i]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _exp(y):
+    """exp(y) for one value, the arithmetic of ``_vexp`` (identical bits for |y| <= 705); NaN
+    propagates, y > 709.78 gives inf and y < -708 gives 0 or a subnormal (ldexp, exact)."""
+    if not (y == y):
+        return y
+    if y > 709.8:
+        return np.inf
+    if y < -746.0:
+        return 0.0
+    p, k = _exp_reduced(y, 0.0)
+    if k > 1023.0 or k < -1022.0:  # 2^k is not a normal float: scale in two exact steps
+        half = np.int64(k) // 2
+        return math.ldexp(math.ldexp(p, half), np.int64(k) - half)
+    return math.ldexp(p, np.int64(k))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _log1p_core(f):
+    """log(1 + f) for ``_LOG1P_LO <= f <= _LOG1P_HI`` (f exact): ``f - s (f - R)``, ~1 ulp."""
+    s = f / (2.0 + f)
+    z = s * s
+    return f - s * (f - z * _horner(_LOG_POLY, z))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _log_assemble(m, e):
+    """log(2^e m) for m in [sqrt(1/2), sqrt(2)): e log 2 + log1p(m - 1) (m - 1 exact)."""
+    return e * _LN2_HI + (_log1p_core(m - 1.0) + e * _LN2_LO)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _log(x):
+    """log(x), ~1 ulp, plain IEEE arithmetic (no libm): the same bits on every CPU and the same
+    as ``_vlog`` for positive normal x.  log(0) = -inf, log(x < 0) = NaN, log(inf) = inf."""
+    if not (x > 0.0):
+        return -np.inf if x == 0.0 else np.nan
+    if x == np.inf:
+        return x
+    m, e = math.frexp(x)  # x = m 2^e, m in [1/2, 1) (exact, subnormals too)
+    if m < _SQRT_HALF:
+        m = 2.0 * m
+        e -= 1
+    return _log_assemble(m, float(e))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _vlog(x, out, bits):
+    """out = log(x) for positive normal finite x (``x >= _TINY``), vectorizable: exponent and
+    mantissa split on the bits (``bits`` an int64 scratch array), then ``_log_assemble``; the
+    same bits as ``_log``.  ``x`` and ``out`` may be the same array."""
+    n = x.shape[0]
+    xb = x.view(np.int64)
+    for i in range(n):
+        b = xb[i]
+        mant = b & _MANT
+        up = mant >= _SQRT2_MANT  # m = 1.mant >= 2 _SQRT_HALF: use m/2 and e + 1 (as _log)
+        bits[i] = mant | ((np.int64(1022) if up else np.int64(1023)) << 52)
+    m = bits.view(np.float64)
+    for i in range(n):
+        b = xb[i]
+        mant = b & _MANT
+        e = (b >> 52) - 1023 + (1 if mant >= _SQRT2_MANT else 0)
+        out[i] = _log_assemble(m[i], float(e))
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -326,8 +420,61 @@ def _prep_rho(x, n_int, fam, w, iw, v, iv, y, dy, kbuf):
     return True
 
 
+_SIN_POLY = tuple((-1.0) ** k / math.factorial(2 * k + 1) for k in range(10, 0, -1))
+_COS_POLY = tuple((-1.0) ** k / math.factorial(2 * k) for k in range(10, 0, -1))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _cospi(n, den):
+    """cos(pi n / den) for integers n >= 0, den >= 1, ~1 ulp, no libm call: the angle is
+    reduced exactly in integers to [0, pi/4], then Taylor polynomials of sin or cos (degree 21
+    and 20 at |x| <= pi/4: truncation < 1e-21)."""
+    n = n % (2 * den)
+    if n > den:  # cos(pi t) = cos(pi (2 - t))
+        n = 2 * den - n
+    sign = 1.0
+    if 2 * n > den:  # cos(pi t) = -cos(pi (1 - t))
+        n = den - n
+        sign = -1.0
+    if 4 * n > den:  # t in (1/4, 1/2]: cos(pi t) = sin(pi (1/2 - t)) = sin(pi (den - 2n) / 2den)
+        x = math.pi * float(den - 2 * n) / (2.0 * float(den))
+        z = x * x
+        return sign * (x + x * (z * _horner(_SIN_POLY, z)))
+    x = math.pi * float(n) / float(den)
+    z = x * x
+    return sign * (1.0 + z * _horner(_COS_POLY, z))
+
+
+# ---------------------------------------------------------------------------- fixed-order sums
+# No reduction may be reassociated (that is what made results depend on the CPU: the compiler
+# splits a sum into as many partial sums as the target's vector registers hold).  The row sums
+# are instead written as sums whose order the source fixes: the pair values go to a scratch row
+# (the pair loop stays a plain elementwise loop, which vectorizes), then ``_sum_lanes``.
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sum_lanes(a, n):
+    """sum(a[:n]) with 8 partial sums over j = l (mod 8), combined pairwise, then the
+    remainder in order (a fixed order; a[:n] is left alone)."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    n8 = n - n % 8
+    for j in range(0, n8, 8):
+        s0 += a[j]
+        s1 += a[j + 1]
+        s2 += a[j + 2]
+        s3 += a[j + 3]
+        s4 += a[j + 4]
+        s5 += a[j + 5]
+        s6 += a[j + 6]
+        s7 += a[j + 7]
+    t = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    for j in range(n8, n):
+        t += a[j]
+    return t
+
+
 # ---------------------------------------------------------------------------- pair kernels
-@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def _pair_branchless(famt, xi, wi, iwi, vi, ivi, xj, wj, iwj, vj, ivj, cn, cl, fn):
     """psi_N'(x_i - x_j) for an unsorted pair: both branches, then a select (vectorizes)."""
     fam = len(famt) - 1
@@ -352,10 +499,12 @@ def _pair_branchless(famt, xi, wi, iwi, vi, ivi, xj, wj, iwj, vj, ivj, cn, cl, f
     return math.copysign(g, dx)
 
 
-@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
-def _kernel_branchless(x, w, iw, v, iv, cn, cl, famt, fn, out):
+@numba.njit(cache=True, error_model="numpy")
+def _kernel_branchless(x, w, iw, v, iv, cn, cl, famt, fn, out, g0, g1):
     """Unsorted member: rows in pairs, one pass over j computing both branches (vectorizes
-    over j).  The family is ``len(famt) - 1`` (a compile-time constant)."""
+    over j).  The pair values go to the scratch rows ``g0``, ``g1``, and the rows' own sums are
+    ``_sum_lanes`` of them (no reduction is reassociated).  The family is ``len(famt) - 1`` (a
+    compile-time constant)."""
     d = x.shape[0]
     for i in range(d):
         out[i] = 0.0
@@ -372,15 +521,14 @@ def _kernel_branchless(x, w, iw, v, iv, cn, cl, famt, fn, out):
         v1 = v[i + 1]
         iv1 = iv[i + 1]
         f01 = _pair_branchless(famt, x0, w0, iw0, v0, iv0, x1, w1, iw1, v1, iv1, cn, cl, fn)
-        a0 = f01
-        a1 = -f01
         xx = x[i + 2 :]
         ww = w[i + 2 :]
         iww = iw[i + 2 :]
         vv = v[i + 2 :]
         ivv = iv[i + 2 :]
         oo = out[i + 2 :]
-        for j in range(d - i - 2):
+        m = d - i - 2
+        for j in range(m):
             xj = xx[j]
             wj = ww[j]
             iwj = iww[j]
@@ -388,11 +536,11 @@ def _kernel_branchless(x, w, iw, v, iv, cn, cl, famt, fn, out):
             ivj = ivv[j]
             f0 = _pair_branchless(famt, x0, w0, iw0, v0, iv0, xj, wj, iwj, vj, ivj, cn, cl, fn)
             f1 = _pair_branchless(famt, x1, w1, iw1, v1, iv1, xj, wj, iwj, vj, ivj, cn, cl, fn)
-            a0 += f0
-            a1 += f1
+            g0[j] = f0
+            g1[j] = f1
             oo[j] -= f0 + f1
-        out[i] += a0
-        out[i + 1] += a1
+        out[i] += f01 + _sum_lanes(g0, m)
+        out[i + 1] += _sum_lanes(g1, m) - f01
         i += 2
     if i + 1 < d:
         f = _pair_branchless(
@@ -415,9 +563,11 @@ def _kernel_branchless(x, w, iw, v, iv, cn, cl, famt, fn, out):
         out[i + 1] -= f
 
 
-@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
-def _kernel_sorted(x, w, iw, v, iv, cn, cl, famt, fn, out):
-    """Member sorted ascending: per row a near run (series) and a far run (quotients).
+@numba.njit(cache=True, error_model="numpy")
+def _kernel_sorted(x, w, iw, v, iv, cn, cl, famt, fn, out, gb):
+    """Member sorted ascending: per row a near run (series) and a far run (quotients), each a
+    vectorized loop that writes its pair values to the scratch row ``gb``; the row's own sum is
+    ``_sum_lanes`` of them (no reduction is reassociated).
 
     The family is ``len(famt) - 1`` (as in ``_kernel_branchless``)."""
     fam = len(famt) - 1
@@ -434,15 +584,16 @@ def _kernel_sorted(x, w, iw, v, iv, cn, cl, famt, fn, out):
             k = i + 1
         while k < d and x[k] <= lim:
             k += 1
-        acc = 0.0
         # near run j in (i, k): a = x_j - x_i in [0, NEAR_CUT]
         xx = x[i + 1 : k]
         oo = out[i + 1 : k]
-        for j in range(k - i - 1):
+        mn = k - i - 1
+        for j in range(mn):
             a = xx[j] - xi
             g = a * _horner(cn, a * a)
-            acc -= g
+            gb[j] = g
             oo[j] += g
+        near = _sum_lanes(gb, mn)
         # far run j >= k
         oo = out[k:]
         m = d - k
@@ -455,7 +606,7 @@ def _kernel_sorted(x, w, iw, v, iv, cn, cl, famt, fn, out):
                 t = vi * ivv[j]
                 nm = fn * (1.0 - s)
                 g = c0 + 2.0 * (t * nm - s * (1.0 - t)) / (nm * (1.0 - t))
-                acc -= g
+                gb[j] = g
                 oo[j] += g
         elif fam == _FAM_INF:
             xx = x[k:]
@@ -464,7 +615,7 @@ def _kernel_sorted(x, w, iw, v, iv, cn, cl, famt, fn, out):
                 a = xx[j] - xi
                 t = vi * ivv[j]
                 g = ((1.0 + t) * a - (1.0 - t)) / (a * (1.0 - t))
-                acc -= g
+                gb[j] = g
                 oo[j] += g
         else:
             xx = x[k:]
@@ -478,9 +629,9 @@ def _kernel_sorted(x, w, iw, v, iv, cn, cl, famt, fn, out):
                 ser = a * _horner(cl, a * a)
                 sfar = (a * (1.0 + s) - fn * (1.0 - s)) / (fn * a * (1.0 - s))
                 g = gl - (ser if a <= _LARGE_Y * fn else sfar)
-                acc -= g
+                gb[j] = g
                 oo[j] += g
-        out[i] += acc
+        out[i] -= near + _sum_lanes(gb, m)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -517,7 +668,7 @@ def _prep_w(x, n_int, w, iw, y, dy, kbuf):
     return True
 
 
-@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def _pow_n(nt, s):
     """s^N, N = len(nt) (compile-time constant), by repeated squaring."""
     n = len(nt)
@@ -532,7 +683,7 @@ def _pow_n(nt, s):
     return p
 
 
-@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def _pair_chain(nt, xi, wi, iwi, xj, wj, iwj, cn, fn):
     """psi_N'(x_i - x_j), 2 <= N <= SMALL_DEPTH, unsorted pair; t = s^N from s itself."""
     dx = xi - xj
@@ -546,7 +697,7 @@ def _pair_chain(nt, xi, wi, iwi, xj, wj, iwj, cn, fn):
     return math.copysign(g, dx)
 
 
-@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def _lanes_pair_sum(form, par, p, q, r, o, nb):
     """``o[i, b] = sum_{j != i} pair(par, p[i, b], q[i, b], r[i, b], p[j, b], q[j, b], r[j, b])``
     for the members ``b < nb`` of a block stored transposed (particle ``i`` in the first axis,
@@ -608,7 +759,7 @@ _FORM_CHAIN = (0,)  # _pair_chain, par = (nt, cn, fn), per-particle (x, w, 1/w)
 _FORM_RATIONAL = (0, 0)  # _pair_rational, par = (nt, cn unused, fn), per-particle (u, 1/u^2, -)
 
 
-@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def _q_poly(nt, s):
     """Q(s) = sum_{k=0}^{N-2} (k+1)(N-1-k) s^k, N = len(nt) (a compile-time constant)."""
     n = len(nt)
@@ -619,7 +770,7 @@ def _q_poly(nt, s):
     return p
 
 
-@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def _s_poly(nt, s):
     """S(s) = sum_{k<N} s^k by binary doubling: S_2k = S_k (1 + s^k), S_k+1 = 1 + s S_k."""
     n = len(nt)
@@ -637,7 +788,7 @@ def _s_poly(nt, s):
     return acc
 
 
-@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def _pair_rational(nt, fn, ui, iwi, uj, iwj):
     """psi_N'(rho_i - rho_j) at rho = N log u, N = len(nt) <= SMALL_DEPTH: ``m Q(s) / (N S(s))``
     with ``s = (u_lo/u_hi)^2`` (``iw = 1/u^2``), branch-free."""
@@ -650,7 +801,7 @@ def _pair_rational(nt, fn, ui, iwi, uj, iwj):
     return math.copysign(g, ui - uj)
 
 
-@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def _pair_form(form, par, pi, qi, ri, pj, qj, rj):
     """The pair force of ``_lanes_pair_sum``: ``_FORM_CHAIN`` or ``_FORM_RATIONAL``, chosen by
     the tuple length (a compile-time constant; ``par = (nt, cn, fn)`` for both)."""
@@ -720,36 +871,32 @@ def _argsort_adaptive(x, idx):
 
 
 # ---------------------------------------------------------------------------- fast summation
-@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def _cheb_moments(xh, r, out_w, b0, b1):
-    """out_w[l] = sum_j T_l(xh_j), l < r, blocked over j."""
+    """out_w[l] = sum_j T_l(xh_j), l < r, blocked over j; each block's T_l row is summed by
+    ``_sum_lanes`` (a fixed order)."""
     d = xh.shape[0]
     for l in range(r):
         out_w[l] = 0.0
     for j0 in range(0, d, _CHEB_BLOCK):
         nb = min(_CHEB_BLOCK, d - j0)
         xb = xh[j0 : j0 + nb]
-        s1 = 0.0
         for j in range(nb):
             b0[j] = 1.0
             b1[j] = xb[j]
-            s1 += xb[j]
         out_w[0] += nb
         if r > 1:
-            out_w[1] += s1
+            out_w[1] += _sum_lanes(b1, nb)
         tm = b0
         tc = b1
         for l in range(2, r):
-            acc = 0.0
             for j in range(nb):
-                tn = 2.0 * xb[j] * tc[j] - tm[j]
-                tm[j] = tn
-                acc += tn
-            out_w[l] += acc
+                tm[j] = 2.0 * xb[j] * tc[j] - tm[j]
+            out_w[l] += _sum_lanes(tm, nb)
             tm, tc = tc, tm
 
 
-@numba.njit(cache=True, fastmath=_FM, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy")
 def _cheb_eval(xh, g, r, out, b1, b2):
     """out_j = sum_{k<r} g_k T_k(xh_j) by Clenshaw, blocked over j."""
     d = xh.shape[0]
@@ -792,18 +939,17 @@ def _cheb_member(x, inv_n, tol, rmax, out, xh, b1, b2):
         xh[i] = min(1.0, max(-1.0, z))
     beta = math.pi / h
     q = beta + math.sqrt(1.0 + beta * beta)
-    r = max(4, int(math.ceil(math.log(160.0 / tol) / math.log(q))) + 2)
+    r = max(4, int(math.ceil(_log(160.0 / tol) / _log(q))) + 2)
     while r <= rmax:
-        theta = np.empty(r)
+        # theta_p = pi (2p + 1) / (2r); cosines by _cospi from the exact integer angles
         nodes = np.empty(r)
         for p in range(r):
-            theta[p] = math.pi * (p + 0.5) / r
-            nodes[p] = mid + h * math.cos(theta[p])
+            nodes[p] = mid + h * _cospi(2 * p + 1, 2 * r)
         cmat = np.empty((r, r))  # C[k, p] = (2 - delta_k0) / r cos(k theta_p)
         for k in range(r):
             fk = (1.0 if k == 0 else 2.0) / r
             for p in range(r):
-                cmat[k, p] = fk * math.cos(k * theta[p])
+                cmat[k, p] = fk * _cospi(k * (2 * p + 1), 2 * r)
         kmat = np.empty((r, r))
         for p in range(r):
             kmat[p, p] = 0.0
@@ -894,6 +1040,8 @@ def _member(row, out, entry, n_int, fam, cn, cl, method, tol, fs, ks):
     y = fs[6]
     dy = fs[7]
     x = fs[8]
+    g0 = fs[9]
+    g1 = fs[10]
     idx = ks[0]
     kbuf = ks[1]
     if entry == _ENTRY_U:
@@ -909,10 +1057,20 @@ def _member(row, out, entry, n_int, fam, cn, cl, method, tol, fs, ks):
             ulo = min(ulo, ui)
             uhi = max(uhi, ui)
         # rho' = N log(u / c) about the centre c, as N log1p((u - c)/c) near c (exact u - c)
+        # (hand-written logarithms: the same bits on every CPU)
         c = math.sqrt(ulo) * math.sqrt(uhi)
         for i in range(d):
-            qi = (row[i] - c) / c
-            x[i] = fn * (math.log1p(qi) if abs(qi) < 0.5 else math.log(row[i] / c))
+            y[i] = row[i] / c
+            dy[i] = (row[i] - c) / c
+        if ulo / c >= _TINY:
+            _vlog(y, x, kbuf)
+        else:  # a subnormal ratio (u spread over ~600 decades): the scalar log takes it
+            for i in range(d):
+                x[i] = _log(y[i])
+        for i in range(d):
+            qi = dy[i]
+            near = qi >= _LOG1P_LO and qi <= _LOG1P_HI
+            x[i] = fn * (_log1p_core(qi) if near else x[i])
     else:
         for i in range(d):
             x[i] = row[i]
@@ -929,11 +1087,11 @@ def _member(row, out, entry, n_int, fam, cn, cl, method, tol, fs, ks):
             _generic_member(x, inv_n, out)
             return _K_GENERIC, 0
         if fam == _FAM_SMALL:
-            _kernel_branchless(x, w, iw, v, iv, cn, cl, (0,), fn, out)
+            _kernel_branchless(x, w, iw, v, iv, cn, cl, (0,), fn, out, g0, g1)
         elif fam == _FAM_LARGE:
-            _kernel_branchless(x, w, iw, v, iv, cn, cl, (0, 0), fn, out)
+            _kernel_branchless(x, w, iw, v, iv, cn, cl, (0, 0), fn, out, g0, g1)
         else:
-            _kernel_branchless(x, w, iw, v, iv, cn, cl, (0, 0, 0), fn, out)
+            _kernel_branchless(x, w, iw, v, iv, cn, cl, (0, 0, 0), fn, out, g0, g1)
         return _K_BRANCHLESS, 0
     _argsort_adaptive(x, idx)
     for i in range(d):
@@ -942,11 +1100,11 @@ def _member(row, out, entry, n_int, fam, cn, cl, method, tol, fs, ks):
         _generic_member(x, inv_n, out)
         return _K_GENERIC, 0
     if fam == _FAM_SMALL:
-        _kernel_sorted(xs, w, iw, v, iv, cn, cl, (0,), fn, os)
+        _kernel_sorted(xs, w, iw, v, iv, cn, cl, (0,), fn, os, g0)
     elif fam == _FAM_LARGE:
-        _kernel_sorted(xs, w, iw, v, iv, cn, cl, (0, 0), fn, os)
+        _kernel_sorted(xs, w, iw, v, iv, cn, cl, (0, 0), fn, os, g0)
     else:
-        _kernel_sorted(xs, w, iw, v, iv, cn, cl, (0, 0, 0), fn, os)
+        _kernel_sorted(xs, w, iw, v, iv, cn, cl, (0, 0, 0), fn, os, g0)
     for i in range(d):
         out[idx[i]] = os[i]
     return _K_SORTED, 0
@@ -1037,7 +1195,7 @@ def _batch_small_parallel(form, rows, out, codes, nt, cn, nchunk):
 @numba.njit(cache=True, error_model="numpy")
 def _batch_serial(rows, out, codes, ranks, entry, n_int, fam, cn, cl, method, tol):
     d = rows.shape[1]
-    fs = np.empty((9, d))
+    fs = np.empty((11, d))
     ks = np.empty((2, d), dtype=np.int64)
     for b in range(rows.shape[0]):
         code, rank = _member(rows[b], out[b], entry, n_int, fam, cn, cl, method, tol, fs, ks)
@@ -1049,7 +1207,7 @@ def _batch_serial(rows, out, codes, ranks, entry, n_int, fam, cn, cl, method, to
 def _batch_parallel(rows, out, codes, ranks, entry, n_int, fam, cn, cl, method, tol, nchunk):
     m, d = rows.shape
     for c in prange(nchunk):
-        fs = np.empty((9, d))
+        fs = np.empty((11, d))
         ks = np.empty((2, d), dtype=np.int64)
         for b in range((c * m) // nchunk, ((c + 1) * m) // nchunk):
             code, rank = _member(rows[b], out[b], entry, n_int, fam, cn, cl, method, tol, fs, ks)

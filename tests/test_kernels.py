@@ -7,14 +7,16 @@ over the members of a batch.
 
 from __future__ import annotations
 
+import inspect
 import math
+import re
 import threading
 
 import numba
 import numpy as np
 import pytest
 
-from dlnsim.particles import kernels, pairforce
+from dlnsim.particles import kernels, langevin, pairforce
 from dlnsim.particles.entropy import entropy_gradient as reference_gradient
 from dlnsim.particles.entropy import psi
 from dlnsim.particles.pairforce import pair_force, pair_force_u
@@ -317,3 +319,68 @@ def test_default_threads():
     worker.start()
     worker.join()
     assert seen == [1]
+
+
+# --------------------------------------------------------------------------- CPU independence
+_LIBM = re.compile(
+    r"\b(?:math|np|numpy)\.(exp|expm1|exp2|log|log1p|log2|log10|pow|power|sin|cos|tan|sinh|"
+    r"cosh|tanh|asin|acos|atan|atan2|arcsin|arccos|arctan|arctan2|erf|erfc|gamma|lgamma|cbrt|"
+    r"hypot)\b"
+)
+
+
+def test_no_fast_math_and_no_libm_in_kernels():
+    """Every compiled function of the hot paths (``pairforce``, ``langevin``) is compiled without
+    fast-math flags (reassociation and contraction let the compiler pick the summation order and
+    the FMA fusion per CPU) and calls no libm transcendental (libm and vector libraries differ
+    between machines in the last bit): the hand-written ``_exp``/``_vexp``, ``_log``/``_vlog``,
+    ``_log1p_core`` and ``_cospi`` are used instead.  tests/test_cpu_independence.py compares
+    the bits of two CPU targets; this test also covers what one machine cannot show (libm)."""
+    found = []
+    for mod in (pairforce, langevin):
+        for name, obj in vars(mod).items():
+            compiled = isinstance(obj, numba.core.registry.CPUDispatcher)
+            if compiled and obj.__module__ == mod.__name__:
+                found.append((name, obj))
+    assert len(found) >= 30
+    for name, disp in found:
+        assert not disp.targetoptions.get("fastmath"), name
+        calls = _LIBM.findall(inspect.getsource(disp.py_func))
+        assert not calls, (name, calls)
+
+
+def test_hand_written_transcendentals_are_accurate():
+    """``_vexp``/``_exp``, ``_vlog``/``_log``, ``_log1p_core`` and ``_cospi`` against mpmath
+    (scalar and vector forms give identical bits) and at their special values."""
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 40
+    rng = np.random.default_rng(16)
+    y = np.concatenate([rng.uniform(-705.0, 705.0, 300), [0.0, -0.35, 0.35, 1e-300]])
+    ev = np.empty_like(y)
+    pairforce._vexp(y, np.zeros_like(y), ev, np.empty(y.size, dtype=np.int64))
+    for k, v in enumerate(y):
+        assert pairforce._exp(v) == ev[k]
+        assert abs(ev[k] - float(mp.exp(v))) <= 2.5e-16 * float(mp.exp(v)), v
+    x = np.concatenate(
+        [np.exp(rng.uniform(-700.0, 700.0, 300)), [1.0, 2.0, 0.5, math.sqrt(2.0), 2.5e-308]]
+    )
+    x = np.concatenate([x, np.nextafter(math.sqrt(2.0), [0.0, 2.0])])
+    lv = np.empty_like(x)
+    pairforce._vlog(x, lv, np.empty(x.size, dtype=np.int64))
+    for k, v in enumerate(x):
+        assert pairforce._log(v) == lv[k]
+        exact = float(mp.log(mp.mpf(float(v))))
+        assert abs(lv[k] - exact) <= 2.5e-16 * max(abs(exact), 0.5), v
+    for f in np.concatenate([rng.uniform(pairforce._LOG1P_LO, pairforce._LOG1P_HI, 200), [0.0]]):
+        exact = float(mp.log1p(mp.mpf(float(f))))
+        assert abs(pairforce._log1p_core(f) - exact) <= 2.5e-16 * abs(exact), f
+    assert pairforce._log(0.0) == -math.inf and pairforce._log(math.inf) == math.inf
+    assert math.isnan(pairforce._log(-1.0)) and math.isnan(pairforce._log(math.nan))
+    assert pairforce._log(5e-324) == pytest.approx(math.log(5e-324), rel=1e-15)
+    assert pairforce._exp(710.0) == math.inf and pairforce._exp(-750.0) == 0.0
+    assert pairforce._exp(-740.0) == pytest.approx(math.exp(-740.0), rel=1e-12)  # subnormal
+    assert math.isnan(pairforce._exp(math.nan))
+    for den in (8, 37, 120):
+        for n in range(0, 4 * den + 3):
+            exact = float(mp.cos(mp.pi * n / den))
+            assert abs(pairforce._cospi(n, den) - exact) <= 2.5e-16, (n, den)
