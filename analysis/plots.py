@@ -623,8 +623,8 @@ def particles_vs_pde_figure(ds: xr.Dataset) -> Figure:
     ----------
     ds : xarray.Dataset
         A ``particles_vs_pde`` dataset (``analysis.particles_vs_pde``): per ``(width, time)``
-        the PDE ``density`` at the cell centres ``sigma (time, cell)``, the pooled particle ``samples``
-        and the Wasserstein-1 distance ``w1``.
+        the PDE ``density`` at the cell centres ``sigma`` (a ``(time, cell)`` coordinate), the
+        pooled particle ``samples`` and the Wasserstein-1 distance ``w1``.
 
     Returns
     -------

@@ -22,9 +22,10 @@ import os
 import subprocess
 import sys
 
-import dlnsim.particles.pairforce as pairforce
 import numpy as np
 import pytest
+
+import dlnsim.particles.pairforce as pairforce
 
 WORKER = r"""
 import math, sys
