@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     en = sub.add_parser(
         "ensemble",
         help="a Langevin ensemble at temperature 1/beta (Dask, Zarr)",
-        description="Run MEMBERS independent Langevin trajectories (MODEL section 9) "
+        description="Run MEMBERS independent Langevin trajectories (theory.md section 9) "
         "on Dask, streaming finished chunks into a Zarr store; --resume finishes "
         "an interrupted run bitwise identically.",
     )

@@ -1,10 +1,10 @@
 r"""Infinite-depth limit experiments: how the depth-``N`` model converges to ``N = inf``.
 
-Everything is compared in the rescaled time ``tau = N t`` (MODEL section 4), where
+Everything is compared in the rescaled time ``tau = N t`` (theory.md section 4), where
 
     drho/dtau = -exp(-2 rho / N) dF_N/drho     ->     drho/dtau = -dF_inf/drho.
 
-Orders of convergence in ``1/N`` (derived from MODEL sections 2, 4, 5, 7):
+Orders of convergence in ``1/N`` (derived from theory.md sections 2, 4, 5, 7):
 
 - the time factor ``exp(-2 rho/N) = 1 - 2 rho/N + O(N^-2)``;
 - the entropy: the linear coefficient ``(1 - 1/N)(d-1)/2`` differs from ``(d-1)/2`` by ``O(1/N)``,

@@ -1,4 +1,4 @@
-"""Particles against the mean-field PDE as the width grows (MODEL section 11).
+"""Particles against the mean-field PDE as the width grows (theory.md section 11).
 
 For each width ``d`` the model is taken at ``beta = b d`` (fixed ``b``), the scaling in which the
 one-particle density has a mean-field limit.  The particles start from independent draws of one

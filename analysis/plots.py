@@ -371,7 +371,7 @@ def relaxation_figure(
         )
     ax.set_xlabel(_time_label(bool(rel.attrs.get("rescaled_time", 0))))
     ax.set_ylabel("distance to equilibrium")
-    ax.set_title("relaxation toward $\\sigma_*$: the two rates of MODEL section 7")
+    ax.set_title("relaxation toward $\\sigma_*$: the two rates of theory.md section 7")
     ax.legend(fontsize=8)
     return fig
 

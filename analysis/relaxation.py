@@ -1,6 +1,6 @@
 """Measured relaxation toward the equilibrium: fitted decay rates of the two linear modes.
 
-MODEL section 7 predicts, at ``sigma_* (1, ..., 1)``, a uniform mode (direction ``(1,...,1)``)
+theory.md section 7 predicts, at ``sigma_* (1, ..., 1)``, a uniform mode (direction ``(1,...,1)``)
 and a ``(d-1)``-fold relative mode (``sum_i dsigma_i = 0``).  ``measured_relaxation_rates``
 starts the deterministic flow a relative distance ``eps`` from the equilibrium along each mode
 and fits ``log |distance|`` against time by least squares, after the first fifth of the window
@@ -187,7 +187,7 @@ def relaxation_dataset(runs: Sequence[RelaxationRun], model: Model) -> xr.Datase
             "relaxation_rate_predicted": (
                 "mode",
                 np.array([r.predicted for r in runs]),
-                {"long_name": "predicted decay rate (MODEL section 7)", "units": "1/time"},
+                {"long_name": "predicted decay rate (theory.md section 7)", "units": "1/time"},
             ),
             "relaxation_rate_fitted": (
                 "mode",

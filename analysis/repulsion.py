@@ -1,4 +1,4 @@
-r"""Level-repulsion statistics of point configurations (MODEL section 10).
+r"""Level-repulsion statistics of point configurations (theory.md section 10).
 
 Input everywhere is ``samples`` of shape ``(n_samples, n_points)``: independent configurations
 (rows) of ``n_points`` real particles each (e.g. eigenvalues, singular values, or their logs).

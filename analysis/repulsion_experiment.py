@@ -1,4 +1,5 @@
-"""The repulsion comparison: DLN chamber model against random-matrix baselines (MODEL 9, 10).
+"""The repulsion comparison: DLN chamber model against random-matrix baselines (theory.md
+sections 9, 10).
 
 Each *system* gives samples of stationary configurations, one row per configuration:
 

@@ -18,7 +18,7 @@
 #
 #     F_beta(sigma) = E(sigma) - S_N(sigma) / beta
 #
-# through the DLN metric (`docs/theory.md`, MODEL.md).  This tutorial walks through
+# through the DLN metric (`docs/theory.md`, docs/theory.md).  This tutorial walks through
 #
 # 1. the **model**: entropy, equilibrium `sigma_*`, linear relaxation rates;
 # 2. the deterministic **gradient flow** and its measured relaxation rates;
@@ -70,7 +70,7 @@ print(f"tutorial size: {SIZE}; figures in {FIGURES}/")
 # finite where two singular values meet**: there is no `log |sigma_i - sigma_j|` singularity as
 # in a Coulomb gas.  The unique equilibrium has all singular values equal to `sigma_*`, the root
 # of `sigma e'(sigma) = (d - 1)(N - 1) / (2 N beta)`; near it the flow relaxes along a uniform
-# mode `(1, ..., 1)` and a `(d - 1)`-fold relative mode, at the rates of MODEL section 7.
+# mode `(1, ..., 1)` and a `(d - 1)`-fold relative mode, at the rates of theory.md section 7.
 
 # %%
 model = Model(4, 10, 5.0, Schatten(2))
@@ -113,7 +113,7 @@ fig  # noqa: B018  (a notebook shows the figure here)
 # %% [markdown]
 # ## 3. A Langevin ensemble
 #
-# At temperature `T = 1/beta` the particles follow the Langevin dynamics of MODEL section 9,
+# At temperature `T = 1/beta` the particles follow the Langevin dynamics of theory.md section 9,
 # whose stationary law is `exp(-beta F_beta)` with respect to the Riemannian volume.
 # `langevin_ensemble` runs independent members from one seed (results are bitwise reproducible
 # whatever the workers or chunking); `scheduler="serial"` runs in this process.  Passing

@@ -1,4 +1,4 @@
-"""dlnsim meanfield: the density (McKean-Vlasov) limit of the particle system, MODEL section 11.
+"""dlnsim meanfield: the density (McKean-Vlasov) limit of the particle system, theory.md section 11.
 
 ``solve(model, initial, times)`` integrates the mean-field equation with a positive,
 conservative, co-moving finite-volume scheme and returns an ``xarray.Dataset``;

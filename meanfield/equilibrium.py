@@ -1,4 +1,4 @@
-r"""The stationary mean-field density as a fixed point (MODEL section 11), independently of
+r"""The stationary mean-field density as a fixed point (theory.md section 11), independently of
 ``meanfield.solve``'s time stepping.
 
 In ``rho = log sigma`` (see ``meanfield.solver``) a stationary density of the PDE has zero flux,

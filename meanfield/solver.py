@@ -1,6 +1,7 @@
-r"""Finite-volume solver for the mean-field (McKean-Vlasov) equation of MODEL section 11.
+r"""Finite-volume solver for the mean-field (McKean-Vlasov) equation of theory.md section 11.
 
-Coordinates.  MODEL writes the PDE for the density ``f_u`` in the flat chart ``u = sigma^{1/N}``.
+Coordinates.  docs/theory.md section 11 writes the PDE for the density ``f_u`` in the flat
+chart ``u = sigma^{1/N}``.
 This solver works in ``rho = log sigma`` for every depth (the only chart with an ``N = inf``
 limit, positivity of ``sigma`` is automatic and the reflecting boundary ``u = 0`` is sent to
 ``rho = -inf``).  With ``du = (u/N) drho`` the density is ``f_u = (N/u) f`` (``f`` = density in
@@ -357,7 +358,7 @@ class _Scheme:
         return total, s * xi_bar, s * math.sqrt(var)
 
     def free_energy(self, masses: np.ndarray, m: float, s: float) -> float:
-        """Discrete ``F[f]`` (MODEL section 11; in ``u`` for finite ``N``, in ``rho`` at inf)."""
+        """Discrete ``F[f]`` (theory.md section 11; in ``u`` for finite ``N``, ``rho`` at inf)."""
         model = self.model
         h = s * self.dxi
         x = m + s * self.xi
@@ -737,7 +738,7 @@ def _dataset(
                 "time",
                 free,
                 {
-                    "long_name": "discrete mean-field free energy F[f] (MODEL section 11)",
+                    "long_name": "discrete mean-field free energy F[f] (theory.md section 11)",
                     "units": "1",
                 },
             ),

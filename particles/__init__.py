@@ -1,9 +1,9 @@
 """dlnsim particles: the chamber model of the deep linear network and its particle simulation.
 
 The singular values of the end-to-end matrix are particles driven by the free energy
-``F_beta = E - S_N / beta`` (see MODEL.md).  ``Model`` holds the mathematics; ``gradient_flow``
-integrates the deterministic flow.  ``MatrixVariant`` and ``DysonModel`` are the random-matrix
-baselines (MODEL section 10), simulated by ``simulate_baseline_members``.
+``F_beta = E - S_N / beta`` (see docs/theory.md).  ``Model`` holds the mathematics;
+``gradient_flow`` integrates the deterministic flow.  ``MatrixVariant`` and ``DysonModel`` are
+the random-matrix baselines (theory.md section 10), simulated by ``simulate_baseline_members``.
 """
 
 from .baselines import DysonModel, MatrixVariant, simulate_baseline_members

@@ -1,4 +1,4 @@
-r"""Random-matrix baselines as particle models on the chamber-model engine (MODEL section 10).
+r"""Random-matrix baselines as particle models on the chamber-model engine (theory.md section 10).
 
 Two systems whose pair force is singular (a Coulomb log-gas), in contrast to the chamber model
 whose entropy has no repulsion:

@@ -1,4 +1,4 @@
-"""Coordinates on the chamber and the DLN metric (MODEL section 1).
+"""Coordinates on the chamber and the DLN metric (theory.md section 1).
 
 Three charts, all elementwise functions of ``rho = log sigma``:
 

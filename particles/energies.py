@@ -1,8 +1,8 @@
-"""Spectral energies ``E(sigma) = sum_i e(sigma_i)`` (MODEL section 3).
+"""Spectral energies ``E(sigma) = sum_i e(sigma_i)`` (theory.md section 3).
 
 An energy knows its one-particle function ``e`` and the first two derivatives, in ``sigma``
 (``e``, ``de``, ``d2e``) and in ``rho = log sigma`` (``log_derivatives``), and how to solve the
-equilibrium equation ``sigma e'(sigma) = c`` (MODEL section 5).
+equilibrium equation ``sigma e'(sigma) = c`` (theory.md section 5).
 """
 
 from __future__ import annotations

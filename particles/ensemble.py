@@ -1,4 +1,5 @@
-"""Langevin ensembles: many independent members, in chunks, on Dask, streamed to Zarr (MODEL 9).
+"""Langevin ensembles: many independent members, in chunks, on Dask, streamed to Zarr
+(theory.md section 9).
 
 ``langevin_ensemble`` runs ``members`` independent copies of the Langevin dynamics of a
 ``Model`` with the engine ``particles.langevin.simulate_members``.  The members are cut into

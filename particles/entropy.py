@@ -1,4 +1,4 @@
-r"""The Boltzmann entropy ``S_N`` of the DLN and its pair potential ``psi_N`` (MODEL section 2).
+r"""The Boltzmann entropy ``S_N`` of the DLN and its pair potential ``psi_N`` (theory.md section 2).
 
 Everything here works in the log coordinates ``rho = log sigma``, where the entropy is
 
@@ -227,7 +227,8 @@ def _differences(rho: np.ndarray) -> np.ndarray:
 
 
 def entropy(rho: np.ndarray, depth: int | float) -> np.ndarray:
-    """The entropy ``S_N = a sum_i rho_i + 1/2 sum_{i<j} psi_N(rho_i - rho_j)`` (MODEL section 2).
+    """The entropy ``S_N = a sum_i rho_i + 1/2 sum_{i<j} psi_N(rho_i - rho_j)``
+    (theory.md section 2).
 
     ``a = linear_coefficient(d, N)``; the additive constant is dropped (at ``N = inf`` also
     ``d(d-1)/4 log N``).

@@ -1,4 +1,5 @@
-"""The deterministic gradient flow ``dX/dt = -grad_{g^N} F_beta`` on the chamber (MODEL section 4).
+"""The deterministic gradient flow ``dX/dt = -grad_{g^N} F_beta`` on the chamber
+(theory.md section 4).
 
 For spectral energies the singular vectors stay fixed, so only the singular values move.  The
 flow is integrated in ``rho = log sigma`` (positivity is automatic and every scale is resolved

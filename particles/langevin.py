@@ -1,4 +1,5 @@
-r"""The particle Langevin dynamics at temperature ``T`` for one block of members (MODEL section 9).
+r"""The particle Langevin dynamics at temperature ``T`` for one block of members
+(theory.md section 9).
 
 Finite depth ``N``: in the flat coordinates ``u = sigma^{1/N}`` (metric ``N sum du_i^2``) the
 Riemannian Langevin equation has no Ito correction,

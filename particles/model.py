@@ -1,8 +1,8 @@
 """The chamber model: width, depth, temperature and energy, and everything derived from them.
 
 ``Model`` is the one place where the free energy ``F_beta = E - S_N / beta``, its derivatives in
-each chart, the gradient-flow velocity, the equilibrium and the relaxation rates live (MODEL
-sections 3-8).  The flow solver, the Langevin engine, the mean-field solver and the analyses
+each chart, the gradient-flow velocity, the equilibrium and the relaxation rates live
+(docs/theory.md sections 3-8).  The flow solver, the Langevin engine, the mean-field solver and the analyses
 all call it.
 
 Time.  For finite ``N`` the flow ``dX/dt = -grad_{g^N} F_beta`` is in physical time ``t``; with
@@ -40,7 +40,7 @@ class Model:
 
     The free energy is ``F_beta = E - S_N / beta`` on the chamber ``sigma_1 >= ... >= sigma_d
     > 0``; its unique equilibrium has all singular values equal to ``sigma_*``, the root of
-    ``sigma e'(sigma) = c`` with ``c = (d-1)(N-1)/(2 N beta)`` (MODEL section 5).
+    ``sigma e'(sigma) = c`` with ``c = (d-1)(N-1)/(2 N beta)`` (theory.md section 5).
     Arrays of singular values have shape ``(..., d)``; methods broadcast over leading axes.
 
     Parameters
@@ -394,7 +394,8 @@ class Model:
         self, method: str = "formula", rescaled: bool | None = None
     ) -> tuple[float, float]:
         """``(lambda_uniform, lambda_relative)``: decay rates of the flow linearized at
-        ``sigma_* (1, ..., 1)`` (MODEL section 7), per unit ``t`` or, rescaled, per unit ``tau``.
+        ``sigma_* (1, ..., 1)`` (theory.md section 7), per unit ``t`` or, rescaled, per unit
+        ``tau``.
 
         ``method="formula"``: ``m(s)[e'' + e'/s]`` and
         ``m(s)[e'' - (1-1/N)(d(1+1/N)/6 - (d-1)/2)/(beta s^2)]`` at ``s = sigma_*``;
@@ -468,7 +469,7 @@ class Model:
 
         ``"euclidean"``: the Hessian in ``sigma``.  ``"riemannian"``: the Riemannian Hessian of
         ``g^N`` as an operator, i.e. the Hessian in the flat chart ``u`` divided by ``N``
-        (MODEL section 8 quotes ``N`` times these, the bilinear form in ``u``); at ``N = inf``
+        (theory.md section 8 quotes ``N`` times these, the bilinear form in ``u``); at ``N = inf``
         the Hessian in ``rho``, the flat chart of the rescaled flow.
 
         Parameters

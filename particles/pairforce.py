@@ -5,7 +5,7 @@ Every entry point returns, for each member (row) of a batch of positions of shap
     F_i = sum_{j != i} psi_N'(rho_i - rho_j),     psi_N'(x) = coth x - coth(x/N)/N,
 
 (``psi_inf'(x) = coth x - 1/x``; ``N = 1`` gives 0), so that ``dS_N/drho_i = a + F_i / 2``
-(MODEL section 2).  ``pair_force`` takes ``rho = log sigma``; ``pair_force_u`` takes the flat
+(theory.md section 2).  ``pair_force`` takes ``rho = log sigma``; ``pair_force_u`` takes the flat
 coordinates ``u = sigma^{1/N}`` of the Langevin engine (finite ``N``), i.e. ``rho = N log u``.
 
 Per pair.  With ``a = |rho_i - rho_j|``, ``g = psi_N'(a) >= 0``; the pair adds

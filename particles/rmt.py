@@ -1,4 +1,4 @@
-r"""Exact samplers of random-matrix ensembles and of the no-interaction null (MODEL section 10).
+r"""Exact samplers of random-matrix ensembles and of the no-interaction null (theory.md section 10).
 
 * ``gaussian_beta_ensemble``: the stationary law of Dyson Brownian motion at Dyson index ``b``,
 
