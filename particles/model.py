@@ -2,8 +2,8 @@
 
 ``Model`` is the one place where the free energy ``F_beta = E - S_N / beta``, its derivatives in
 each chart, the gradient-flow velocity, the equilibrium and the relaxation rates live
-(docs/theory.md sections 3-8).  The flow solver, the Langevin engine, the mean-field solver and the analyses
-all call it.
+(docs/theory.md sections 3-8).  The flow solver, the Langevin engine, the mean-field solver and
+the analyses all call it.
 
 Time.  For finite ``N`` the flow ``dX/dt = -grad_{g^N} F_beta`` is in physical time ``t``; with
 ``rescaled=True`` it is in ``tau = N t``, the only time that has an ``N = inf`` limit.  Every

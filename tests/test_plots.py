@@ -186,6 +186,8 @@ widths = [4, 8]
 n_samples = 64
 cells = 32
 times = [0.0, 0.1]
+moment_widths = [4, 8, 16]
+moment_members = 8
 """
 
 # dataset -> the figures `dlnsim plot` must draw from it
@@ -196,6 +198,7 @@ EXPECTED = {
     "repulsion.nc": ["repulsion"],
     "depth.nc": ["depth_trajectories", "depth_convergence"],
     "meanfield.nc": ["meanfield_densities"],
+    "meanfield_moments.nc": ["meanfield_moments"],
 }
 
 
@@ -225,6 +228,7 @@ def test_run_writes_pdf_beside_every_png(saved):
         "ensemble_trajectories",
         "flow_relaxation",
         "meanfield_densities",
+        "meanfield_moments",
         "repulsion",
     ]
     for png in pngs:
