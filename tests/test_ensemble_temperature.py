@@ -145,8 +145,8 @@ def test_stationary_moments_at_noise_temperature(temperature, members):
     Power: the SE of E[sigma_1] is 0.19% (T = 0.25, 4000 members) and 0.23% (T = 0.125, 2000
     members) (printed, asserted < 0.25%), so the 4-SE tolerance plus the Euler bias detects a
     1% bias in E[sigma_1]; for E[sigma_2] (relative SE 0.32-0.48%) a 1.3-1.9% bias, for
-    E[sigma_1^2] (0.41-0.47%) 1.6-1.9%.  E[sigma_1] differs by 20% between the two temperatures, and the planted bug
-    (T -> 1/beta = 1) moves it by a factor 2-3."""
+    E[sigma_1^2] (0.41-0.47%) 1.6-1.9%.  E[sigma_1] differs by 20% between the two
+    temperatures, and the planted bug (T -> 1/beta = 1) moves it by a factor 2-3."""
     exact = _exact_moments(temperature)
     avg = _time_averaged(temperature, 0.005, 1, members)
     for key, value in exact.items():
