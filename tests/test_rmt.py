@@ -12,7 +12,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from dlnsim.particles.rmt import gaussian_beta_ensemble, ginibre_singular_values, independent_samples
+from dlnsim.particles.rmt import (
+    gaussian_beta_ensemble,
+    ginibre_singular_values,
+    independent_samples,
+)
 
 
 # ----------------------------------------------------------------------------------------------
