@@ -213,26 +213,43 @@ def test_stationary_law_infinite_depth_d5():
 # ------------------------------------------------------------- non-interacting exact laws (KS)
 
 
+def _mean_check(label, x, exact, scale_bias=0.02):
+    """|mean - exact| < 4 SE, and the stated power: 4 SE < ``scale_bias`` of the mean, so a
+    scale error of that size (which moves the mean by as much) is detected."""
+    mean, se = x.mean(), x.std(ddof=1) / math.sqrt(x.size)
+    print(f"{label}: mean {mean:.6f} exact {exact:.6f} SE {se:.2e} z = {(mean - exact) / se:+.2f}")
+    assert abs(mean - exact) < 4 * se
+    assert 4 * se < scale_bias * exact
+
+
 @pytest.mark.parametrize("p", [1.0, 2.0])
 def test_depth_one_particles_are_independent_with_known_law(p):
     """N = 1: S_1 = 0, each sigma_i has density prop. to exp(-beta sigma^p / p) on (0, inf),
     CDF gammainc(1/p, beta s^p / p).  All d values of all members at one late time are i.i.d.
-    The Euler bias at dt = 0.005 (O(dt) in the law) is far below the KS resolution
-    ~ 1.36 / sqrt(n) = 0.014 for n = 9000."""
-    d, beta, m = 3, 2.0, 3000
+    Power: n = 42000 values; the KS resolution 1.36 / sqrt(n) = 0.0066 is below the CDF shift
+    of a 2% scale bias (0.02 max|s f(s)| ~ 0.0074 (p = 1), 0.0097 (p = 2)), and beside it the
+    mean (exact (p/beta)^(1/p) Gamma(2/p) / Gamma(1/p)) has a relative SE of 0.5% (p = 1) and
+    0.37% (p = 2): 4 SE < 2%, asserted.  The Euler bias at dt = 0.005 (O(dt) in the law; for
+    p = 2, an OU process, the variance is off by dt/2, the scale by 0.13%) is below one SE."""
+    d, beta, m = 3, 2.0, 14000
     model = Model(d, 1, beta, Schatten(p))
     blk = simulate_members(model, np.tile([1.5, 1.0, 0.5], (m, 1)), np.arange(m), [8.0], 0.005, 3)
     x = blk.sigma[:, 0, :].ravel()
     res = stats.kstest(x, lambda s: gammainc(1 / p, beta * s**p / p))
     print(f"N=1 p={p}: KS D={res.statistic:.4f} p-value={res.pvalue:.3f}")
     assert res.pvalue > 0.01
+    exact = (p / beta) ** (1 / p) * math.exp(gammaln(2 / p) - gammaln(1 / p))
+    _mean_check(f"N=1 p={p}", x, exact)
     # the density at sigma = 0 is positive: the particles hit the boundary and are reflected
     assert np.all(blk.reflections > 0)
 
 
 def test_width_one_has_known_law_in_u():
-    """d = 1: no pair term, density in u = sigma^{1/N} prop. to exp(-beta u^{Np} / p) (N = 3)."""
-    n_depth, p, beta, m = 3, 1.0, 1.5, 6000
+    """d = 1: no pair term, density in u = sigma^{1/N} prop. to exp(-beta u^{Np} / p) (N = 3).
+    Power: 40000 members; KS resolution 0.0068, and the mean of u (exact (p/beta)^(1/q)
+    Gamma(2/q) / Gamma(1/q), q = N p) with a relative SE of ~0.25%: 4 SE < 2%, asserted, so
+    a 2% scale bias in u is detected."""
+    n_depth, p, beta, m = 3, 1.0, 1.5, 40000
     model = Model(1, n_depth, beta, Schatten(p))
     blk = simulate_members(model, np.full((m, 1), 0.7), np.arange(m), [6.0], 0.005, 4)
     u = blk.sigma[:, 0, 0] ** (1 / n_depth)
@@ -240,6 +257,8 @@ def test_width_one_has_known_law_in_u():
     res = stats.kstest(u, lambda v: gammainc(1 / q, beta * v**q / p))
     print(f"d=1 N=3: KS D={res.statistic:.4f} p-value={res.pvalue:.3f}")
     assert res.pvalue > 0.01
+    exact = (p / beta) ** (1 / q) * math.exp(gammaln(2 / q) - gammaln(1 / q))
+    _mean_check("d=1 N=3 u", u, exact)
 
 
 # ---------------------------------------------------- weak order and the zero-noise limit
