@@ -11,9 +11,10 @@ mutant of a compiled function (a source-level mutation of its Python body) recom
 For every mutant the fast test subset that should kill it runs (``tests`` below: files with
 an optional ``-k`` expression) under a time limit.  Status:
 
-- ``killed``: some test failed (or pytest errored, or the run timed out);
+- ``killed``: some test failed (or pytest errored during collection);
 - ``SURVIVED``: every selected test passed;
-- ``stale``: the mutated text is no longer in the source (the code changed: update the list).
+- ``stale``: the mutated text is no longer in the source (the code changed: update the list);
+- ``timeout``: over ``--timeout`` (reported, not counted: rerun it with a longer limit).
 
 Usage (from the repository root, with the project's venv active)::
 
@@ -356,7 +357,9 @@ def run(mutants: list[Mutant], work: Path, timeout: float, jobs: int) -> list[tu
                 code, tail, secs = _pytest(dest, m.tests, timeout)
             finally:
                 _restore(m, dest)
-            if code == 0:
+            if code is None:  # over the time limit: on a busy machine this is not a kill
+                status = "timeout"
+            elif code == 0:
                 status = "equivalent" if m.id in EQUIVALENT else "SURVIVED"
             elif code in (4, 5):  # usage error / no test collected: the subset is wrong
                 status, tail = "error", f"pytest exit {code}: " + tail
@@ -385,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         help="working folder (default %(default)s)",
     )  # fmt: skip
     parser.add_argument("--exclude", default=None, help="skip mutants whose id contains this")
+    parser.add_argument("--reverse", action="store_true", help="run the selection backwards")
     parser.add_argument("--shard", default="0/1", help="run mutants i, i+n, ... (i/n)")
     parser.add_argument("--baseline", action="store_true", help="first run every subset unmutated")
     args = parser.parse_args(argv)
@@ -392,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     mutants = [
         m for m in MUTANTS if args.k in m.id and not (args.exclude and args.exclude in m.id)
     ][index::count]
+    if args.reverse:
+        mutants.reverse()
     if args.list:
         for m in mutants:
             print(f"{m.id:<40} {m.file:<36} {' '.join(m.tests)}")
