@@ -145,7 +145,8 @@ MUTANTS: list[Mutant] = [
       "tests/test_langevin.py", "tests/test_ensemble_temperature.py", *FAST),
     M("langevin.infinite_depth_drift", "particles/langevin.py",
       "rho_new = rho - h_u * model._gradient_rho(rho)",
-      "rho_new = rho - 0.9 * h_u * model._gradient_rho(rho)", "tests/test_langevin.py", *FAST),
+      "rho_new = rho - 0.9 * h_u * model._gradient_rho(rho)",
+      "tests/test_langevin.py", "-k", "infinite_depth_d5"),  # the N = inf law (slow test)
     M("langevin.member_stream", "particles/langevin.py",
       "np.random.SeedSequence(seed, spawn_key=(member,))",
       "np.random.SeedSequence(seed, spawn_key=(member + 1,))",
@@ -169,6 +170,9 @@ MUTANTS: list[Mutant] = [
     # ---------------------------------------------------------------- mean field
     M("meanfield.sheppard", "meanfield/solver.py",
       "+ self.dxi**2 / 12.0", "+ 0.0", "tests/test_meanfield.py", *FAST),
+    # survived the fast mean-field tests (a 1% diffusion error moves the equilibrium width by
+    # ~0.5%, inside their tolerances): the exact equilibrium identity of issue 18 hole 3
+    # (tests/test_meanfield*.py, the meanfield helper) is the test meant to kill it
     M("meanfield.diffusion_coefficient", "meanfield/solver.py",
       "coef = a / (beta * h * h)", "coef = a / (beta * h * h * 1.01)",
       "tests/test_meanfield.py", *FAST),
@@ -249,7 +253,7 @@ MUTANTS: list[Mutant] = [
     M("cli.default_local_cluster", "analysis/cli.py",
       'os.environ.get("DASK_SCHEDULER_ADDRESS") or "local"',
       'os.environ.get("DASK_SCHEDULER_ADDRESS") or "serial"',
-      "tests/test_claims_cli.py", "-k", "scheduler"),
+      "tests/test_claims_cli.py", "-k", "local_cluster"),
     M("cli.exit_status", "analysis/cli.py",
       'print(f"dlnsim: error: {exc}", file=sys.stderr)\n        return 2',
       'print(f"dlnsim: error: {exc}", file=sys.stderr)\n        return 1',

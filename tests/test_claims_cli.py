@@ -278,10 +278,10 @@ def check_default_run_outputs(out: Path, stdout: str) -> None:
                  "depth_trajectories.png", "depth_convergence.png", "depth_spread.png",
                  "ensemble_temperature.png", "ensemble_trajectories.png"):  # fmt: skip
         assert (out / name).read_bytes()[:8] in (b"\x89PNG\r\n\x1a\n", b"\x89HDF\r\n\x1a\n"), name
-    # ensemble.zarr: d = 4, N = 10, beta = 5, 256 members at T = 1/beta; three colder stores
+    # ensemble.zarr: d = 4, N = 10, beta = 5, 128 members at T = 1/beta; three colder stores
     ens = load(out / "ensemble.zarr")
     assert ens.attrs["width"] == 4 and ens.attrs["depth"] == "10" and ens.attrs["beta"] == 5.0
-    assert ens.sigma.shape[0] == 256 and float(ens.attrs["temperature"]) == 0.2
+    assert ens.sigma.shape[0] == 128 and float(ens.attrs["temperature"]) == 0.2
     for k in (1, 2, 3):
         assert float(load(out / f"ensemble_T{k}.zarr").attrs["temperature"]) == 0.2 / 2**k
     # depth.nc: N = 1, 2, 4, ..., 256, inf (inf stored as an IEEE float)
