@@ -258,3 +258,14 @@ _GOOD = np.sort(np.random.default_rng(0).standard_normal((20, 10)), axis=1)
 def test_bad_arguments(call, name: str) -> None:
     with pytest.raises(ValueError, match=rf"^bad {name}="):
         call()
+
+
+def test_interval_level_is_the_requested_confidence() -> None:
+    """The interval is the central ``confidence`` quantile range of the bootstrap: for a near
+    normal bootstrap the 95% width over the 68.27% width is 1.96 (a one-sided 95% interval,
+    alpha = 1 - confidence, would give 1.645 / 0.47 = 3.5).  Same seed, so same replicates."""
+    x = _sample("gue", 20, 2000, seed=78)
+    _, (lo95, hi95) = repulsion_exponent(x, n_boot=1000, seed=5, confidence=0.95)
+    _, (lo68, hi68) = repulsion_exponent(x, n_boot=1000, seed=5, confidence=0.6827)
+    ratio = (hi95 - lo95) / (hi68 - lo68)
+    assert 1.7 < ratio < 2.3, ratio
