@@ -331,7 +331,7 @@ def run_meanfield(params: dict[str, Any], out: Path) -> list[str]:
 def run_repulsion(params: dict[str, Any], out: Path) -> list[str]:
     """Repulsion statistics: DLN chamber model vs random-matrix baselines (<r>, gamma, verdict)."""
     from .plots import repulsion_figure, save_figure
-    from .repulsion_experiment import repulsion_comparison
+    from .repulsion_experiment import repulsion_comparison, repulsion_verdict
 
     name = params["name"]
     systems = params["systems"] or None
@@ -364,16 +364,7 @@ def run_repulsion(params: dict[str, Any], out: Path) -> list[str]:
             f"{v['gamma']:>8.3f}{ci:>18}{v['small_fraction']:>10.4f}"
             f"{v['gamma_expected']:>8g}"
         )
-    chamber = [k for k, lab in enumerate(ds.system.values) if lab.startswith("DLN chamber")]
-    others = [k for k in range(ds.system.size) if k not in chamber]
-    no_rep = all(ds.gamma_low.values[k] <= 0 <= ds.gamma_high.values[k] for k in chamber)
-    rmt_ok = all(ds.consistent.values[k] == 1 for k in others)
-    lines.append(
-        "  verdict: DLN chamber model repulsion exponent "
-        + ("consistent with 0 (no repulsion)" if no_rep else "NOT consistent with 0")
-        + "; baselines "
-        + ("consistent with their b" if rmt_ok else "not all consistent with their b")
-    )
+    lines.append("  " + repulsion_verdict(ds).text)
     return lines
 
 

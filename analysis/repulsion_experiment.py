@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -45,10 +46,12 @@ from .repulsion import (
 
 __all__ = [
     "DEFAULT_SYSTEMS",
+    "RepulsionVerdict",
     "check_system",
     "decorrelation_time",
-    "system_samples",
     "repulsion_comparison",
+    "repulsion_verdict",
+    "system_samples",
 ]
 
 DEFAULT_SYSTEMS: list[dict[str, Any]] = [
@@ -284,7 +287,9 @@ def repulsion_comparison(
     ``ratio`` (consecutive-spacing ratios, pooled, NaN-padded).  Variables per system:
     ``mean_ratio``, ``mean_ratio_se``, ``gamma``, ``gamma_low``, ``gamma_high``,
     ``gamma_expected``, ``small_fraction`` (spacings < 0.1), ``consistent`` (1 if the 95%
-    interval of ``gamma`` contains the expected exponent).
+    interval of ``gamma`` contains the expected exponent), ``repels`` (1 if that interval
+    excludes 0 from above); the verdict of ``repulsion_verdict`` in the attributes ``verdict``
+    (its text) and ``chamber_no_repulsion`` (1, 0, or -1 without a chamber system).
 
     Parameters
     ----------
@@ -390,7 +395,17 @@ def repulsion_comparison(
         pad(ra, n_ra),
         {"long_name": "consecutive-spacing ratios (NaN padded)", "units": "1"},
     )
+    data["repels"] = (
+        "system",
+        (st[:, names.index("gamma_low")] > 0).astype(np.float64),
+        {"long_name": "1 if gamma's 95% interval excludes 0 (repulsion)", "units": "1"},
+    )
     ds = xr.Dataset(data, coords={"system": ("system", labels, {"long_name": "particle system"})})
+    verdict = repulsion_verdict(ds)
+    ds.attrs["verdict"] = verdict.text
+    ds.attrs["chamber_no_repulsion"] = (
+        -1 if verdict.chamber_no_repulsion is None else int(verdict.chamber_no_repulsion)
+    )
     ds.attrs.update(
         provenance(
             kind="repulsion",
@@ -402,3 +417,75 @@ def repulsion_comparison(
         )
     )
     return ds
+
+
+@dataclass(frozen=True)
+class RepulsionVerdict:
+    """The verdict of a repulsion comparison (see ``repulsion_verdict``).
+
+    Attributes
+    ----------
+    chamber_no_repulsion : bool or None
+        True if every DLN chamber system's 95% interval of ``gamma`` contains 0; None if the
+        comparison has no chamber system.
+    baselines_consistent : bool
+        True if every other system's interval contains its expected exponent.
+    repelling : tuple of str
+        Labels of the systems whose interval excludes 0 from above (``gamma_low > 0``).
+    text : str
+        The one-line verdict printed by ``dlnsim repulsion`` and stored in ``repulsion.nc``.
+    """
+
+    chamber_no_repulsion: bool | None
+    baselines_consistent: bool
+    repelling: tuple[str, ...]
+    text: str
+
+
+def repulsion_verdict(ds: xr.Dataset) -> RepulsionVerdict:
+    """The repulsion verdict from a ``repulsion_comparison`` Dataset.
+
+    A system *repels* when the 95% bootstrap interval ``(gamma_low, gamma_high)`` of its
+    exponent lies above 0, and is *consistent with no repulsion* when it contains 0.  The
+    chamber model (systems labelled ``DLN chamber ...``) has no repulsion when every chamber
+    interval contains 0; the baselines are consistent when every other interval contains its
+    ``gamma_expected``.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Output of ``repulsion_comparison`` (variables ``gamma_low``, ``gamma_high``,
+        ``consistent`` along ``system``).
+
+    Returns
+    -------
+    RepulsionVerdict
+        The booleans and the one-line text.
+
+    Raises
+    ------
+    ValueError
+        If ``ds`` lacks the variables above.
+    """
+    need = ("gamma_low", "gamma_high", "consistent")
+    if not isinstance(ds, xr.Dataset) or "system" not in ds.dims or any(n not in ds for n in need):
+        raise fail("ds", type(ds).__name__, "must be a repulsion_comparison Dataset")
+    labels = [str(v) for v in ds.system.values]
+    low, high = ds.gamma_low.values, ds.gamma_high.values
+    chamber = [k for k, lab in enumerate(labels) if lab.startswith("DLN chamber")]
+    others = [k for k in range(len(labels)) if k not in chamber]
+    no_rep = all(low[k] <= 0 <= high[k] for k in chamber) if chamber else None
+    rmt_ok = all(ds.consistent.values[k] == 1 for k in others)
+    repelling = tuple(labels[k] for k in range(len(labels)) if low[k] > 0)
+    if no_rep is None:
+        head = "no DLN chamber system"
+    else:
+        head = "DLN chamber model repulsion exponent " + (
+            "consistent with 0 (no repulsion)" if no_rep else "NOT consistent with 0 (repulsion)"
+        )
+    text = (
+        f"verdict: {head}; baselines "
+        + ("consistent with their b" if rmt_ok else "not all consistent with their b")
+        + f"; {len(repelling)} of {len(labels)} systems repel (interval above 0)"
+    )
+    return RepulsionVerdict(no_rep, rmt_ok, repelling, text)

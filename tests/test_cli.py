@@ -41,6 +41,9 @@ def test_default_run_writes_dataset_figures_and_summary(tmp_path):
     ds = load(out / "flow.nc")
     np.testing.assert_allclose(ds.sigma.isel(time=-1).values, 0.3, rtol=1e-6)
     assert "Traceback" not in proc.stderr
+    from test_claims_cli import check_default_run_outputs  # the README's other outputs
+
+    check_default_run_outputs(out, proc.stdout)
 
 
 def test_example_config_runs(tmp_path):

@@ -139,6 +139,17 @@ def test_infinite_depth_gibbs_law_needs_d_at_least_4():
 # |u| this still holds since the drift is odd in u_i), so we compare the Richardson
 # extrapolation R = 2 A(dt/2) - A(dt), whose bias is O(dt^2), using two independent runs:
 # SE_R = sqrt(4 SE(dt/2)^2 + SE(dt)^2).  Pass: |R - exact| < 4 SE_R.
+#
+# Power (4 SE_R as a fraction of E[sigma_1], from the printed SEs): (2,3,2,2) 2.0%,
+# (2,10,1,5) 3.2%, (3,4,2,3) 1.1%, (3,2,1,1) 2.5%, (5,inf,1,1) 1.5%.  A 1% bias in a first
+# moment is seen at noise temperature T by test_ensemble_temperature.py (4 SE = 0.8-0.9%);
+# reaching 1% in every case here would need 4-10x the members (~+4 min of CI).
+# The z values: 32 of 35 were negative in one run.  They are not independent: within a case
+# the member time averages of s1, s1^2, |s1-s2| (and of s2, s2^2) have correlations 0.5-0.98,
+# so the 35 values are ~10 independent ones.  The most negative case, (3,4,2,3) (z = -2.15 for
+# s1), was rerun with 4x the members and fresh seeds at dt = 0.02, 0.01, 0.005: Richardson
+# z = +0.16 (s1), +0.59 (s2), -0.08 (s1^2), SE 0.14% of E[s1]: no bias above ~0.5%, and the
+# two Richardson pairs agree, so the Euler bias is linear in dt as assumed (chance, not a bias).
 
 STATIONARY = [
     # (d, N, p, beta, dt, M): relaxation rates are O(1) in t for all of these
@@ -213,26 +224,45 @@ def test_stationary_law_infinite_depth_d5():
 # ------------------------------------------------------------- non-interacting exact laws (KS)
 
 
+def _mean_check(label, x, exact, scale_bias=0.02):
+    """|mean - exact| < 4 SE, and the stated power: 4 SE < ``scale_bias`` of the mean, so a
+    scale error of that size (which moves the mean by as much) is detected."""
+    mean, se = x.mean(), x.std(ddof=1) / math.sqrt(x.size)
+    print(f"{label}: mean {mean:.6f} exact {exact:.6f} SE {se:.2e} z = {(mean - exact) / se:+.2f}")
+    assert abs(mean - exact) < 4 * se
+    assert 4 * se < scale_bias * exact
+
+
 @pytest.mark.parametrize("p", [1.0, 2.0])
 def test_depth_one_particles_are_independent_with_known_law(p):
     """N = 1: S_1 = 0, each sigma_i has density prop. to exp(-beta sigma^p / p) on (0, inf),
     CDF gammainc(1/p, beta s^p / p).  All d values of all members at one late time are i.i.d.
-    The Euler bias at dt = 0.005 (O(dt) in the law) is far below the KS resolution
-    ~ 1.36 / sqrt(n) = 0.014 for n = 9000."""
-    d, beta, m = 3, 2.0, 3000
+    Power: n = 42000 values; the KS resolution 1.36 / sqrt(n) = 0.0066 is below the CDF shift
+    of a 2% scale bias (0.02 max|s f(s)| ~ 0.0074 (p = 1), 0.0097 (p = 2)), and beside it the
+    mean (exact (p/beta)^(1/p) Gamma(2/p) / Gamma(1/p)) has a relative SE of 0.5% (p = 1) and
+    0.37% (p = 2): 4 SE < 2%, asserted.  The Euler bias at dt = 0.005 (O(dt) in the law; for
+    p = 2, an OU process, the variance is off by dt/2, the scale by 0.13%; for p = 1, where the
+    drift's odd extension jumps at the reflecting boundary, measured with 126000 values:
+    +2.39% at dt = 0.02, +0.54% at 0.01, +0.43% +- 0.28% at 0.005) is below one SE."""
+    d, beta, m = 3, 2.0, 14000
     model = Model(d, 1, beta, Schatten(p))
     blk = simulate_members(model, np.tile([1.5, 1.0, 0.5], (m, 1)), np.arange(m), [8.0], 0.005, 3)
     x = blk.sigma[:, 0, :].ravel()
     res = stats.kstest(x, lambda s: gammainc(1 / p, beta * s**p / p))
     print(f"N=1 p={p}: KS D={res.statistic:.4f} p-value={res.pvalue:.3f}")
     assert res.pvalue > 0.01
+    exact = (p / beta) ** (1 / p) * math.exp(gammaln(2 / p) - gammaln(1 / p))
+    _mean_check(f"N=1 p={p}", x, exact)
     # the density at sigma = 0 is positive: the particles hit the boundary and are reflected
     assert np.all(blk.reflections > 0)
 
 
 def test_width_one_has_known_law_in_u():
-    """d = 1: no pair term, density in u = sigma^{1/N} prop. to exp(-beta u^{Np} / p) (N = 3)."""
-    n_depth, p, beta, m = 3, 1.0, 1.5, 6000
+    """d = 1: no pair term, density in u = sigma^{1/N} prop. to exp(-beta u^{Np} / p) (N = 3).
+    Power: 40000 members; KS resolution 0.0068, and the mean of u (exact (p/beta)^(1/q)
+    Gamma(2/q) / Gamma(1/q), q = N p) with a relative SE of ~0.25%: 4 SE < 2%, asserted, so
+    a 2% scale bias in u is detected."""
+    n_depth, p, beta, m = 3, 1.0, 1.5, 40000
     model = Model(1, n_depth, beta, Schatten(p))
     blk = simulate_members(model, np.full((m, 1), 0.7), np.arange(m), [6.0], 0.005, 4)
     u = blk.sigma[:, 0, 0] ** (1 / n_depth)
@@ -240,6 +270,8 @@ def test_width_one_has_known_law_in_u():
     res = stats.kstest(u, lambda v: gammainc(1 / q, beta * v**q / p))
     print(f"d=1 N=3: KS D={res.statistic:.4f} p-value={res.pvalue:.3f}")
     assert res.pvalue > 0.01
+    exact = (p / beta) ** (1 / q) * math.exp(gammaln(2 / q) - gammaln(1 / q))
+    _mean_check("d=1 N=3 u", u, exact)
 
 
 # ---------------------------------------------------- weak order and the zero-noise limit
