@@ -31,7 +31,7 @@ def test_deterministic_orders_are_one(sweep):
 
 def test_limit_values(sweep):
     inf = sweep.sel(depth=math.inf)
-    # sigma_*(inf)^p = (d-1)/(2 beta) and the rates per tau of MODEL section 7 at N = inf
+    # sigma_*(inf)^p = (d-1)/(2 beta) and the rates per tau of theory.md section 7 at N = inf
     assert float(inf.sigma_star) == pytest.approx(math.sqrt(3 / 4), rel=1e-14)
     s2 = 3 / 4
     assert float(inf.rate_uniform) == pytest.approx(2 * s2, rel=1e-12)

@@ -7,7 +7,7 @@ Two independent checks, each failing when ``particles/ensemble.py`` forwards ``t
   (``simulate_members``) called with ``T``, and differs from it called with ``T = None``;
   the same through ``dlnsim ensemble --temperature`` and the pipeline's ``ensemble_T*.zarr``;
 * law: at noise temperature ``T`` the stationary density in ``u = sigma^(1/N)`` is
-  ``exp(-F_beta / T) = exp(-E / T) exp(S_N / (beta T))`` (MODEL section 9 with the noise
+  ``exp(-F_beta / T) = exp(-E / T) exp(S_N / (beta T))`` (theory.md section 9 with the noise
   ``sqrt(2 T / N)``), which depends on ``T`` and ``beta`` separately.  For ``d = 2, N = 2``,
   ``exp(S_2) = sqrt(u_1^2 + u_2^2)`` w.r.t. ``du`` on ``u_1 > u_2 > 0`` (the form checked
   against the package-free quadrature in ``test_langevin.py``), so the exact moments are

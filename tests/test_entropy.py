@@ -1,4 +1,4 @@
-"""psi_N and the entropy S_N against mpmath and closed forms (MODEL section 2)."""
+"""psi_N and the entropy S_N against mpmath and closed forms (theory.md section 2)."""
 
 import math
 
@@ -79,7 +79,7 @@ def test_psi_derivatives_are_consistent(x, depth):
 
 @pytest.mark.parametrize("depth", [2, 3, 7])
 def test_entropy_is_half_sum_of_log_kernel(depth):
-    """S_N = 1/2 sum_{i<j} log k_N with k_N the quotient of MODEL section 1 (well-separated)."""
+    """S_N = 1/2 sum_{i<j} log k_N with k_N the quotient of theory.md section 1 (well-separated)."""
     rng = np.random.default_rng(1)
     sigma = np.sort(rng.uniform(0.2, 3.0, size=(5, 4)), axis=-1)[:, ::-1]
     naive = np.zeros(5)

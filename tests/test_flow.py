@@ -1,4 +1,4 @@
-"""The deterministic gradient flow against exact solutions (MODEL sections 4, 6, 7)."""
+"""The deterministic gradient flow against exact solutions (theory.md sections 4, 6, 7)."""
 
 import math
 
@@ -11,7 +11,7 @@ from dlnsim.particles import Model, Schatten, gradient_flow
 
 
 def _diagonal_exact(model: Model, s0: float, times: np.ndarray) -> np.ndarray:
-    """MODEL section 6: w = s^{2/N}, t = 1/2 int_{w(t)}^{w(0)} dv / (v^{pN/2} - c).
+    """theory.md section 6: w = s^{2/N}, t = 1/2 int_{w(t)}^{w(0)} dv / (v^{pN/2} - c).
 
     The integral is evaluated by mpmath quadrature at 30 digits and inverted by Brent's method;
     this shares no code with the solver.

@@ -1,4 +1,4 @@
-"""The particle Langevin engine (MODEL section 9) against exact laws, exact flows and its contract.
+"""The particle Langevin engine (theory.md section 9) against exact laws, flows and its contract.
 
 Statistical checks use fixed seeds; every tolerance is a number of standard errors (SE) computed
 from independent members, as explained next to each assertion.

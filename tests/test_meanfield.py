@@ -1,4 +1,4 @@
-"""The mean-field solver (MODEL section 11) against exact facts and its own reference kernel.
+"""The mean-field solver (theory.md section 11) against exact facts and its own reference kernel.
 
 Tolerances come from the measured discretization errors quoted next to each assertion (cells
 ``n = 256``, ``span = 10`` standard deviations, ``rtol = 1e-5`` unless stated).
@@ -250,7 +250,7 @@ def test_equilibrium_width_scales_like_inverse_sqrt_bd(depth):
 
 @pytest.mark.parametrize("diffusion", [False, True])
 def test_mean_relaxes_at_uniform_rate(diffusion):
-    """MODEL section 7: |mean - mean_eq| decays at lambda_uniform = p N sigma_*^{p - 2/N}.
+    """theory.md section 7: |mean - mean_eq| decays at lambda_uniform = p N sigma_*^{p - 2/N}.
 
     Start 1% above sigma_* (linear regime) and fit log|mean - mean_eq| over 1/lambda .. 4/lambda.
     Measured (rtol = 1e-6): +0.07% without diffusion (the 1% offset's nonlinearity), -0.9%

@@ -1,4 +1,4 @@
-"""Model core: equilibrium, relaxation rates, Hessian spectra (MODEL sections 3-8)."""
+"""Model core: equilibrium, relaxation rates, Hessian spectra (theory.md sections 3-8)."""
 
 import math
 
@@ -21,7 +21,7 @@ GRID = [
 
 
 def test_source_example_equilibrium():
-    """MODEL section 5: (d, N, p, beta) = (2, 10, 2, 5) gives sigma_* = 0.3."""
+    """theory.md section 5: (d, N, p, beta) = (2, 10, 2, 5) gives sigma_* = 0.3."""
     assert Model(2, 10, 5.0, Schatten(2)).equilibrium() == pytest.approx(0.3, rel=1e-15)
 
 
@@ -45,7 +45,7 @@ def test_relaxation_rates_formula_vs_jacobian(d, N, p, beta):
     closed = model.relaxation_rates()
     numeric = model.relaxation_rates(method="jacobian")
     np.testing.assert_allclose(numeric, closed, rtol=1e-6)
-    # Schatten closed forms of MODEL section 7
+    # Schatten closed forms of theory.md section 7
     s = model.equilibrium()
     if N == math.inf:
         expect = (p * s**p, s**p * (p - d / (3 * (d - 1))))  # lambda/N as N -> inf
@@ -114,7 +114,7 @@ def test_chain_rule_between_charts():
     v_sigma = model.velocity(sigma, "sigma")
     v_u = model.velocity(sigma ** (1 / 5), "u")
     np.testing.assert_allclose(v_u, v_sigma * sigma ** (1 / 5 - 1) / 5, rtol=1e-12)
-    # MODEL section 4: dsigma/dt = -m dF/dsigma and du/dt = -(1/N) dF/du
+    # theory.md section 4: dsigma/dt = -m dF/dsigma and du/dt = -(1/N) dF/du
     np.testing.assert_allclose(v_sigma, -5 * sigma ** (2 - 2 / 5) * g_sigma, rtol=1e-13)
     np.testing.assert_allclose(v_u, -g_u / 5, rtol=1e-13)
     # Hessians by finite differences of the gradient, in u
@@ -134,7 +134,7 @@ def test_chain_rule_between_charts():
     "d,N", [(2, 3), (2, 10), (3, 2), (3, 3), (5, 2), (6, math.inf), (2, math.inf)]
 )
 def test_euclidean_entropy_is_strictly_concave(d, N):
-    """MODEL section 8: Hessian of S_N in sigma negative definite (N >= 3 or d >= 3)."""
+    """theory.md section 8: Hessian of S_N in sigma negative definite (N >= 3 or d >= 3)."""
     model = Model(d, N, 1.0, Schatten(2))
     rng = np.random.default_rng(11)
     sigma = np.exp(rng.uniform(-3, 3, size=(400, d)))
@@ -155,7 +155,7 @@ def test_d2_n2_entropy_has_a_zero_eigenvalue():
 
 @pytest.mark.parametrize("d,N", [(2, 2), (2, 10), (3, 4), (5, 7), (8, 100)])
 def test_riemannian_hessian_is_indefinite_on_the_diagonal(d, N):
-    """MODEL section 8 at u = 1: uniform curvature -(N-1)(d-1)/2, relative
+    """theory.md section 8 at u = 1: uniform curvature -(N-1)(d-1)/2, relative
     (N-1)((N+1)d/3 - (d-1))/2 ((d-1)-fold), as bilinear forms in u; the operator is 1/N of it.
     At u = s^{1/N} 1 the Hessian in u scales like 1/u^2."""
     model = Model(d, N, 1.0, Schatten(2))

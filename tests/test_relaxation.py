@@ -1,4 +1,4 @@
-"""Measured relaxation rates (analysis.relaxation) against MODEL section 7."""
+"""Measured relaxation rates (analysis.relaxation) against theory.md section 7."""
 
 import math
 
