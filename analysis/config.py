@@ -336,6 +336,10 @@ def _cross_ensemble(params: dict[str, Any]) -> None:
     )
 
 
+#: Largest finite depth of the mean-field experiment (``depth = inf`` covers the rest).
+MAX_MEANFIELD_DEPTH = 10_000
+
+
 def _cross_meanfield(params: dict[str, Any]) -> None:
     from dlnsim.particles import Model, Schatten
 
@@ -344,6 +348,13 @@ def _cross_meanfield(params: dict[str, Any]) -> None:
         raise fail("widths", widths, "need at least two increasing widths >= 2")
     if params["depth"] == 1:
         raise fail("depth", 1, "N = 1 has no entropy and no mean-field interaction")
+    if params["depth"] != math.inf and params["depth"] > MAX_MEANFIELD_DEPTH:
+        raise fail(
+            "depth",
+            params["depth"],
+            f"finite N above {MAX_MEANFIELD_DEPTH} makes the PDE in physical time t too stiff "
+            "to integrate (its rates grow like N); use depth = inf, whose time is tau = N t",
+        )
     for w in widths:
         if params["n_samples"] % w:
             raise fail("n_samples", params["n_samples"], f"must be a multiple of every width ({w})")

@@ -134,6 +134,7 @@ ISSUE_CASES = [
     ([{"kind": "meanfield", "n_samples": 100}], "n_samples"),
     ([{"kind": "meanfield", "b": 1e308}], "b"),
     ([{"kind": "meanfield", "depth": 1}], "depth"),
+    ([{"kind": "meanfield", "depth": 10**12}], "depth"),  # issue 17: step-size underflow
     (
         [{"kind": "repulsion", "systems": [{"kind": "gbe", "width": 2, "b": 1.0}]}],
         "systems[0].width",
@@ -373,6 +374,7 @@ def test_load_config_keeps_its_contract():
         (["depth", "--beta", "1e308"], "beta"),
         (["meanfield", "--dt", "-1"], "dt"),
         (["meanfield", "--depth", "1"], "depth"),
+        (["meanfield", "--depth", "1000000000000"], "depth"),  # was a RuntimeError traceback
         (["meanfield", "--widths", "8"], "widths"),
         (["meanfield", "--times", "0,1,0.5"], "times"),
         (["meanfield", "--n-samples", "100"], "n_samples"),
