@@ -61,7 +61,20 @@ _NAME = re.compile(r"^\w[\w.+=-]*$")
 @dataclass(frozen=True)
 class Param:
     """One parameter: its default, its check (value, name) -> normalized value, and the
-    ``argparse`` type of its command-line option (None: config files only)."""
+    ``argparse`` type of its command-line option (None: config files only).
+
+    Parameters
+    ----------
+    default : Any
+        The default value.
+    check : callable
+        ``check(value, name)`` -> the normalized value, raising ``ValueError`` (``bad
+        <name>=...``).
+    cli : callable or None
+        The ``argparse`` type of the option; None for config files only.
+    help : str, default ""
+        The option's help text.
+    """
 
     default: Any
     check: Callable[[Any, str], Any]
@@ -72,7 +85,15 @@ class Param:
 @dataclass(frozen=True)
 class Schema:
     """The parameters of an experiment kind and its cross-parameter check (normalized
-    parameters -> None, raising ``ValueError`` naming the parameter at fault)."""
+    parameters -> None, raising ``ValueError`` naming the parameter at fault).
+
+    Parameters
+    ----------
+    params : Mapping[str, Param]
+        The parameters by name.
+    cross : callable, default no check
+        ``cross(params)`` on the normalized parameters; raises ``ValueError``.
+    """
 
     params: Mapping[str, Param]
     cross: Callable[[dict[str, Any]], None] = field(default=lambda params: None)
@@ -87,7 +108,25 @@ class Schema:
 
 def check_name(value: object, name: str = "name") -> str:
     """A file-name prefix: letters, digits, ``_ . + = -``; not empty, no path separator, no
-    ``..``, no leading dot, at most 100 characters."""
+    ``..``, no leading dot, at most 100 characters.
+
+    Parameters
+    ----------
+    value : object
+        The candidate prefix.
+    name : str, default "name"
+        The parameter's name, for the error message.
+
+    Returns
+    -------
+    str
+        ``value``.
+
+    Raises
+    ------
+    ValueError
+        ``bad <name>=...`` (not a string, empty, leaving the folder, too long, bad characters).
+    """
     if not isinstance(value, str):
         raise fail(name, value, "must be a string (a file-name prefix)")
     if not value:
@@ -106,7 +145,26 @@ def check_name(value: object, name: str = "name") -> str:
 
 
 def check_out(value: object, name: str = "out") -> Path:
-    """An output folder: a non-empty path that is not an existing non-folder."""
+    """An output folder: a non-empty path that is not an existing non-folder.
+
+    Parameters
+    ----------
+    value : object
+        The candidate path (str or os.PathLike).
+    name : str, default "out"
+        The parameter's name, for the error message.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder path (not created).
+
+    Raises
+    ------
+    ValueError
+        ``bad <name>=...`` (not a path, exists and is not a folder, a parent is a file, or
+        unusable).
+    """
     if not isinstance(value, str | os.PathLike) or not str(value).strip() or "\0" in str(value):
         raise fail(name, value, "must be a folder path")
     path = Path(value)
@@ -236,7 +294,23 @@ def _cli_depth(text: str) -> int | float | str:
 
 def check_memory(factors: Mapping[str, float], what: str, copies: float = 1.0) -> None:
     """Refuse a run whose main float64 array (the product of ``factors``) cannot fit in this
-    machine's memory; blames the largest factor."""
+    machine's memory; blames the largest factor.
+
+    Parameters
+    ----------
+    factors : Mapping[str, float]
+        Parameter names and the sizes they contribute (their product counts the floats).
+    what : str
+        What the array is, for the message.
+    copies : float, default 1.0
+        How many such arrays are held.
+
+    Raises
+    ------
+    ValueError
+        ``bad <largest factor>=...`` when ``8 * copies * prod(factors)`` bytes exceed the
+        physical memory.
+    """
     count = copies * math.prod(float(v) for v in factors.values())
     need = 8.0 * count
     have = physical_memory()
@@ -251,6 +325,22 @@ def check_memory(factors: Mapping[str, float], what: str, copies: float = 1.0) -
 
 
 def check_steps(t_end: float, dt: float, t_name: str, dt_name: str) -> None:
+    """Refuse more than ``MAX_STEPS = 2**53`` steps ``t_end / dt`` (not exact in float64).
+
+    Parameters
+    ----------
+    t_end : float
+        Final time.
+    dt : float
+        Time step, in the same time unit.
+    t_name, dt_name : str
+        Their parameter names, for the message.
+
+    Raises
+    ------
+    ValueError
+        ``bad <dt_name>=...`` when the step count is non-finite or exceeds ``2**53``.
+    """
     steps = t_end / dt
     if not math.isfinite(steps) or steps > MAX_STEPS:
         raise fail(
@@ -263,7 +353,25 @@ def check_steps(t_end: float, dt: float, t_name: str, dt_name: str) -> None:
 
 def model_from(params: Mapping[str, Any], depth: int | float | None = None):
     """``Model(width, depth, beta, Schatten(p))`` from experiment parameters (``depth``
-    overrides the parameter)."""
+    overrides the parameter).
+
+    Parameters
+    ----------
+    params : Mapping[str, Any]
+        Validated parameters with ``width``, ``depth``, ``beta``, ``p``.
+    depth : int or float or None, default None
+        ``N`` to use instead of ``params["depth"]``.
+
+    Returns
+    -------
+    Model
+        The particle model.
+
+    Raises
+    ------
+    ValueError
+        From ``Model`` (``bad width=...``, ``bad depth=...``, ...).
+    """
     from dlnsim.particles import Model, Schatten
 
     return Model(
@@ -568,7 +676,26 @@ SCHEMAS: dict[str, Schema] = {
 
 def validate(experiment: object, where: str = "experiment") -> tuple[str, dict[str, Any]]:
     """``(kind, params)``: the kind and every parameter, defaults overlaid, checked and
-    normalized.  ``experiment`` is one ``[[experiment]]`` table (a mapping with ``kind``)."""
+    normalized.  ``experiment`` is one ``[[experiment]]`` table (a mapping with ``kind``).
+
+    Parameters
+    ----------
+    experiment : object
+        The table (a mapping with ``kind``).
+    where : str, default "experiment"
+        Its name, for the message when it is not a mapping.
+
+    Returns
+    -------
+    tuple of (str, dict[str, Any])
+        The kind and the normalized parameters.
+
+    Raises
+    ------
+    ValueError
+        ``bad <where>=...`` (not a table), ``bad kind=...``, ``bad <key>=...`` (unknown key or
+        invalid value), or the kind's cross-parameter check.
+    """
     if not isinstance(experiment, Mapping):
         raise fail(where, experiment, "must be a table with a kind ([[experiment]])")
     kind = experiment.get("kind")
@@ -591,7 +718,18 @@ def validate(experiment: object, where: str = "experiment") -> tuple[str, dict[s
 
 
 def check_names(resolved: list[tuple[Any, dict[str, Any]]]) -> None:
-    """Two experiments of one run may not share a name (their files would overwrite)."""
+    """Two experiments of one run may not share a name (their files would overwrite).
+
+    Parameters
+    ----------
+    resolved : list of (Any, dict[str, Any])
+        Experiments and their validated parameters (with ``name``).
+
+    Raises
+    ------
+    ValueError
+        ``bad name=...`` for a name used twice.
+    """
     seen: set[str] = set()
     for _, params in resolved:
         if params["name"] in seen:
@@ -604,7 +742,24 @@ def check_names(resolved: list[tuple[Any, dict[str, Any]]]) -> None:
 
 
 def read_config(path: str | os.PathLike) -> tuple[list[Any], str | None]:
-    """The ``[[experiment]]`` tables and ``out`` of a UTF-8 TOML file (not yet validated)."""
+    """The ``[[experiment]]`` tables and ``out`` of a UTF-8 TOML file (not yet validated).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The TOML file.
+
+    Returns
+    -------
+    tuple of (list, str or None)
+        The experiment tables and the ``out`` value (None if absent).
+
+    Raises
+    ------
+    ValueError
+        ``bad config=...`` (no such file, not UTF-8, not TOML), ``bad <key>=...`` (unknown
+        top-level key), ``bad experiment=...`` (none, or not tables), ``bad out=...``.
+    """
     path = Path(path)
     if not path.is_file():
         raise fail("config", str(path), "no such file")

@@ -42,7 +42,22 @@ def _edges(pde: xr.Dataset, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def wasserstein_to_density(edges: np.ndarray, masses: np.ndarray, samples: np.ndarray) -> float:
     """Exact ``int |F(x) - F_n(x)| dx`` for the piecewise-constant density with cell ``masses``
-    on contiguous ``edges`` (renormalized to 1) and the empirical CDF of ``samples``."""
+    on contiguous ``edges`` (renormalized to 1) and the empirical CDF of ``samples``.
+
+    Parameters
+    ----------
+    edges : numpy.ndarray
+        Cell edges (in the samples' coordinate, e.g. ``sigma``), increasing, shape ``(n + 1,)``.
+    masses : numpy.ndarray
+        Cell masses, >= 0, shape ``(n,)``.
+    samples : numpy.ndarray
+        Samples, any shape (flattened).
+
+    Returns
+    -------
+    float
+        The 1-Wasserstein distance.
+    """
     edges = np.asarray(edges, dtype=np.float64)
     masses = np.asarray(masses, dtype=np.float64)
     y = np.sort(np.asarray(samples, dtype=np.float64).ravel())
@@ -110,6 +125,27 @@ def compare_densities(
     ``(n,)`` (one time) whose time axis lists ``times``.  Each time must be a time of ``pde``
     (matched to relative ``1e-9``).  Returns ``w1``, ``l1``, ``n_samples``, ``mean_pde`` and
     ``mean_samples`` on the dim ``time``.
+
+    Parameters
+    ----------
+    pde : xarray.Dataset
+        A ``meanfield.solve`` result (with ``density`` and ``cell_width``).
+    samples : numpy.ndarray or xarray.DataArray
+        Samples of ``sigma``, laid out as above.
+    times : numpy.ndarray or None, default None
+        The samples' times (None: the DataArray's ``time`` coordinate).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``w1``, ``l1``, ``n_samples``, ``mean_pde``, ``mean_samples`` on ``time``;
+        ``kind = "meanfield_compare"``.
+
+    Raises
+    ------
+    ValueError
+        ``bad pde=...``, ``bad samples=...`` (layout, no finite sample), ``bad times=...``
+        (missing, wrong count, not a time of ``pde``).
     """
     if not isinstance(pde, xr.Dataset) or "density" not in pde or "cell_width" not in pde:
         raise fail("pde", type(pde).__name__, "must be a meanfield.solve Dataset")
@@ -152,6 +188,23 @@ def fit_rate(ds_values: np.ndarray, distances: np.ndarray) -> float:
     ``ds_values``: the refinement parameter (cell widths, sample sizes, time steps); the
     slope ``q`` of ``distance ~ C ds^q`` is the observed rate (e.g. ``-1/2`` for W1 against the
     number of samples, ``2`` for a second-order scheme against the cell width).
+
+    Parameters
+    ----------
+    ds_values : numpy.ndarray
+        Refinement parameters, finite and > 0, not all equal.
+    distances : numpy.ndarray
+        Distances, finite and > 0, same size (>= 2).
+
+    Returns
+    -------
+    float
+        The slope ``q``.
+
+    Raises
+    ------
+    ValueError
+        ``bad distances=...`` or ``bad ds_values=...``.
     """
     x = np.asarray(ds_values, dtype=np.float64).ravel()
     y = np.asarray(distances, dtype=np.float64).ravel()

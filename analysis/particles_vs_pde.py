@@ -60,6 +60,46 @@ def particles_vs_pde(
     histogram on the fine cells is dominated by sampling noise); ``w1_floor``/``l1_floor`` are the
     same distances for as many exact samples of the PDE density, i.e. what sampling noise alone
     gives.
+
+    Parameters
+    ----------
+    widths : sequence of int, default (8, 32, 128, 512)
+        At least two increasing widths ``d >= 2`` (``>= 4`` at ``N = inf``).
+    b : float, default 1.0
+        ``beta / d``, > 0.
+    depth : int or float, default 4
+        ``N >= 2`` or ``math.inf``.
+    p : float, default 2.0
+        Exponent of the energy (``sigma_*^p = (N-1)/(2 N b)``).
+    times : sequence of float, default (0.0, 0.1, 0.3, 1.0)
+        Comparison times ``t``, increasing, >= 0.
+    n_samples : int, default 2048
+        Pooled particle samples per time, >= 2, a multiple of every width.
+    dt : float, default 1e-3
+        Langevin time step, > 0.
+    seed : int, default 0
+        Seed of the particle runs.
+    spread : float, default 0.3
+        Std of the initial ``log sigma``, > 0.
+    cells : int, default 128
+        PDE cells.
+    coarsen : int, default 8
+        PDE cells per ``l1`` bin.
+    scheduler : str or None, default "serial"
+        As in ``langevin_ensemble``.
+    progress : bool or None, default False
+        Progress bar.
+
+    Returns
+    -------
+    xarray.Dataset
+        The densities, samples and distances described above.
+
+    Raises
+    ------
+    ValueError
+        ``bad <name>=...`` for an invalid argument (``widths``, ``b``, ``depth``, ``times``,
+        ``n_samples``, ``spread``, ...).
     """
     widths = [check_integer(w, "widths", 2) for w in widths]
     if len(widths) < 2 or any(a >= c for a, c in zip(widths, widths[1:], strict=False)):
@@ -276,7 +316,27 @@ def _mean_var_se(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, flo
 def fit_order(d: np.ndarray, err: np.ndarray, se: np.ndarray) -> tuple[float, float, float]:
     """Fit ``err_d = A d^{-q}`` by weighted least squares (weights ``1/se^2``, signed errors):
     ``(q, q_low, q_high)`` with the 95% confidence interval of ``q`` (normal approximation of
-    the fit's covariance, absolute ``se``)."""
+    the fit's covariance, absolute ``se``).
+
+    Parameters
+    ----------
+    d : numpy.ndarray
+        Widths, at least three.
+    err : numpy.ndarray
+        Signed errors, same shape.
+    se : numpy.ndarray
+        Their standard errors, > 0, same shape.
+
+    Returns
+    -------
+    tuple of (float, float, float)
+        ``(q, q_low, q_high)``.
+
+    Raises
+    ------
+    ValueError
+        ``bad widths=...`` for fewer than three widths.
+    """
     from scipy.optimize import curve_fit
 
     d, err, se = (np.asarray(v, dtype=np.float64) for v in (d, err, se))
@@ -320,6 +380,33 @@ def moment_comparison(
     ``dt/2`` (independent runs) and Richardson-extrapolated to ``dt -> 0`` (Euler-Maruyama's
     stationary bias is ``O(dt)``).  The PDE side is ``meanfield.equilibrium``.  The relative
     errors ``(particles - PDE) / PDE`` are fitted as ``A d^{-q}`` with a 95% interval.
+
+    Parameters
+    ----------
+    widths : sequence of int, default (8, 16, 32, 64, 128, 256, 512)
+        At least three increasing widths ``d >= 2``.
+    b : float, default 1.0
+        ``beta / d``, > 0.
+    depth : int or float, default 4
+        ``N >= 2`` or ``math.inf``.
+    p : float, default 2.0
+        Exponent of the energy.
+    members : int, default 64
+        Independent particle systems per width, >= 4.
+    dt : float, default 2e-3
+        Langevin time step, > 0 (also run at ``dt/2``).
+    t_burn : float, default 2.0
+        Burn-in time, > 0.
+    t_end : float, default 6.0
+        End time, > ``t_burn``.
+    n_avg : int, default 41
+        Saves averaged in ``[t_burn, t_end]``, >= 2.
+    seed : int, default 0
+        Seed of the particle runs.
+    scheduler : str or None, default "serial"
+        As in ``langevin_ensemble``.
+    progress : bool or None, default False
+        Progress bar.
 
     Returns
     -------

@@ -45,7 +45,19 @@ _log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Experiment:
     """An experiment kind: its parameters (defaults and checks), and the function that runs it
-    on checked parameters."""
+    on checked parameters.
+
+    Parameters
+    ----------
+    schema : Schema
+        The kind's parameters and cross-parameter check.
+    run : callable
+        ``run(params, out) -> list[str]``: runs on checked parameters, writes into the folder
+        ``out``, returns the summary lines.
+    doc : str
+        One-paragraph description (the first paragraph of ``run``'s docstring), the CLI's
+        ``--help`` text.
+    """
 
     schema: Schema
     run: Runner
@@ -66,7 +78,21 @@ def _initial_states(params: Mapping[str, Any], model: Model) -> np.ndarray:
 
 
 def run_flow(params: dict[str, Any], out: Path) -> list[str]:
-    """Deterministic gradient flow: trajectories, phase portrait (d = 2), relaxation rates."""
+    """Deterministic gradient flow: trajectories, phase portrait (d = 2), relaxation rates.
+
+    Parameters
+    ----------
+    params : dict[str, Any]
+        The checked parameters (``analysis.config.SCHEMAS["flow"]``).
+    out : pathlib.Path
+        The output folder; writes ``<name>.nc`` and the figures ``<name>_relaxation``,
+        ``<name>_phase_portrait`` (d = 2).
+
+    Returns
+    -------
+    list of str
+        The summary lines.
+    """
     from .plots import phase_portrait, relaxation_figure, save_figure
 
     model = model_from(params)
@@ -142,7 +168,22 @@ def _store_flow(store: Path, flow, s_star: float) -> None:
 
 
 def run_ensemble(params: dict[str, Any], out: Path) -> list[str]:
-    """Langevin ensembles at temperature 1/beta (and a temperature scan) vs the gradient flow."""
+    """Langevin ensembles at temperature 1/beta (and a temperature scan) vs the gradient flow.
+
+    Parameters
+    ----------
+    params : dict[str, Any]
+        The checked parameters (``analysis.config.SCHEMAS["ensemble"]``).
+    out : pathlib.Path
+        The output folder; writes the stores ``<name>.zarr``, ``<name>_T<k>.zarr``,
+        ``<name>_temperatures.nc`` and the figures ``<name>_trajectories``,
+        ``<name>_temperature``.
+
+    Returns
+    -------
+    list of str
+        The summary lines.
+    """
     from dlnsim.particles import langevin_ensemble
 
     from .plots import ensemble_figure, save_figure, temperature_figure
@@ -266,7 +307,21 @@ def run_ensemble(params: dict[str, Any], out: Path) -> list[str]:
 
 
 def run_meanfield(params: dict[str, Any], out: Path) -> list[str]:
-    """Mean-field PDE vs Langevin particles at beta = b d for growing widths d."""
+    """Mean-field PDE vs Langevin particles at beta = b d for growing widths d.
+
+    Parameters
+    ----------
+    params : dict[str, Any]
+        The checked parameters (``analysis.config.SCHEMAS["meanfield"]``).
+    out : pathlib.Path
+        The output folder; writes ``<name>.nc``, ``<name>_moments.nc`` and the figures
+        ``<name>_densities``, ``<name>_moments``.
+
+    Returns
+    -------
+    list of str
+        The summary lines.
+    """
     from .particles_vs_pde import moment_comparison, particles_vs_pde
     from .plots import moment_comparison_figure, particles_vs_pde_figure, save_figure
 
@@ -329,7 +384,20 @@ def run_meanfield(params: dict[str, Any], out: Path) -> list[str]:
 
 
 def run_repulsion(params: dict[str, Any], out: Path) -> list[str]:
-    """Repulsion statistics: DLN chamber model vs random-matrix baselines (<r>, gamma, verdict)."""
+    """Repulsion statistics: DLN chamber model vs random-matrix baselines (<r>, gamma, verdict).
+
+    Parameters
+    ----------
+    params : dict[str, Any]
+        The checked parameters (``analysis.config.SCHEMAS["repulsion"]``).
+    out : pathlib.Path
+        The output folder; writes ``<name>.nc`` and the figure ``<name>``.
+
+    Returns
+    -------
+    list of str
+        The summary lines.
+    """
     from .plots import repulsion_figure, save_figure
     from .repulsion_experiment import repulsion_comparison, repulsion_verdict
 
@@ -369,7 +437,20 @@ def run_repulsion(params: dict[str, Any], out: Path) -> list[str]:
 
 
 def run_depth(params: dict[str, Any], out: Path) -> list[str]:
-    """Depth sweep toward N = inf in rescaled time: flow, equilibrium, rates (and ensembles)."""
+    """Depth sweep toward N = inf in rescaled time: flow, equilibrium, rates (and ensembles).
+
+    Parameters
+    ----------
+    params : dict[str, Any]
+        The checked parameters (``analysis.config.SCHEMAS["depth"]``).
+    out : pathlib.Path
+        The output folder; writes ``<name>.nc`` and the figures ``<name>_<label>``.
+
+    Returns
+    -------
+    list of str
+        The summary lines.
+    """
     from .depth import convergence_orders, depth_sweep
     from .plots import depth_figures, save_figure
 
@@ -427,7 +508,8 @@ def run_depth(params: dict[str, Any], out: Path) -> list[str]:
 
 
 EXPERIMENTS: dict[str, Experiment] = {
-    kind: Experiment(SCHEMAS[kind], run, run.__doc__ or "")
+    # the first paragraph only: the numpy sections of the runners are not --help text
+    kind: Experiment(SCHEMAS[kind], run, (run.__doc__ or "").split("\n\n")[0].strip())
     for kind, run in (
         ("flow", run_flow),
         ("ensemble", run_ensemble),
@@ -448,20 +530,64 @@ DEFAULT_EXPERIMENTS: list[dict[str, Any]] = [
 
 def resolve(experiment: Mapping[str, Any]) -> tuple[Experiment, dict[str, Any]]:
     """The experiment kind and its full parameters (defaults overlaid), every one checked
-    (``analysis.config.validate``)."""
+    (``analysis.config.validate``).
+
+    Parameters
+    ----------
+    experiment : Mapping[str, Any]
+        One ``[[experiment]]`` table (with ``kind``).
+
+    Returns
+    -------
+    tuple of (Experiment, dict[str, Any])
+        The kind and its normalized parameters.
+
+    Raises
+    ------
+    ValueError
+        As ``analysis.config.validate`` (``bad kind=...``, ``bad <key>=...``, ...).
+    """
     kind, params = validate(experiment)
     return EXPERIMENTS[kind], params
 
 
 def load_config(path: str | Path) -> tuple[list[dict[str, Any]], str | None]:
-    """Parse a TOML config: ``(experiments, out)``; every experiment is validated up front."""
+    """Parse a TOML config: ``(experiments, out)``; every experiment is validated up front.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The UTF-8 TOML file.
+
+    Returns
+    -------
+    tuple of (list of dict, str or None)
+        The ``[[experiment]]`` tables (as written, not normalized) and ``out`` (None if absent).
+
+    Raises
+    ------
+    ValueError
+        As ``analysis.config.read_config`` and ``validate`` (``bad config=...``, ``bad
+        kind=...``, ``bad <key>=...``), or ``bad name=...`` for a name used twice.
+    """
     experiments, out = read_config(path)
     check_names([validate(exp) for exp in experiments])
     return experiments, out
 
 
 def config_text(experiments: list[dict[str, Any]]) -> str:
-    """The experiments as the text of a TOML config (``load_config`` reads it back)."""
+    """The experiments as the text of a TOML config (``load_config`` reads it back).
+
+    Parameters
+    ----------
+    experiments : list of dict[str, Any]
+        The experiment tables (None values are left out).
+
+    Returns
+    -------
+    str
+        One ``[[experiment]]`` block per experiment.
+    """
 
     def value(v: Any) -> str:
         if isinstance(v, bool):
@@ -494,6 +620,28 @@ def run_experiments(
     Every dataset written carries ``config`` in its ``config`` attribute (default: the
     experiments rendered as TOML by ``config_text``).  Ensemble experiments with ``scheduler =
     "local"`` start one ``local_cluster`` each (options: ``local_cluster_options``).
+
+    Parameters
+    ----------
+    experiments : list of dict[str, Any]
+        The ``[[experiment]]`` tables.
+    out : str or pathlib.Path
+        The output folder (created; ``summary.txt`` is rewritten).
+    echo : callable or None, default None
+        ``echo(line)`` for each summary line; None logs them.
+    config : str or None, default None
+        The text stored in every dataset's ``config`` attribute.
+
+    Returns
+    -------
+    list of str
+        All summary lines, in order.
+
+    Raises
+    ------
+    ValueError
+        ``bad <name>=...`` for an invalid experiment (as ``resolve``), a name used twice, or
+        ``bad out=...``; and whatever an experiment raises.
     """
     resolved = [resolve(e) for e in experiments]
     check_names(resolved)

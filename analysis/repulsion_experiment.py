@@ -86,7 +86,28 @@ SYSTEM_KEYS: dict[str, tuple[str, ...]] = {
 def check_system(system: object, name: str = "system") -> dict[str, Any]:
     """A system table checked and normalized: a known ``kind``, exactly its keys, ``width``
     an integer >= 3 (spacing ratios need three particles), ``depth`` an integer >= 1 or
-    ``inf``, ``beta`` and ``b`` positive.  Errors name ``<name>.<key>``."""
+    ``inf``, ``beta`` and ``b`` positive.  Errors name ``<name>.<key>``.
+
+    Parameters
+    ----------
+    system : object
+        The table: a mapping with ``kind`` (a key of ``SYSTEM_KEYS``) and that kind's keys.
+    name : str, default "system"
+        Its name, prefixing the keys in error messages.
+
+    Returns
+    -------
+    dict[str, Any]
+        ``kind``, ``width`` (int) and, per kind, ``depth`` (int or ``math.inf``), ``beta``,
+        ``b`` (float).
+
+    Raises
+    ------
+    ValueError
+        ``bad <name>=...`` (not a table, a key missing), ``bad <name>.kind=...``,
+        ``bad <name>.<key>=...`` (unknown key or invalid value), or the ``Model`` check of a
+        chamber / matrix-variant system.
+    """
     if not isinstance(system, Mapping):
         raise fail(name, system, "must be a table with a kind")
     kind = system.get("kind")
@@ -119,7 +140,21 @@ def check_system(system: object, name: str = "system") -> dict[str, Any]:
 
 def decorrelation_time(system: Mapping[str, Any], p: float = 2.0) -> float:
     """The spacing of a system's saved rows (a checked system, Langevin kinds): 3 relaxation
-    times ``3 / lambda_relative`` of the chamber model (1 for Dyson's motion)."""
+    times ``3 / lambda_relative`` of the chamber model (1 for Dyson's motion).
+
+    Parameters
+    ----------
+    system : Mapping[str, Any]
+        A system checked by ``check_system``.
+    p : float, default 2.0
+        Exponent of the Schatten energy of the chamber model.
+
+    Returns
+    -------
+    float
+        The spacing, in the time unit of the system's runs (rescaled ``tau = N t`` at
+        ``N = inf``).
+    """
     if system["kind"] == "dyson":
         return 1.0
     depth = math.inf if str(system["depth"]) == "inf" else system["depth"]
@@ -423,7 +458,7 @@ def repulsion_comparison(
 class RepulsionVerdict:
     """The verdict of a repulsion comparison (see ``repulsion_verdict``).
 
-    Attributes
+    Parameters
     ----------
     chamber_no_repulsion : bool or None
         True if every DLN chamber system's 95% interval of ``gamma`` contains 0; None if the

@@ -55,6 +55,18 @@ def check_equilibrium_exists(model: Model, diffusion: bool = True) -> None:
 
     With diffusion at ``N = inf`` the stationary density decays like ``|log sigma|^{-(d-1)/2}``
     toward ``sigma = 0``, which is integrable only for ``d >= 4``.
+
+    Parameters
+    ----------
+    model : Model
+        The particle model.
+    diffusion : bool, default True
+        Whether the equation has the diffusion term.
+
+    Raises
+    ------
+    ValueError
+        ``bad width=...`` for ``N = inf``, ``d <= 3`` with diffusion.
     """
     if diffusion and model.infinite and model.width <= 3:
         raise fail(

@@ -127,6 +127,29 @@ def kernel_potential(
     ``x`` is ``log sigma``; ``log k_N`` is ``particles.entropy.log_kernel`` (``log N`` dropped at
     ``N = inf``).  ``method="fft"``: ``(1-1/N)(x_i sum M + sum x_j M_j) + sum_j psi_N((i-j)h)
     M_j`` by one FFT convolution, ``O(n log n)``; ``"direct"``: the ``O(n^2)`` sum.
+
+    Parameters
+    ----------
+    x0 : float
+        ``log sigma`` of the first grid point.
+    h : float
+        Grid spacing in ``log sigma``, finite and > 0.
+    masses : numpy.ndarray
+        Cell masses ``M_j``, 1-D, length ``n >= 2``.
+    depth : int or float
+        ``N``, an integer >= 1 or ``math.inf``.
+    method : {"fft", "direct"}, default "fft"
+        The summation method.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``v``, float64, shape ``(n,)``.
+
+    Raises
+    ------
+    ValueError
+        ``bad method=...``, ``bad h=...`` (or a non-finite ``x0``), ``bad masses=...``.
     """
     masses = _check_grid(x0, h, masses, depth, method)
     n = masses.size
@@ -165,6 +188,29 @@ def kernel_jumps(
     ``"fft"``: ``(1-1/N) h sum M + sum_j D_{i-j} M_j`` with the accurate jump table ``D`` of
     ``psi_N`` (one FFT convolution); ``"direct"``: differences of the direct ``log_kernel`` sums
     (loses digits to cancellation when ``h`` is small: the reference for moderate ``h``).
+
+    Parameters
+    ----------
+    x0 : float
+        ``log sigma`` of the first grid point.
+    h : float
+        Grid spacing in ``log sigma``, finite and > 0.
+    masses : numpy.ndarray
+        Cell masses ``M_j``, 1-D, length ``n >= 2``.
+    depth : int or float
+        ``N``, an integer >= 1 or ``math.inf``.
+    method : {"fft", "direct"}, default "fft"
+        The summation method.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``v_{i+1} - v_i``, float64, shape ``(n - 1,)``.
+
+    Raises
+    ------
+    ValueError
+        ``bad method=...``, ``bad h=...`` (or a non-finite ``x0``), ``bad masses=...``.
     """
     masses = _check_grid(x0, h, masses, depth, method)
     n = masses.size
@@ -543,6 +589,52 @@ def solve(
     1-D ``xi`` (the co-moving cell coordinate: ``log sigma = grid_center + grid_scale xi``), and
     per time ``free_energy``, ``mass``, ``sigma_mean``, ``sigma_std``, ``grid_center``,
     ``grid_scale``.
+
+    Parameters
+    ----------
+    model : Model
+        The particle model whose mean-field limit is solved.
+    initial : callable or numpy.ndarray
+        Density ``f(sigma)`` (vectorized, >= 0), or 1-D positive samples of ``sigma``.
+    times : numpy.ndarray
+        Save times, 1-D, increasing, >= 0 (``t``, or ``tau = N t`` when rescaled).
+    diffusion : bool, default True
+        Include the diffusion (entropy/temperature) term.
+    cells : int, default 256
+        Number of grid cells, >= 8.
+    span : float, default 10.0
+        Standard deviations of ``log sigma`` covered on each side, >= 2.
+    rescaled : bool or None, default None
+        Times in ``tau = N t`` (None: the model's default).
+    rtol : float, default 1e-5
+        Local error per step, in ``(0, 0.1)``.
+    dt : float or None, default None
+        Fixed step > 0 (None or ``inf``: adaptive).
+    max_step : float or None, default None
+        Step cap > 0 (None or ``inf``: none).
+    min_width : float, default 1e-10
+        Smallest grid std in ``log sigma``, in ``(0, 0.1]``.
+    support : tuple of (float, float) or None, default None
+        ``sigma`` interval scanned for a callable's mass (default ``sigma_* 10^(+-8)``).
+    kernel : {"fft", "direct"}, default "fft"
+        Nonlocal-term method.
+    max_steps : int, default 1_000_000
+        Step budget, >= 1.
+
+    Returns
+    -------
+    xarray.Dataset
+        The solution described above, dims ``(time, cell)``.
+
+    Raises
+    ------
+    ValueError
+        ``bad <name>=...`` for an invalid argument (``model``, ``times``, ``diffusion``,
+        ``cells``, ``span``, ``rtol``, ``dt``, ``max_step``, ``min_width``, ``support``,
+        ``kernel``, ``max_steps``, ``initial`` (not callable or samples, non-positive samples,
+        no mass on the grid)).
+    RuntimeError
+        Step size underflow, more than ``max_steps`` steps, or non-positive/non-finite masses.
     """
     if not isinstance(model, Model):
         raise fail("model", model, "must be a particles.Model")

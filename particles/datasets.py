@@ -72,6 +72,16 @@ def clean_attrs(attrs: Mapping[str, object]) -> dict[str, str | int | float]:
     """Attribute values that NetCDF and Zarr both store exactly: str, int or finite float.
 
     ``bool`` becomes ``int``, non-finite floats and everything else become ``str``.
+
+    Parameters
+    ----------
+    attrs : Mapping[str, object]
+        The attributes.
+
+    Returns
+    -------
+    dict[str, str | int | float]
+        The converted attributes, same keys.
     """
     out: dict[str, str | int | float] = {}
     for key, value in attrs.items():
@@ -138,9 +148,11 @@ def extra_provenance(**attrs: object) -> Iterator[None]:
     **attrs
         Attributes to add (str, int or float; others are stored as ``str``).
 
-    Yields
-    ------
-    None
+    Returns
+    -------
+    contextlib.AbstractContextManager
+        A context manager (the generator wrapped by ``contextlib.contextmanager``); entering
+        it yields None.
     """
     outer = _EXTRA.get() or {}
     token = _EXTRA.set({**outer, **attrs})
@@ -190,6 +202,18 @@ def valid_states(model, sigma: np.ndarray) -> np.ndarray:
 
     ``model.valid_states`` when the model defines it (e.g. Dyson eigenvalues may be negative),
     else finite and ``> 0`` (singular values).
+
+    Parameters
+    ----------
+    model : Model or a baseline model
+        The model (its ``valid_states`` method is used when present).
+    sigma : numpy.ndarray
+        States, shape ``(..., d)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask, shape ``(...)``.
     """
     method = getattr(model, "valid_states", None)
     if method is not None:
@@ -212,6 +236,27 @@ def trajectory_dataset(
     ``(member, time)`` computed by ``model`` (NaN where the state is not valid for the model,
     see ``valid_states``), coordinates ``member``, ``time``, ``particle`` and the provenance
     attributes; ``sigma``'s long_name is ``model.state_long_name`` when the model has one.
+
+    Parameters
+    ----------
+    sigma : numpy.ndarray
+        Trajectories, shape ``(member, time, particle)``.
+    times : numpy.ndarray
+        Save times, shape ``(time,)`` (in ``tau = N t`` when ``rescaled``, else ``t``).
+    model : Model or a baseline model
+        Provides ``energy``, ``free_energy`` and ``describe()``.
+    rescaled : bool
+        Whether ``times`` are rescaled times ``tau = N t``.
+    attrs : Mapping[str, object] or None, default None
+        Extra provenance attributes.
+    extra : Mapping[str, xarray.DataArray] or None, default None
+        Extra variables to add.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``sigma``, ``energy``, ``free_energy`` (and ``extra``), coordinates ``member``,
+        ``time``, ``particle``, provenance attributes.
     """
     sigma = np.asarray(sigma, dtype=np.float64)
     n_member, n_time, d = sigma.shape
@@ -265,7 +310,23 @@ def trajectory_dataset(
 
 
 def check_path(path: Path) -> str:
-    """The storage engine for ``path``: ``zarr`` (``.zarr``) or ``netcdf`` (``.nc``)."""
+    """The storage engine for ``path``: ``zarr`` (``.zarr``) or ``netcdf`` (``.nc``).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file path.
+
+    Returns
+    -------
+    str
+        ``"zarr"`` or ``"netcdf"`` (``.nc``, ``.nc4``, ``.netcdf``).
+
+    Raises
+    ------
+    ValueError
+        ``bad path=...`` for another suffix.
+    """
     name = path.name.lower()
     if name.endswith(".zarr"):
         return "zarr"

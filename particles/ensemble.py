@@ -499,9 +499,11 @@ def local_cluster_options(
     n_workers, threads_per_worker, logs
         As in ``local_cluster``.
 
-    Yields
-    ------
-    None
+    Returns
+    -------
+    contextlib.AbstractContextManager
+        A context manager (the generator wrapped by ``contextlib.contextmanager``); entering
+        it yields None.
 
     Raises
     ------
@@ -1150,6 +1152,65 @@ def langevin_ensemble(
     at once.  ``overwrite`` lays the new store out beside the old one and swaps it in.
     ``cluster_timeout`` (seconds): to connect to a scheduler, and how long a cluster may have
     no worker (or a scheduler may not answer) before the run stops with a ``TimeoutError``.
+
+    Parameters
+    ----------
+    model : Model, MatrixVariant or DysonModel
+        The dynamics.
+    sigma0 : numpy.ndarray
+        Start(s), shape ``(d,)`` or ``(members, d)``.
+    times : numpy.ndarray
+        Save times, 1-D, finite, >= 0, strictly increasing (in ``t``, or ``tau`` if rescaled).
+    members : int
+        Number of trajectories, >= 1.
+    dt : float
+        Engine time step, > 0.
+    seed : int or None, default None
+        Seed >= 0; None draws and records one.
+    temperature : float or None, default None
+        Noise temperature >= 0; None for ``1/beta``.
+    rescaled : bool or None, default None
+        Whether ``times`` are in ``tau = N t`` (None: the model's default).
+    chunk_size : int or None, default None
+        Members per task, >= 1; None for automatic.
+    store : str or os.PathLike or None, default None
+        A ``.zarr`` path; None keeps the result in memory.
+    resume : bool, default False
+        Finish an existing store's undone chunks.
+    client : distributed.Client or None, default None
+        Where to run.
+    scheduler : str or None, default None
+        An address, ``"local"`` or ``"serial"``.
+    reductions : iterable of str or str, default ()
+        Among ``"sigma"``, ``"free_energy"``, ``"spread"``.
+    save_members : bool, default True
+        Keep the per-member ``sigma`` trajectories.
+    progress : bool or None, default None
+        Show a progress bar (None: on a terminal only).
+    overwrite : bool, default False
+        Replace an existing store.
+    metropolis : bool, default False
+        Metropolis-adjusted steps (baselines only).
+    cluster_timeout : float, default CLUSTER_TIMEOUT
+        Seconds, > 0.
+
+    Returns
+    -------
+    xarray.Dataset
+        The result described above (dims ``member, time, particle``), lazy on the store when
+        ``store`` is given.
+
+    Raises
+    ------
+    ValueError
+        ``bad <name>=...`` for an invalid argument (``model``, ``sigma0``, ``times``,
+        ``members``, ``dt``, ``temperature``, ``chunk_size``, ``store``, ``resume``,
+        ``client``, ``scheduler``, ``reductions``, ``save_members``, ``metropolis``, ...),
+        a stored parameter differing on ``resume``, a run too large for memory
+        (``check_memory``); ``StoreError`` for irreparable damage and ``StoreLocked`` when
+        another run holds the store (both ``ValueError``).
+    TimeoutError
+        When no worker or scheduler is reachable within ``cluster_timeout``.
     """
     call = dict(locals())
     if not isinstance(model, Model | DysonModel):
@@ -1292,6 +1353,24 @@ def memory_estimate(
 ) -> float:
     """Bytes a run holds at most: per-member arrays, the result in memory without a store, and
     a few copies of one chunk's trajectories (``CHUNK_BYTES`` when the chunk size is automatic).
+
+    Parameters
+    ----------
+    members : int
+        Number of members.
+    n_times : int
+        Number of save times.
+    width : int
+        Number of particles ``d``.
+    chunk_size : object
+        The ``chunk_size`` argument (a positive int, or anything else for automatic).
+    store : bool
+        Whether the result goes to a store (not held in memory).
+
+    Returns
+    -------
+    float
+        The estimate in bytes.
     """
     per_member = 8.0 * (4 * width + 8)  # starts and their sorted copy, flags, failure records
     result = 0.0 if store else 8.0 * members * n_times * (width + 2)

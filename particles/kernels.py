@@ -27,12 +27,48 @@ __all__ = ["entropy_gradient", "pair_force_sum"]
 
 
 def pair_force_sum(rho: np.ndarray, depth: int | float) -> np.ndarray:
-    """``sum_{j != i} psi_N'(rho_i - rho_j)`` for ``rho`` of shape ``(..., d)`` (compiled)."""
+    """``sum_{j != i} psi_N'(rho_i - rho_j)`` for ``rho`` of shape ``(..., d)`` (compiled).
+
+    Parameters
+    ----------
+    rho : numpy.ndarray
+        Log singular values, float, shape ``(..., d)``.
+    depth : int or float
+        ``N``, an integer >= 1 or ``math.inf``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The pair sums, float64, shape ``(..., d)``.
+
+    Raises
+    ------
+    ValueError
+        ``bad depth=...`` or ``bad rho=...`` (from ``pair_force``).
+    """
     return pair_force(rho, depth)
 
 
 def entropy_gradient(rho: np.ndarray, depth: int | float) -> np.ndarray:
-    """``dS_N/drho`` (compiled); same contract as ``particles.entropy.entropy_gradient``."""
+    """``dS_N/drho`` (compiled); same contract as ``particles.entropy.entropy_gradient``.
+
+    Parameters
+    ----------
+    rho : numpy.ndarray
+        Log singular values, float, shape ``(..., d)``.
+    depth : int or float
+        ``N``, an integer >= 1 or ``math.inf``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``dS_N/drho``, float64, shape ``(..., d)``.
+
+    Raises
+    ------
+    ValueError
+        ``bad depth=...`` or ``bad rho=...``.
+    """
     n = check_depth(depth)
     forces = pair_force(rho, n)
     return linear_coefficient(forces.shape[-1], n) + 0.5 * forces

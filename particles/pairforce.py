@@ -1221,7 +1221,13 @@ def default_threads() -> int:
     e.g. a dask/distributed or ``ProcessPoolExecutor`` worker) or in a non-main thread (thread
     pools; the OpenMP/workqueue layers are not meant for concurrent launches), otherwise
     ``numba.get_num_threads()`` (all cores unless lowered by ``numba.set_num_threads`` or
-    ``NUMBA_NUM_THREADS``)."""
+    ``NUMBA_NUM_THREADS``).
+
+    Returns
+    -------
+    int
+        The thread count, >= 1.
+    """
     if multiprocessing.parent_process() is not None:
         return 1
     if threading.current_thread() is not threading.main_thread():
@@ -1340,6 +1346,33 @@ def pair_force(
     ``CROSSOVER_WIDTH``, above it ``"fast"`` when the cost model says it is cheaper).
     ``threads``: see ``default_threads``.  ``return_plan=True`` also returns
     ``{"kernel": codes, "rank": ranks}`` per member (codes in ``KERNEL_NAMES``).
+
+    Parameters
+    ----------
+    rho : numpy.ndarray
+        Log singular values ``rho``, float, shape ``(..., d)`` (each leading index a member).
+    depth : int or float
+        ``N``, an integer >= 1 or ``math.inf``.
+    method : {"auto", "exact", "fast"}, default "auto"
+        The kernel choice above.
+    tol : float, default DEFAULT_TOL
+        Relative force error of the fast summation, in ``(0, 1)``.
+    threads : int or None, default None
+        Thread count >= 1 (capped at ``NUMBA_NUM_THREADS``); None for ``default_threads()``.
+    return_plan : bool, default False
+        Also return the per-member kernel plan.
+
+    Returns
+    -------
+    numpy.ndarray or tuple of (numpy.ndarray, dict)
+        The forces ``F``, float64, shape ``(..., d)``; with ``return_plan=True`` the pair
+        ``(F, {"kernel": codes, "rank": ranks})``, both int arrays of shape ``(...)``.
+
+    Raises
+    ------
+    ValueError
+        ``bad depth=...``, ``bad method=...``, ``bad tol=...``, ``bad threads=...``, or
+        ``bad rho=...`` (not an array of real numbers, or no axis).
     """
     n = check_depth(depth)
     meth = _check_method(method)
@@ -1368,6 +1401,33 @@ def pair_force_u(
     ``rho' = N log(u/c)`` about the member's centre ``c`` (as ``N log1p((u - c)/c)`` near ``c``,
     so that differences of close particles are accurate to rounding) feeds the ``rho`` kernels.
     The other arguments are those of ``pair_force``.
+
+    Parameters
+    ----------
+    u : numpy.ndarray
+        ``u = sigma^{1/N}``, positive finite floats, shape ``(..., d)``.
+    depth : int
+        ``N``, a finite integer >= 1.
+    method : {"auto", "exact", "fast"}, default "auto"
+        As in ``pair_force``.
+    tol : float, default DEFAULT_TOL
+        As in ``pair_force``.
+    threads : int or None, default None
+        As in ``pair_force``.
+    return_plan : bool, default False
+        As in ``pair_force``.
+
+    Returns
+    -------
+    numpy.ndarray or tuple of (numpy.ndarray, dict)
+        The forces ``F`` (in ``rho``), float64, shape ``(..., d)``; with ``return_plan=True``
+        also the plan, as in ``pair_force``.
+
+    Raises
+    ------
+    ValueError
+        ``bad depth=...`` (also for ``N = inf``), ``bad method=...``, ``bad tol=...``,
+        ``bad threads=...``, or ``bad u=...`` (not an array of real numbers, or no axis).
     """
     n = check_depth(depth)
     if n == math.inf:
@@ -1390,7 +1450,32 @@ def entropy_gradient(
     threads: int | None = None,
 ) -> np.ndarray:
     """``dS_N/drho_i = 1/2 (1 - 1/N)(d - 1) + 1/2 F_i`` (same contract as the numpy reference
-    ``particles.entropy.entropy_gradient``)."""
+    ``particles.entropy.entropy_gradient``).
+
+    Parameters
+    ----------
+    rho : numpy.ndarray
+        Log singular values, float, shape ``(..., d)``.
+    depth : int or float
+        ``N``, an integer >= 1 or ``math.inf``.
+    method : {"auto", "exact", "fast"}, default "auto"
+        As in ``pair_force``.
+    tol : float, default DEFAULT_TOL
+        As in ``pair_force``.
+    threads : int or None, default None
+        As in ``pair_force``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``dS_N/drho``, float64, shape ``(..., d)``.
+
+    Raises
+    ------
+    ValueError
+        As in ``pair_force`` (``bad depth=...``, ``bad method=...``, ``bad tol=...``,
+        ``bad threads=...``, ``bad rho=...``).
+    """
     f = pair_force(rho, depth, method=method, tol=tol, threads=threads)
     return linear_coefficient(f.shape[-1], check_depth(depth)) + 0.5 * f
 
@@ -1400,7 +1485,24 @@ def hot_entropy_gradient_u(u: np.ndarray, depth: int, threads: int, out: np.ndar
     once: ``u`` and ``out`` C-contiguous writeable float64 ``(m, d)`` arrays, ``depth`` a finite
     integer, ``threads`` an int (``default_threads()``); ``method="auto"`` at the default
     tolerance.  Writes ``dS_N/drho`` into ``out`` and returns it (the same values as
-    ``entropy_gradient_u``)."""
+    ``entropy_gradient_u``).
+
+    Parameters
+    ----------
+    u : numpy.ndarray
+        ``u = sigma^{1/N}``, C-contiguous float64, shape ``(m, d)``.
+    depth : int
+        ``N``, a finite integer >= 1.
+    threads : int
+        Thread count >= 1.
+    out : numpy.ndarray
+        C-contiguous writeable float64 array of shape ``(m, d)``, overwritten.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``out``, holding ``dS_N/drho``, shape ``(m, d)``.
+    """
     _run(u, _ENTRY_U, depth, _METHOD_AUTO, DEFAULT_TOL, threads, out)
     np.multiply(out, 0.5, out=out)
     return np.add(out, linear_coefficient(u.shape[-1], depth), out=out)
@@ -1414,6 +1516,30 @@ def entropy_gradient_u(
     tol: float = DEFAULT_TOL,
     threads: int | None = None,
 ) -> np.ndarray:
-    """``dS_N/drho_i`` at ``rho = N log u`` (finite ``N``); ``dS/du_i = (N / u_i) dS/drho_i``."""
+    """``dS_N/drho_i`` at ``rho = N log u`` (finite ``N``); ``dS/du_i = (N / u_i) dS/drho_i``.
+
+    Parameters
+    ----------
+    u : numpy.ndarray
+        ``u = sigma^{1/N}``, positive finite floats, shape ``(..., d)``.
+    depth : int
+        ``N``, a finite integer >= 1.
+    method : {"auto", "exact", "fast"}, default "auto"
+        As in ``pair_force``.
+    tol : float, default DEFAULT_TOL
+        As in ``pair_force``.
+    threads : int or None, default None
+        As in ``pair_force``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``dS_N/drho`` (not ``dS/du``), float64, shape ``(..., d)``.
+
+    Raises
+    ------
+    ValueError
+        As in ``pair_force_u``.
+    """
     f = pair_force_u(u, depth, method=method, tol=tol, threads=threads)
     return linear_coefficient(f.shape[-1], check_depth(depth)) + 0.5 * f

@@ -56,7 +56,20 @@ class StoreLocked(ValueError):
 
 # ------------------------------------------------------------------ digests
 def digest(name: str, values: Any) -> bytes:
-    """SHA-256 of ``values`` as a C-contiguous array, prefixed by its name, dtype and shape."""
+    """SHA-256 of ``values`` as a C-contiguous array, prefixed by its name, dtype and shape.
+
+    Parameters
+    ----------
+    name : str
+        The array's name (hashed first).
+    values : array_like
+        The data.
+
+    Returns
+    -------
+    bytes
+        The 32-byte digest.
+    """
     a = np.ascontiguousarray(values)
     h = hashlib.sha256(f"{name}|{a.dtype.str}|{a.shape}|".encode())
     h.update(a.view(np.uint8).reshape(-1) if a.size else b"")
@@ -64,15 +77,56 @@ def digest(name: str, values: Any) -> bytes:
 
 
 def hex_digest(name: str, values: Any) -> str:
+    """``digest`` as a hex string.
+
+    Parameters
+    ----------
+    name : str
+        The array's name.
+    values : array_like
+        The data.
+
+    Returns
+    -------
+    str
+        64 hex digits.
+    """
     return digest(name, values).hex()
 
 
 def chunk_region(name: str, chunk: int, lo: int, hi: int) -> tuple[Any, ...]:
-    """The index of ``chunk`` (members ``lo .. hi-1``) in the array ``name``."""
+    """The index of ``chunk`` (members ``lo .. hi-1``) in the array ``name``.
+
+    Parameters
+    ----------
+    name : str
+        The array's name (``*_partial`` arrays are indexed by chunk, others by member).
+    chunk : int
+        Chunk index.
+    lo, hi : int
+        The chunk's members ``lo .. hi-1``.
+
+    Returns
+    -------
+    tuple
+        ``(chunk,)`` or ``(slice(lo, hi),)``.
+    """
     return (chunk,) if name.endswith("_partial") else (slice(lo, hi),)
 
 
 def reductions_digest(arrays: Iterable[tuple[str, Any]]) -> str:
+    """SHA-256 over the ``digest`` of each named array, in order.
+
+    Parameters
+    ----------
+    arrays : iterable of (str, array_like)
+        Names and data.
+
+    Returns
+    -------
+    str
+        64 hex digits.
+    """
     h = hashlib.sha256()
     for name, values in arrays:
         h.update(digest(name, values))
@@ -97,7 +151,27 @@ def _arrays(attrs: Any) -> list[str]:
 
 
 def open_root(path: Path, mode: str = "r") -> Any:
-    """The store's root group; ``StoreError`` when its metadata cannot be read."""
+    """The store's root group; ``StoreError`` when its metadata cannot be read.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The ``.zarr`` store.
+    mode : str, default "r"
+        The ``zarr.open_group`` mode.
+
+    Returns
+    -------
+    zarr.Group
+        The root group.
+
+    Raises
+    ------
+    StoreError
+        ``bad store=...`` for unreadable metadata.
+    FileNotFoundError, NotADirectoryError, PermissionError
+        Passed through.
+    """
     import zarr
 
     try:
@@ -112,7 +186,23 @@ def open_root(path: Path, mode: str = "r") -> Any:
 
 
 def check_structure(root: Any, path: Path, reductions: Iterable[str]) -> None:
-    """``StoreError`` unless every array of the layout is present with readable metadata."""
+    """``StoreError`` unless every array of the layout is present with readable metadata.
+
+    Parameters
+    ----------
+    root : zarr.Group
+        The store's root group.
+    path : pathlib.Path
+        The store's path (for messages).
+    reductions : iterable of str
+        The reduction names whose ``_mean``, ``_var``, ``_count`` arrays must exist.
+
+    Raises
+    ------
+    StoreError
+        ``bad store=...`` (missing or unreadable array, wrong member count) or
+        ``bad store attribute ...`` (damaged metadata).
+    """
     names = [*_arrays(root.attrs), "chunk_done", "chunk_sha256", "sigma0", "time"]
     for r in reductions:
         names += [f"{r}_mean", f"{r}_var", f"{r}_count"]
@@ -139,7 +229,20 @@ def check_structure(root: Any, path: Path, reductions: Iterable[str]) -> None:
 
 
 def flagged_chunks(root: Any, n_chunks: int) -> tuple[set[int], dict[int, str]]:
-    """Chunks flagged done, and chunks whose flag cannot be read (with the reason)."""
+    """Chunks flagged done, and chunks whose flag cannot be read (with the reason).
+
+    Parameters
+    ----------
+    root : zarr.Group
+        The store's root group.
+    n_chunks : int
+        Number of chunks.
+
+    Returns
+    -------
+    tuple of (set of int, dict of int to str)
+        The done chunks, and the unreadable ones with their reason.
+    """
     try:
         flags = np.asarray(root["chunk_done"][:])
         return {int(c) for c in np.flatnonzero(flags == 1)}, {}
@@ -156,7 +259,25 @@ def flagged_chunks(root: Any, n_chunks: int) -> tuple[set[int], dict[int, str]]:
 
 
 def verify_chunks(root: Any, chunks: Iterable[int]) -> dict[int, str]:
-    """Chunks whose data differ from their recorded checksums, with the first reason each."""
+    """Chunks whose data differ from their recorded checksums, with the first reason each.
+
+    Parameters
+    ----------
+    root : zarr.Group
+        The store's root group.
+    chunks : iterable of int
+        The chunks to check.
+
+    Returns
+    -------
+    dict of int to str
+        The damaged chunks and why (empty when all match).
+
+    Raises
+    ------
+    StoreError
+        ``bad store attribute ...`` for damaged metadata.
+    """
     attrs = root.attrs
     names = _arrays(attrs)
     members = _attr_int(attrs, "members")
@@ -184,7 +305,23 @@ def verify_chunks(root: Any, chunks: Iterable[int]) -> dict[int, str]:
 
 
 def verify_layout(root: Any) -> list[str]:
-    """Names of the coordinate arrays and ``sigma0`` whose content is not the recorded one."""
+    """Names of the coordinate arrays and ``sigma0`` whose content is not the recorded one.
+
+    Parameters
+    ----------
+    root : zarr.Group
+        The store's root group.
+
+    Returns
+    -------
+    list of str
+        Among ``time``, ``sigma0``, ``member``, ``chunk``, ``particle``; empty when intact.
+
+    Raises
+    ------
+    StoreError
+        ``bad store attribute ...`` for damaged metadata.
+    """
     attrs = root.attrs
     members = _attr_int(attrs, "members")
     n_chunks = _attr_int(attrs, "n_chunks")
@@ -210,12 +347,38 @@ def verify_layout(root: Any) -> list[str]:
 
 
 def reduction_arrays(root: Any, reductions: Iterable[str]) -> Iterator[tuple[str, Any]]:
+    """The stored ``<r>_mean``, ``<r>_var``, ``<r>_count`` arrays of each reduction ``r``.
+
+    Parameters
+    ----------
+    root : zarr.Group
+        The store's root group.
+    reductions : iterable of str
+        Reduction names.
+
+    Returns
+    -------
+    iterator of (str, numpy.ndarray)
+        Names and values, in that order.
+    """
     for r in reductions:
         for s in ("mean", "var", "count"):
             yield f"{r}_{s}", np.asarray(root[f"{r}_{s}"][...])
 
 
 def verify_reductions(root: Any) -> bool:
+    """Whether the stored reductions match their recorded ``reductions_sha256``.
+
+    Parameters
+    ----------
+    root : zarr.Group
+        The store's root group.
+
+    Returns
+    -------
+    bool
+        False when they differ or cannot be read.
+    """
     reductions = _reductions(root.attrs)
     try:
         return reductions_digest(reduction_arrays(root, reductions)) == root.attrs.get(
@@ -303,7 +466,18 @@ def verify_store(path: str | os.PathLike) -> dict[str, Any]:
 # ------------------------------------------------------------------ lock
 def make_parent(path: Path) -> None:
     """Create the folder of ``path``; ``NotADirectoryError`` naming a component that is a file
-    (``mkdir`` itself would report a misleading "File exists")."""
+    (``mkdir`` itself would report a misleading "File exists").
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        A file or store path.
+
+    Raises
+    ------
+    NotADirectoryError
+        When a component of the folder is a file.
+    """
     parent = Path(path).parent
     for folder in [*reversed(parent.parents), parent]:
         if folder.exists() and not folder.is_dir():
@@ -312,11 +486,34 @@ def make_parent(path: Path) -> None:
 
 
 def lock_path(path: Path) -> Path:
+    """The lock file ``<store>.lock`` of the store ``path``.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The store.
+
+    Returns
+    -------
+    pathlib.Path
+        The lock file's path.
+    """
     return path.with_name(path.name + ".lock")
 
 
 def lock_holder(path: Path) -> str | None:
-    """Who holds the lock on the store at ``path`` (None if nobody does)."""
+    """Who holds the lock on the store at ``path`` (None if nobody does).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The store.
+
+    Returns
+    -------
+    str or None
+        The holder's record (pid, host, start) or ``"another process"``; None if unlocked.
+    """
     lock = lock_path(Path(path))
     try:
         fd = os.open(lock, os.O_RDONLY)
@@ -346,6 +543,24 @@ def store_lock(path: Path) -> Iterator[None]:
     Raises ``StoreLocked`` at once if another process (or another open in this process) holds
     it.  The lock file is removed on exit; a file replaced between open and lock is retried, so
     that two writers can never both hold a lock on different inodes of the same name.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The store.
+
+    Returns
+    -------
+    contextlib.AbstractContextManager
+        A context manager (the generator wrapped by ``contextlib.contextmanager``); entering
+        it yields None.
+
+    Raises
+    ------
+    StoreLocked
+        ``bad store=...`` when another run holds the lock.
+    NotADirectoryError
+        From ``make_parent``.
     """
     lock = lock_path(path)
     make_parent(lock)
@@ -393,7 +608,15 @@ def remove_scratch(path: Path, settle: float = 2.0) -> None:
     """Remove a scratch store left by a failed write, and keep removing it for up to ``settle``
     seconds: zarr's concurrent writes can still be landing after the first one failed (the
     first error ends the call while its sibling writes run on), recreating files behind a
-    single ``rmtree``."""
+    single ``rmtree``.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The scratch store.
+    settle : float, default 2.0
+        Seconds to keep removing it.
+    """
     import time
 
     deadline = time.monotonic() + settle
@@ -409,7 +632,18 @@ def remove_scratch(path: Path, settle: float = 2.0) -> None:
 
 
 def scratch_path(path: Path) -> Path:
-    """A fresh hidden sibling name, with the same suffix, for a file or store being written."""
+    """A fresh hidden sibling name, with the same suffix, for a file or store being written.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The target.
+
+    Returns
+    -------
+    pathlib.Path
+        ``.new-<pid>-<random>-<name>`` beside it.
+    """
     return path.with_name(f".new-{os.getpid()}-{uuid.uuid4().hex[:8]}-{path.name}")
 
 
@@ -419,6 +653,27 @@ def save_atomically(ds: Any, path: str | os.PathLike) -> Path:
 
     Replaces a file for ``.nc`` and a Zarr store for ``.zarr``; refuses (``FileExistsError``)
     to replace anything else, e.g. a directory named ``x.nc`` or a non-Zarr ``x.zarr``.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The dataset.
+    path : str or os.PathLike
+        A ``.nc`` or ``.zarr`` path.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    ValueError
+        ``bad path=...`` for another suffix.
+    FileExistsError
+        When ``path`` exists and is not a file/store dlnsim may replace.
+    OSError
+        A write failure, naming ``path``.
     """
     from .datasets import check_path, save
 
@@ -481,6 +736,18 @@ def swap_in(new: Path, path: Path) -> None:
     The old store (or file) is never deleted while it has the name ``path``: it is first
     exchanged with ``new`` (or renamed aside, where the exchange is not supported) and removed
     under its new name.
+
+    Parameters
+    ----------
+    new : pathlib.Path
+        The new store (or file).
+    path : pathlib.Path
+        Where it should appear.
+
+    Raises
+    ------
+    OSError
+        When a rename fails.
     """
     if not path.exists() and not path.is_symlink():
         os.rename(new, path)

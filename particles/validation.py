@@ -269,7 +269,13 @@ def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
 
 
 def physical_memory() -> int:
-    """Bytes of physical memory of this machine (0 if unknown)."""
+    """Bytes of physical memory of this machine (0 if unknown).
+
+    Returns
+    -------
+    int
+        ``SC_PAGE_SIZE * SC_PHYS_PAGES``, or 0 where ``os.sysconf`` cannot tell.
+    """
     try:
         return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
     except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
@@ -277,7 +283,23 @@ def physical_memory() -> int:
 
 
 def check_memory(nbytes: float, name: str, value: object) -> None:
-    """Refuse, before allocating, a size whose estimated memory exceeds the physical memory."""
+    """Refuse, before allocating, a size whose estimated memory exceeds the physical memory.
+
+    Parameters
+    ----------
+    nbytes : float
+        The estimated memory in bytes.
+    name : str
+        The parameter to blame in the error message.
+    value : object
+        Its value, for the message.
+
+    Raises
+    ------
+    ValueError
+        ``bad <name>=...`` when ``nbytes`` exceeds ``physical_memory()`` (never when that is
+        unknown).
+    """
     total = physical_memory()
     if total and not nbytes <= total:
         raise fail(
