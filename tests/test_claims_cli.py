@@ -28,7 +28,17 @@ from dlnsim.particles.datasets import load
 from dlnsim.particles.langevin import simulate_members
 
 DLNSIM = Path(sys.executable).parent / "dlnsim"
-COMMANDS = ["run", "phase-portrait", "flow", "ensemble", "depth", "meanfield", "repulsion"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _readme_table() -> dict[str, list[str]]:
+    """The README's command table: each command and the flags its first cell names."""
+    rows = re.findall(r"^\| `dlnsim ([a-z-]+)([^`]*)`", (ROOT / "README.md").read_text(), re.M)
+    return {name: re.findall(r"--[a-z][a-z0-9-]*", rest) for name, rest in rows}
+
+
+README_FLAGS = _readme_table()
+COMMANDS = list(README_FLAGS)
 
 
 def _subcommands() -> list[str]:
@@ -37,21 +47,9 @@ def _subcommands() -> list[str]:
 
 
 def test_readme_lists_every_command():
+    """The README's table and the parser have the same commands (none missing either way)."""
+    assert len(COMMANDS) >= 9 and "info" in COMMANDS and "plot" in COMMANDS
     assert sorted(_subcommands()) == sorted(COMMANDS)
-
-
-# flags the README's CLI table names for each command
-README_FLAGS = {
-    "run": ["--out"],
-    "phase-portrait": ["--depth", "--beta", "--p", "--limit", "--out"],
-    "flow": ["--sigma0", "--width", "--depth", "--beta", "--p", "--t-end", "--n-times",
-             "--rescaled", "--out"],
-    "ensemble": ["--members", "--seed", "--t-end", "--dt", "--save-times", "--temperature",
-                 "--out", "--scheduler", "--resume"],
-    "depth": ["--width", "--depths", "--members"],
-    "meanfield": ["--widths", "--b", "--depth", "--n-samples"],
-    "repulsion": ["--rows", "--seed"],
-}  # fmt: skip
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -63,6 +61,24 @@ def test_help_on_every_command(command, capsys):
     assert text.startswith(f"usage: dlnsim {command}")
     for flag in README_FLAGS[command]:
         assert re.search(rf"{re.escape(flag)}\b", text), (command, flag)
+
+
+def test_python_dash_m_dlnsim_is_the_cli():
+    """``python -m dlnsim`` runs the same CLI: ``--version`` and a one-line error, exit 2."""
+    from dlnsim import __version__
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "dlnsim", "--version"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == f"dlnsim {__version__}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "dlnsim", "flow", "--sigma0", "0.8,0.1", "--p", "-1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and proc.stderr.startswith("dlnsim: error: bad p=-1")
+    assert proc.stderr.count("\n") == 1
 
 
 def test_top_level_help_and_version(capsys):
@@ -80,7 +96,9 @@ def test_meanfield_flags_reach_the_experiment(tmp_path, monkeypatch):
     """Every README flag of ``dlnsim meanfield`` is parsed into the experiment's parameters
     (the run itself is replaced: its numerics are tested in tests/test_meanfield*.py)."""
     seen = []
-    monkeypatch.setattr(pipeline, "run_experiments", lambda exps, out: seen.append((exps, out)))
+    monkeypatch.setattr(
+        pipeline, "run_experiments", lambda exps, out, *args, **kw: seen.append((exps, out))
+    )
     argv = ["meanfield", "--widths", "8,16", "--b", "2", "--depth", "3", "--n-samples", "64",
             "--p", "1.5", "--times", "0,0.5", "--dt", "0.002", "--seed", "4", "--cells", "64",
             "--out", str(tmp_path)]  # fmt: skip
