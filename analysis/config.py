@@ -637,7 +637,7 @@ SCHEMAS: dict[str, Schema] = {
     "repulsion": Schema(
         {
             "name": Param("repulsion", check_name, str, "prefix of the output files"),
-            "rows": Param(600, _integer(50), _INT, "configurations per system"),
+            "rows": Param(400, _integer(50), _INT, "configurations per system"),
             "seed": Param(0, _integer(0), _INT, "seed"),
             "dt": Param(1e-3, _positive, _REAL, "largest Langevin time step"),
             "systems": Param([], _systems, None, "system tables ([]: the defaults)"),
