@@ -43,7 +43,7 @@ from dlnsim.particles.model import Model
 from dlnsim.particles.validation import check_integer, check_positive, fail
 from dlnsim.particles.version import __version__
 
-from .solver import _one_minus, _toeplitz_apply
+from .solver import one_minus, toeplitz_apply
 
 __all__ = ["equilibrium", "check_equilibrium_exists"]
 
@@ -106,8 +106,8 @@ class _Grid:
         """``V[f](x_i)`` for point masses ``M_j = f(x_j) h``."""
         if self.weight == 0.0:
             return self.v0.copy()
-        lin = _one_minus(self.model.depth) * (self.x * masses.sum() + self.x @ masses)
-        return self.v0 - self.weight * (lin + _toeplitz_apply(self.table, masses, self.n))
+        lin = one_minus(self.model.depth) * (self.x * masses.sum() + self.x @ masses)
+        return self.v0 - self.weight * (lin + toeplitz_apply(self.table, masses, self.n))
 
     def gibbs(self, masses: np.ndarray) -> np.ndarray:
         """``exp(-beta V[f]) / Z`` as point masses (normalized to sum 1)."""

@@ -97,11 +97,12 @@ _DISSIPATION_SLACK = 1e-11  # relative rise of the discrete F that the step guar
 
 
 # ------------------------------------------------------------------ nonlocal term
-def _one_minus(depth: int | float) -> float:
+def one_minus(depth: int | float) -> float:
+    """``1 - 1/N`` (1 at ``N = inf``): the weight of the linear part of ``log k_N`` in ``rho``."""
     return 1.0 if depth == math.inf else 1.0 - 1.0 / depth
 
 
-def _toeplitz_apply(table: np.ndarray, masses: np.ndarray, n_out: int) -> np.ndarray:
+def toeplitz_apply(table: np.ndarray, masses: np.ndarray, n_out: int) -> np.ndarray:
     """``out_k = sum_j table[k - j + n - 1] M_j`` for ``k < n_out`` (linear convolution by FFT)."""
     n = masses.size
     size = next_fast_len(table.size + n - 1, real=True)
@@ -160,8 +161,8 @@ def kernel_potential(
             out[lo : lo + 512] = log_kernel(x[lo : lo + 512, None], x[None, :], depth) @ masses
         return out
     table = psi(h * np.arange(-(n - 1), n), depth)
-    lin = _one_minus(depth) * (x * masses.sum() + x @ masses)
-    return lin + _toeplitz_apply(table, masses, n)
+    lin = one_minus(depth) * (x * masses.sum() + x @ masses)
+    return lin + toeplitz_apply(table, masses, n)
 
 
 def _gauss(h: float) -> tuple[np.ndarray, np.ndarray]:
@@ -224,8 +225,8 @@ def kernel_jumps(
             )
             out[lo : lo + rows.size] = diff @ masses
         return out
-    lin = _one_minus(depth) * h * masses.sum()
-    return lin + _toeplitz_apply(_jump_table(h, n, depth), masses, n - 1)
+    lin = one_minus(depth) * h * masses.sum()
+    return lin + toeplitz_apply(_jump_table(h, n, depth), masses, n - 1)
 
 
 # ---------------------------------------------------------------- discretization
@@ -276,8 +277,8 @@ class _Scheme:
         out = 0.5 * h * (g @ gw) - self.jacobian * h
         if self.weight != 0.0:
             if self.kernel == "fft":  # kernel_jumps with the jump table cached across calls
-                inter = _one_minus(self.model.depth) * h * float(masses.sum())
-                inter = inter + _toeplitz_apply(self._table(h), masses, self.n - 1)
+                inter = one_minus(self.model.depth) * h * float(masses.sum())
+                inter = inter + toeplitz_apply(self._table(h), masses, self.n - 1)
             else:
                 inter = kernel_jumps(m + s * self.xi[0], h, masses, self.model.depth, "direct")
             out -= self.weight * inter

@@ -65,7 +65,7 @@ import numba
 import numpy as np
 
 from .model import Model
-from .pairforce import _log, default_threads
+from .pairforce import default_threads, portable_log
 from .validation import check_positive, check_singular_values, check_times, fail
 
 __all__ = ["LangevinBlock", "member_rng", "simulate_members", "noise_batch_steps"]
@@ -185,7 +185,7 @@ def _check_members(members: object, m: int) -> np.ndarray:
 @numba.njit(cache=True, error_model="numpy")
 def _advance_u(u, g, h_u, amp, xi, noisy, depth, hits, u_new, rho_new, bad):
     """One Euler-Maruyama step in ``u`` for every row (compiled, fused; no fast-math, and the
-    logarithm is ``pairforce._log``, not libm's, so the bits do not depend on the CPU):
+    logarithm is ``pairforce.portable_log``, not libm's, so the bits do not depend on the CPU):
     ``u_new = |u - (h_u g) / u + amp xi|``, ``rho_new = N log u_new``.  A row is bad when some
     ``rho_new`` is NaN, ``-inf`` (``u_new = 0``) or above ``log(max float)``; for the other rows
     each sign flip (reflection) adds 1 to ``hits``.  Returns the number of bad rows."""
@@ -198,7 +198,7 @@ def _advance_u(u, g, h_u, amp, xi, noisy, depth, hits, u_new, rho_new, bad):
             if noisy:
                 x += amp * xi[b, i]
             u_new[b, i] = x
-            r = depth * _log(abs(x))
+            r = depth * portable_log(abs(x))
             rho_new[b, i] = r
             ok = ok and r <= _LOG_MAX and r > -math.inf
         bad[b] = not ok

@@ -350,6 +350,10 @@ def _log(x):
     return _log_assemble(m, float(e))
 
 
+#: ``log`` with the same bits on every CPU target (no libm), for the other compiled modules.
+portable_log = _log
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _vlog(x, out, bits):
     """out = log(x) for positive normal finite x (``x >= _TINY``), vectorizable: exponent and
