@@ -257,7 +257,9 @@ def test_interrupted_run_keeps_every_file(tmp_path):
         deadline = time.monotonic() + 300
         store = out / "ensemble.zarr"
         while time.monotonic() < deadline and proc.poll() is None:
-            if store.exists() and _chunks_done(store) >= 1:
+            # two chunks done: the kernels are compiled (in a fresh numba cache a SIGINT that
+            # lands during compilation was seen to be lost under load; noted on the issue)
+            if store.exists() and _chunks_done(store) >= 2:
                 break
             time.sleep(0.2)
         assert proc.poll() is None, proc.communicate()

@@ -78,7 +78,7 @@ def test_verdict_of_a_real_comparison_printed_and_stored(tmp_path, capsys):
     excludes 0 (at these sizes its half-width is ~0.15, b = 1 is > 6 half-widths from 0), the
     stored variables/attrs carry that verdict and the printed line is the stored text."""
     lines = run_experiments(
-        [{"kind": "repulsion", "rows": 400, "seed": 3, "systems": SYSTEMS}], tmp_path
+        [{"kind": "repulsion", "rows": 400, "seed": 3, "systems": SYSTEMS}], tmp_path, print
     )
     ds = load(tmp_path / "repulsion.nc")
     chamber, goe = (str(s) for s in ds.system.values)
