@@ -98,12 +98,38 @@ _DISSIPATION_SLACK = 1e-11  # relative rise of the discrete F that the step guar
 
 # ------------------------------------------------------------------ nonlocal term
 def one_minus(depth: int | float) -> float:
-    """``1 - 1/N`` (1 at ``N = inf``): the weight of the linear part of ``log k_N`` in ``rho``."""
+    """``1 - 1/N`` (1 at ``N = inf``): the weight of the linear part of ``log k_N`` in ``rho``.
+
+    Parameters
+    ----------
+    depth : int or float
+        The depth ``N >= 1`` or ``math.inf``.
+
+    Returns
+    -------
+    float
+        ``1 - 1/N``.
+    """
     return 1.0 if depth == math.inf else 1.0 - 1.0 / depth
 
 
 def toeplitz_apply(table: np.ndarray, masses: np.ndarray, n_out: int) -> np.ndarray:
-    """``out_k = sum_j table[k - j + n - 1] M_j`` for ``k < n_out`` (linear convolution by FFT)."""
+    """``out_k = sum_j table[k - j + n - 1] M_j`` for ``k < n_out`` (linear convolution by FFT).
+
+    Parameters
+    ----------
+    table : numpy.ndarray
+        The kernel on the grid offsets: offset ``k - j`` at index ``k - j + n - 1``.
+    masses : numpy.ndarray
+        The cell masses ``M_j``, length ``n``.
+    n_out : int
+        Number of outputs.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``out_k`` for ``k < n_out``.
+    """
     n = masses.size
     size = next_fast_len(table.size + n - 1, real=True)
     conv = irfft(rfft(table, size) * rfft(masses, size), size)
