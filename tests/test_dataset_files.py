@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
-import dlnsim.particles.ensemble as ens
 from dlnsim.analysis.cli import main
 from dlnsim.analysis.pipeline import DEFAULT_EXPERIMENTS, config_text, load_config
 from dlnsim.particles import Model, Schatten, gradient_flow, langevin_ensemble
 from dlnsim.particles.datasets import describe, extra_provenance, load, provenance, save
+from dlnsim.particles.ensemble import chunk as ens_chunk
 
 MODEL = Model(3, 4, 2.0, Schatten(2.0))
 SIGMA0 = np.array([1.0, 0.6, 0.3])
@@ -194,7 +194,7 @@ def test_load_lazy_gives_dask_arrays_with_the_same_values(flow_ds, tmp_path, suf
 # ------------------------------------------------------------------ describe / dlnsim info
 def _killed_store(path: Path, monkeypatch) -> None:
     """A store left by a run interrupted while its third chunk (of five) ran."""
-    real = ens._run_chunk
+    real = ens_chunk.run_chunk
     calls = []
 
     def interrupted(**task):
@@ -203,7 +203,7 @@ def _killed_store(path: Path, monkeypatch) -> None:
             raise KeyboardInterrupt
         return real(**task)
 
-    monkeypatch.setattr(ens, "_run_chunk", interrupted)
+    monkeypatch.setattr(ens_chunk, "run_chunk", interrupted)
     with pytest.raises(KeyboardInterrupt):
         langevin_ensemble(
             MODEL, SIGMA0, [0.0, 0.05], 10, 0.01, seed=4, chunk_size=2, store=path,

@@ -21,6 +21,12 @@ import zarr
 import dlnsim.particles.ensemble as ens
 from dlnsim.particles import Model, Schatten
 from dlnsim.particles.ensemble import REDUCTIONS, SEEDING_SCHEME, langevin_ensemble
+from dlnsim.particles.ensemble import chunk as ens_chunk
+from dlnsim.particles.ensemble import executors as ens_executors
+from dlnsim.particles.ensemble import options as ens_options
+from dlnsim.particles.ensemble import plan as ens_plan
+from dlnsim.particles.ensemble import tree as ens_tree
+from dlnsim.particles.ensemble import zarr_sink as ens_zarr_sink
 
 distributed = pytest.importorskip("distributed")
 
@@ -81,11 +87,11 @@ def cluster():
 
 # ------------------------------------------------------------- reduction tree
 def _tree_stats(values, use, bounds, order):
-    sweep = ens._TreeSweep(len(bounds))
+    sweep = ens_tree.TreeSweep(len(bounds))
     for c in order:
         lo, hi = bounds[c]
-        sweep.add(c, ens._chunk_nodes(values[lo:hi], use[lo:hi], lo))
-    return ens._finish(sweep.result())
+        sweep.add(c, ens_tree.chunk_nodes(values[lo:hi], use[lo:hi], lo))
+    return ens_tree.finish(sweep.result())
 
 
 def test_tree_reduction_is_bitwise_independent_of_chunking_and_order():
@@ -115,7 +121,7 @@ def test_tree_reduction_is_bitwise_independent_of_chunking_and_order():
 
 def test_dyadic_blocks_cover_the_range():
     for start, stop in [(0, 1), (0, 37), (5, 6), (3, 29), (8, 16), (13, 100)]:
-        blocks = ens._dyadic_blocks(start, stop)
+        blocks = ens_tree.dyadic_blocks(start, stop)
         covered = [i for lv, ix in blocks for i in range(ix << lv, (ix + 1) << lv)]
         assert covered == list(range(start, stop))
 
@@ -234,10 +240,10 @@ def test_reductions_only_keeps_memory_small(reference, tmp_path):
         for stat in ("mean", "var", "count"):
             key = f"{name}_{stat}"
             assert np.array_equal(ds[key].values, reference[key].values, equal_nan=True), key
-    task = ens._Plan(
+    task = ens_plan.Plan(
         MODEL, np.tile(SIGMA0, (5, 1)), TIMES, 5, DT, SEED, 0.5, False, 5, ALL, False
     ).task(0)
-    result = ens._run_chunk(**task)
+    result = ens_chunk.run_chunk(**task)
     assert "sigma" not in result and "free_energy" not in result
     store = tmp_path / "red.zarr"
     stored = run(save_members=False, chunk_size=5, store=store, reductions="sigma,spread")
@@ -297,7 +303,7 @@ def test_store_layout_and_lazy_result(reference, tmp_path, monkeypatch):
     def no_executor(*args):
         raise AssertionError("a complete store needs no executor")
 
-    monkeypatch.setattr(ens, "_choose_executor", no_executor)
+    monkeypatch.setattr(ens_executors, "choose_executor", no_executor)
     again = run(store=path, resume=True, scheduler=None)  # complete already: nothing to run
     monkeypatch.undo()
     assert_bitwise(again.load(), reference)
@@ -346,7 +352,7 @@ def test_store_failure_cancels_the_tasks_already_submitted(tmp_path, cluster, mo
             time.sleep(0.02)
         raise OSError("disk full")
 
-    monkeypatch.setattr(ens._ZarrSink, "__init__", broken)
+    monkeypatch.setattr(ens_zarr_sink.ZarrSink, "__init__", broken)
     with pytest.raises(OSError, match="disk full"):
         run(client=cluster, chunk_size=4, store=tmp_path / "broken.zarr")
     assert seen and seen[0] > 0  # submitted before the store
@@ -358,7 +364,7 @@ def test_store_failure_cancels_the_tasks_already_submitted(tmp_path, cluster, mo
 
 def test_ctrl_c_leaves_a_valid_store_and_resume_finishes_it(reference, tmp_path, monkeypatch):
     path = tmp_path / "run.zarr"
-    real = ens._run_chunk
+    real = ens_chunk.run_chunk
     calls = []
 
     def interrupted(**task):
@@ -367,7 +373,7 @@ def test_ctrl_c_leaves_a_valid_store_and_resume_finishes_it(reference, tmp_path,
             raise KeyboardInterrupt
         return real(**task)
 
-    monkeypatch.setattr(ens, "_run_chunk", interrupted)
+    monkeypatch.setattr(ens_chunk, "run_chunk", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run(store=path, chunk_size=5)
     part = xr.open_zarr(path, consolidated=False)
@@ -436,14 +442,14 @@ def test_sigkill_midway_then_resume_is_bitwise_a_clean_run(tmp_path, cluster, mo
         reductions=("sigma", "spread"),
         progress=False,
     )
-    real = ens._run_chunk
+    real = ens_chunk.run_chunk
     calls = []
 
     def counted(**task):
         calls.append(task["first"] // 2)
         return real(**task)
 
-    monkeypatch.setattr(ens, "_run_chunk", counted)
+    monkeypatch.setattr(ens_chunk, "run_chunk", counted)
     resumed = langevin_ensemble(**kw, store=path, resume=True, scheduler="serial")
     assert calls == np.flatnonzero(flags == 0).tolist()  # only the missing chunks ran
     clean = langevin_ensemble(**kw, seed=7, chunk_size=3, client=cluster)
@@ -535,18 +541,19 @@ def test_bad_arguments(kw, name):
 
 
 def test_default_chunk_size():
-    assert ens._default_chunk_size(1000, 11, 4, threads=0) == 1000  # in-process: one chunk
+    assert ens_plan.default_chunk_size(1000, 11, 4, threads=0) == 1000  # in-process: one chunk
     # small d: a chunk's step is cheap, so one chunk per thread (the fixed cost per step and chunk
     # would dominate smaller ones)
-    assert ens._default_chunk_size(1000, 11, 4, threads=2) == 500
+    assert ens_plan.default_chunk_size(1000, 11, 4, threads=2) == 500
     # enough work (>= CHUNK_PAIR_WORK / d^2 members per chunk): 4 chunks per thread
-    assert ens._default_chunk_size(1000, 11, 256, threads=2) == 125
-    assert ens._default_chunk_size(20, 11, 512, threads=2) == 10  # >= 16 members: 1 per thread
-    assert ens._default_chunk_size(3, 11, 4, threads=2) == 2
-    big = ens._default_chunk_size(10**6, 1001, 10, threads=0)  # bounded by CHUNK_BYTES
+    assert ens_plan.default_chunk_size(1000, 11, 256, threads=2) == 125
+    assert ens_plan.default_chunk_size(20, 11, 512, threads=2) == 10  # >= 16 members: 1 per thread
+    assert ens_plan.default_chunk_size(3, 11, 4, threads=2) == 2
+    big = ens_plan.default_chunk_size(10**6, 1001, 10, threads=0)  # bounded by CHUNK_BYTES
     assert big * 1001 * 10 * 8 <= ens.CHUNK_BYTES
 
 
 def test_reductions_accept_a_comma_separated_string():
-    assert ens._check_reductions("spread, sigma") == ("sigma", "spread")
-    assert ens._check_reductions(None) == () and ens._check_reductions(REDUCTIONS) == REDUCTIONS
+    assert ens_options.check_reductions("spread, sigma") == ("sigma", "spread")
+    assert ens_options.check_reductions(None) == ()
+    assert ens_options.check_reductions(REDUCTIONS) == REDUCTIONS

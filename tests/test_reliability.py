@@ -21,6 +21,8 @@ import dlnsim.particles.ensemble as ens
 import dlnsim.particles.flow as ens_flow
 from dlnsim.analysis.cli import main
 from dlnsim.particles import Model, Schatten, gradient_flow
+from dlnsim.particles.ensemble import chunk as ens_chunk
+from dlnsim.particles.ensemble import zarr_sink as ens_zarr_sink
 from dlnsim.particles.store import StoreError, StoreLocked, lock_path, verify_store
 
 MODEL = Model(3, 4, 2.0, Schatten(2.0))
@@ -65,7 +67,7 @@ def clean():
 def partial_template(tmp_path_factory):
     """A store interrupted (Ctrl-C) after 3 of its 4 chunks."""
     path = tmp_path_factory.mktemp("partial") / "p.zarr"
-    real = ens._run_chunk
+    real = ens_chunk.run_chunk
     calls = []
 
     def interrupted(**task):
@@ -74,12 +76,12 @@ def partial_template(tmp_path_factory):
             raise KeyboardInterrupt
         return real(**task)
 
-    ens._run_chunk = interrupted
+    ens_chunk.run_chunk = interrupted
     try:
         with pytest.raises(KeyboardInterrupt):
             run(store=path)
     finally:
-        ens._run_chunk = real
+        ens_chunk.run_chunk = real
     assert verify_store(path)["chunks_done"] == 3
     return path
 
@@ -139,18 +141,18 @@ def test_damaged_chunk_is_found_recomputed_and_resume_is_bitwise(partial, clean,
     if how == "garble time coordinate":
         assert state["layout_damaged"] == ["time"]
     calls = []
-    real = ens._run_chunk
+    real = ens_chunk.run_chunk
 
     def counted(**task):
         calls.append(task["first"] // CHUNK)
         return real(**task)
 
-    ens._run_chunk = counted
+    ens_chunk.run_chunk = counted
     try:
         with caplog.at_level(logging.WARNING, logger="dlnsim"):
             ds = run(store=partial, resume=True)
     finally:
-        ens._run_chunk = real
+        ens_chunk.run_chunk = real
     assert sorted(calls) == sorted({*DAMAGED_CHUNK[how], 3})  # the damaged chunks and the rest
     assert ds.attrs["repaired_chunks"] == (", ".join(map(str, DAMAGED_CHUNK[how])) or "none")
     for chunk in DAMAGED_CHUNK[how]:
@@ -177,7 +179,7 @@ def test_resume_repairs_a_complete_store_and_its_reductions(tmp_path, clean):
 def test_damage_during_the_run_is_repaired_at_the_end(tmp_path, clean, caplog):
     """The finishing step re-reads every chunk: damage done while the run goes on is caught."""
     path = tmp_path / "r.zarr"
-    real = ens._ZarrSink.write
+    real = ens_zarr_sink.ZarrSink.write
     seen = []
 
     def write(self, chunk, result):
@@ -187,12 +189,12 @@ def test_damage_during_the_run_is_repaired_at_the_end(tmp_path, clean, caplog):
             garble(chunk_file(path, "energy", 1, 0))  # chunk 1, already finished
             garble(chunk_file(path, "sigma", 2, 0, 0))
 
-    ens._ZarrSink.write = write
+    ens_zarr_sink.ZarrSink.write = write
     try:
         with caplog.at_level(logging.WARNING, logger="dlnsim"):
             ds = run(store=path)
     finally:
-        ens._ZarrSink.write = real
+        ens_zarr_sink.ZarrSink.write = real
     assert ds.attrs["repaired_chunks"] == "1, 2"
     assert_bitwise(ds, clean)
 
@@ -236,14 +238,14 @@ def test_cli_reports_the_repair(tmp_path, capsys):
 def test_second_writer_refuses_at_once_naming_the_holder(tmp_path, clean):
     path = tmp_path / "s.zarr"
     started, release = threading.Event(), threading.Event()
-    real = ens._run_chunk
+    real = ens_chunk.run_chunk
 
     def slow(**task):
         started.set()
         assert release.wait(60)
         return real(**task)
 
-    ens._run_chunk = slow
+    ens_chunk.run_chunk = slow
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault("ds", run(store=path)))
     thread.start()
@@ -258,7 +260,7 @@ def test_second_writer_refuses_at_once_naming_the_holder(tmp_path, clean):
     finally:
         release.set()
         thread.join(120)
-        ens._run_chunk = real
+        ens_chunk.run_chunk = real
     assert_bitwise(result["ds"], clean)  # the first run is untouched
     assert not lock_path(path).exists()
     assert verify_store(path)["locked_by"] is None
@@ -305,17 +307,17 @@ def test_overwrite_swaps_the_new_store_in(tmp_path, clean):
     old = xr.open_zarr(path, consolidated=False)
     assert old.attrs["seed"] == "5"
     seen = []
-    real = ens._run_chunk
+    real = ens_chunk.run_chunk
 
     def look(**task):  # while the new run computes, the old store is whole at its name
         seen.append(xr.open_zarr(path, consolidated=False).attrs["seed"])
         return real(**task)
 
-    ens._run_chunk = look
+    ens_chunk.run_chunk = look
     try:
         ds = run(store=path, overwrite=True)
     finally:
-        ens._run_chunk = real
+        ens_chunk.run_chunk = real
     assert seen and set(seen) == {str(SEED)}  # the new store was swapped in before the chunks
     assert_bitwise(ds, clean)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.zarr"]  # no scratch or lock left
@@ -324,13 +326,13 @@ def test_overwrite_swaps_the_new_store_in(tmp_path, clean):
 def test_overwrite_that_fails_to_lay_out_keeps_the_old_store(tmp_path, monkeypatch):
     path = tmp_path / "f.zarr"
     run(store=path, seed=5)
-    real = ens._ZarrSink._create
+    real = ens_zarr_sink.ZarrSink._create
 
     def full_disk(self, schema, target):
         real(self, schema, target)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
 
-    monkeypatch.setattr(ens._ZarrSink, "_create", full_disk)
+    monkeypatch.setattr(ens_zarr_sink.ZarrSink, "_create", full_disk)
     with pytest.raises(OSError, match="No space"):
         run(store=path, overwrite=True)
     assert verify_store(path)["state"] == "complete"
@@ -367,14 +369,14 @@ def test_full_disk_mid_run_then_resume_on_more_space(small_disk, clean, capsys, 
     chunks already finished verify, and ``--resume`` with more space is bitwise the clean run.
     On a real tmpfs when it can be mounted, else ENOSPC simulated at the third chunk."""
     if small_disk is None:
-        real = ens._ZarrSink.write
+        real = ens_zarr_sink.ZarrSink.write
 
         def write(self, chunk, result):
             if chunk == 2:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path / "sigma"))
             real(self, chunk, result)
 
-        monkeypatch.setattr(ens._ZarrSink, "write", write)
+        monkeypatch.setattr(ens_zarr_sink.ZarrSink, "write", write)
         path = ens.Path(os.environ.get("TMPDIR", "/tmp")) / f"full-{os.getpid()}.zarr"
     else:
         path = small_disk / "full.zarr"
@@ -624,7 +626,7 @@ def test_fuzzed_options_never_end_in_a_traceback_or_leave_files(command, monkeyp
     import dlnsim.particles.validation as validation
 
     monkeypatch.setattr(validation, "physical_memory", lambda: 256 * 2**20)
-    real_chunk = ens._run_chunk
+    real_chunk = ens_chunk.run_chunk
 
     def bounded_chunk(**task):
         steps = np.ceil(task["times"][-1] / task["dt"])
@@ -632,7 +634,7 @@ def test_fuzzed_options_never_end_in_a_traceback_or_leave_files(command, monkeyp
             raise _Expensive
         return real_chunk(**task)
 
-    monkeypatch.setattr(ens, "_run_chunk", bounded_chunk)
+    monkeypatch.setattr(ens_chunk, "run_chunk", bounded_chunk)
     monkeypatch.setattr(particles, "gradient_flow", partial(gradient_flow, max_evaluations=20000))
 
     def not_run(*args, **kwargs):
