@@ -22,7 +22,14 @@ __all__ = ["MemorySink", "Sink"]
 
 
 class Sink(Protocol):
-    """What the runner needs from a destination of chunk results."""
+    """What the runner needs from a destination of chunk results (a structural type: a sink
+    need not inherit from it).
+
+    Parameters
+    ----------
+    *args, **kwargs
+        A protocol is not instantiated; each sink has its own constructor.
+    """
 
     def open(self) -> tuple[set[int], bool]:
         """The chunks already done (verified), and whether the whole result is (then nothing
