@@ -9,7 +9,7 @@ the random-matrix baselines (theory.md section 10), simulated by ``simulate_base
 from .baselines import DysonModel, MatrixVariant, simulate_baseline_members
 from .coordinates import COORDINATES, mobility
 from .energies import Energy, Schatten, SeparableEnergy
-from .ensemble import langevin_ensemble
+from .ensemble import langevin_ensemble, local_cluster, local_cluster_options
 from .entropy import log_kernel, psi
 from .flow import gradient_flow
 from .model import Model
@@ -26,6 +26,8 @@ __all__ = [
     "__version__",
     "gradient_flow",
     "langevin_ensemble",
+    "local_cluster",
+    "local_cluster_options",
     "log_kernel",
     "mobility",
     "psi",
