@@ -34,8 +34,8 @@ from dlnsim.particles import (
     langevin_ensemble,
     simulate_baseline_members,
 )
-from dlnsim.particles.proximal import NEWTON_RTOL, prox
 from dlnsim.particles.langevin import simulate_members
+from dlnsim.particles.proximal import NEWTON_RTOL, prox
 from dlnsim.particles.rmt import gaussian_beta_ensemble, ginibre_singular_values
 
 KS_MEMBERS = 2000
