@@ -300,7 +300,7 @@ def system_samples(
     ds = langevin_ensemble(model, start, times, members, step, metropolis=baseline, **run)
     info["step"] = step
     if baseline:
-        from dlnsim.particles.langevin import _step_plan
+        from dlnsim.particles.driver import step_plan as _step_plan
 
         steps = sum(n for _, _, n, _ in _step_plan(times, step))
         info["acceptance"] = float(ds.accepted.values.sum() / (members * steps))

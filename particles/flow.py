@@ -120,7 +120,7 @@ def gradient_flow(
     """
     if not isinstance(model, Model):
         raise fail("model", model, "must be a particles.Model")
-    rescaled = model._rescaled(rescaled)
+    rescaled = model.resolve_rescaled(rescaled)
     sigma0 = check_singular_values(sigma0, model.width, "sigma0")
     if sigma0.ndim > 2:
         raise fail("sigma0", sigma0.shape, "must have shape (d,) or (members, d)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -32,6 +33,24 @@ from .validation import (
 )
 
 __all__ = ["Model"]
+
+LOG_MAX = math.log(np.finfo(np.float64).max)  #: ``sigma = e^rho`` overflows beyond this ``rho``
+
+
+def sorted_desc(sigma: np.ndarray) -> np.ndarray:
+    """``sigma`` with its last axis sorted descending (a view of a sorted copy).
+
+    Parameters
+    ----------
+    sigma : numpy.ndarray
+        Values, shape ``(..., d)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The same values, each row (last axis) in descending order.
+    """
+    return np.sort(sigma, axis=-1)[..., ::-1]
 
 
 @dataclass(frozen=True)
@@ -58,12 +77,21 @@ class Model:
     ------
     ValueError
         ``bad <name>=...`` for an invalid width, depth, beta or energy.
+
+    Notes
+    -----
+    ``Model`` implements ``particles.system.System`` (chart ``u = sigma^{1/N}``, or ``rho`` at
+    ``N = inf``), the interface of the one step loop ``particles.driver``.
     """
 
     width: int
     depth: int | float
     beta: float
     energy: Energy
+
+    #: False for a system whose free energy is not finite at equal singular values
+    #: (``MatrixVariant``): ``equilibrium`` and ``relaxation_rates`` then raise ``ValueError``.
+    equal_sigma_equilibrium: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "width", check_width(self.width))
@@ -98,7 +126,24 @@ class Model:
         depth = "inf" if self.infinite else str(self.depth)
         return {"width": self.width, "depth": depth, "beta": self.beta, **self.energy.describe()}
 
-    def _rescaled(self, rescaled: bool | None) -> bool:
+    def resolve_rescaled(self, rescaled: bool | None) -> bool:
+        """The time of a run: ``tau = N t`` (True) or ``t`` (False); theory.md section 1.4.
+
+        Parameters
+        ----------
+        rescaled : bool or None
+            ``None`` gives ``t`` for finite ``N`` and ``tau`` at ``N = inf``.
+
+        Returns
+        -------
+        bool
+            True for ``tau``.
+
+        Raises
+        ------
+        ValueError
+            If ``rescaled`` is not a bool or None, or is False at ``N = inf``.
+        """
         if rescaled is None:
             return self.infinite
         if not isinstance(rescaled, bool):
@@ -106,6 +151,8 @@ class Model:
         if self.infinite and not rescaled:
             raise fail("rescaled", rescaled, "depth=inf has only the rescaled time tau = N t")
         return rescaled
+
+    _rescaled = resolve_rescaled  # the name other layers used before (ensemble, meanfield)
 
     def _rho(self, x: np.ndarray, coords: str) -> np.ndarray:
         check_choice(coords, "coords", coords_mod.COORDINATES)
@@ -159,33 +206,86 @@ class Model:
         rho = self._rho(sigma, "sigma")
         return self.energy(np.exp(rho)) - entropy(rho, self.depth) / self.beta
 
-    def _free_energy_rho(self, rho: np.ndarray) -> np.ndarray:
+    def free_energy_rho(self, rho: np.ndarray) -> np.ndarray:
+        """``F_beta`` at log singular values ``rho`` (no argument checks), shape ``(...)``.
+
+        Parameters
+        ----------
+        rho : numpy.ndarray
+            ``rho = log sigma``, shape ``(..., d)`` (not checked).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``E(e^rho) - S_N(rho) / beta``, shape ``(...)``.
+        """
         return self.energy(np.exp(rho)) - entropy(rho, self.depth) / self.beta
 
-    def _gradient_rho(self, rho: np.ndarray) -> np.ndarray:
-        """``dF/drho`` (no argument checks: the hot path of the flow)."""
+    def gradient_rho(self, rho: np.ndarray) -> np.ndarray:
+        """``dF_beta/drho = dE/drho - (1/beta) dS_N/drho`` (no argument checks: the hot path of
+        the flow and of the ``N = inf`` Langevin step; theory.md sections 3, 9.1).
+
+        Parameters
+        ----------
+        rho : numpy.ndarray
+            ``rho = log sigma``, shape ``(..., d)`` (not checked).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``dF_beta/drho``, shape ``(..., d)``.
+        """
         g_e, _ = self.energy.log_derivatives(rho)
         return g_e - entropy_gradient(rho, self.depth) / self.beta
 
-    def _gradient_rho_u(
+    def gradient_rho_u(
         self, rho: np.ndarray, u: np.ndarray, threads: int, out: np.ndarray, work: np.ndarray
     ) -> np.ndarray:
-        """``dF/drho`` at ``rho = N log u`` (finite ``N``) into ``out``, the entropy part from the
-        flat coordinates ``u`` (no logarithm per pair): the unchecked, allocation-free hot path of
-        the Langevin engine, which carries both (``u``, ``out``, ``work``: C-contiguous
-        ``(m, d)``; the same values as ``_gradient_rho``'s formula ``E' - S'/beta``)."""
+        """``dF_beta/drho`` at ``rho = N log u`` (finite ``N``) into ``out``, the entropy part
+        from the flat coordinates ``u`` (no logarithm per pair): the unchecked, allocation-free
+        hot path of the Langevin engine, which carries both (theory.md 13.2; the same values as
+        ``gradient_rho``'s formula ``E' - S'/beta``).
+
+        Parameters
+        ----------
+        rho : numpy.ndarray
+            ``N log u``, C-contiguous float64 ``(m, d)``.
+        u : numpy.ndarray
+            ``u = sigma^{1/N}``, C-contiguous float64 ``(m, d)``.
+        threads : int
+            Threads of the pair sum (``pairforce.default_threads()``).
+        out, work : numpy.ndarray
+            C-contiguous float64 ``(m, d)`` buffers, overwritten.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``out``, holding ``dF_beta/drho``.
+        """
         ent = hot_entropy_gradient_u(u, self.depth, threads, out)
         np.divide(ent, self.beta, out=ent)
         return np.subtract(self.energy.log_gradient(rho, work), ent, out=ent)
 
-    def _hessian_rho(self, rho: np.ndarray) -> np.ndarray:
+    def hessian_rho(self, rho: np.ndarray) -> np.ndarray:
+        """``d2F_beta/drho drho`` (no argument checks), shape ``(..., d, d)``.
+
+        Parameters
+        ----------
+        rho : numpy.ndarray
+            ``rho = log sigma``, shape ``(..., d)`` (not checked).
+
+        Returns
+        -------
+        numpy.ndarray
+            The Hessian of ``F_beta`` in ``rho``.
+        """
         _, h_e = self.energy.log_derivatives(rho)
         hess = -entropy_hessian(rho, self.depth) / self.beta
         idx = np.arange(self.width)
         hess[..., idx, idx] += h_e
         return hess
 
-    def entropy_gradient(self, x: np.ndarray, coords: str = "sigma") -> np.ndarray:
+    def chart_entropy_gradient(self, x: np.ndarray, coords: str = "sigma") -> np.ndarray:
         """Euclidean gradient of ``S_N`` in the chart ``coords`` at the point ``x``.
 
         Parameters
@@ -209,7 +309,7 @@ class Model:
         g = entropy_gradient(rho, self.depth)
         return coords_mod.gradient_from_rho(g, rho, coords, self.depth)
 
-    def entropy_hessian(self, x: np.ndarray, coords: str = "sigma") -> np.ndarray:
+    def chart_entropy_hessian(self, x: np.ndarray, coords: str = "sigma") -> np.ndarray:
         """Euclidean Hessian of ``S_N`` in the chart ``coords``, shape ``(..., d, d)``.
 
         Parameters
@@ -255,7 +355,7 @@ class Model:
             For an invalid point or chart.
         """
         rho = self._rho(x, coords)
-        return coords_mod.gradient_from_rho(self._gradient_rho(rho), rho, coords, self.depth)
+        return coords_mod.gradient_from_rho(self.gradient_rho(rho), rho, coords, self.depth)
 
     def free_energy_hessian(self, x: np.ndarray, coords: str = "sigma") -> np.ndarray:
         """Euclidean Hessian of ``F_beta`` in the chart ``coords``, shape ``(..., d, d)``.
@@ -279,16 +379,32 @@ class Model:
         """
         rho = self._rho(x, coords)
         return coords_mod.hessian_from_rho(
-            self._hessian_rho(rho), self._gradient_rho(rho), rho, coords, self.depth
+            self.hessian_rho(rho), self.gradient_rho(rho), rho, coords, self.depth
         )
 
     # -------------------------------------------------------------------- flow
-    def _time_factor(self, rho: np.ndarray, rescaled: bool) -> np.ndarray:
-        """``w`` in ``drho/dt = -w dF/drho``: ``N e^{-2rho/N}`` (t) or ``e^{-2rho/N}`` (tau)."""
+    def time_factor(self, rho: np.ndarray, rescaled: bool) -> np.ndarray:
+        """``w`` in ``drho/dt = -w dF/drho`` (theory.md 4): ``N e^{-2rho/N}`` (``t``),
+        ``e^{-2rho/N}`` (``tau``), 1 at ``N = inf``.
+
+        Parameters
+        ----------
+        rho : numpy.ndarray
+            ``rho = log sigma``, shape ``(..., d)`` (not checked).
+        rescaled : bool
+            Per unit ``tau = N t``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``w``, shape of ``rho``.
+        """
         if self.infinite:
             return np.ones_like(rho)
         w = np.exp(-2.0 * rho / self.depth)
         return w if rescaled else self.depth * w
+
+    _time_factor = time_factor  # the name meanfield.solver used before
 
     def velocity(
         self, x: np.ndarray, coords: str = "sigma", rescaled: bool | None = None
@@ -317,9 +433,9 @@ class Model:
         ValueError
             For an invalid point, chart or ``rescaled``.
         """
-        rescaled = self._rescaled(rescaled)
+        rescaled = self.resolve_rescaled(rescaled)
         rho = self._rho(x, coords)
-        v_rho = -self._time_factor(rho, rescaled) * self._gradient_rho(rho)
+        v_rho = -self.time_factor(rho, rescaled) * self.gradient_rho(rho)
         if coords == "rho":
             return v_rho
         # dx/dt = (dx/drho) drho/dt, and dx/drho = 1 / (drho/dx)
@@ -343,7 +459,7 @@ class Model:
         numpy.ndarray
             The velocity in ``rho``, shape ``(..., d)``.
         """
-        return -self._time_factor(rho, rescaled) * self._gradient_rho(rho)
+        return -self.time_factor(rho, rescaled) * self.gradient_rho(rho)
 
     def velocity_jacobian_rho(self, rho: np.ndarray, rescaled: bool) -> np.ndarray:
         """Analytic Jacobian of ``velocity_rho``: ``-diag(w) H + diag(2 w g / N)``.
@@ -363,12 +479,195 @@ class Model:
         numpy.ndarray
             ``d(drho/dt)/drho``, shape ``(..., d, d)``.
         """
-        w = self._time_factor(rho, rescaled)
-        jac = -w[..., :, None] * self._hessian_rho(rho)
+        w = self.time_factor(rho, rescaled)
+        jac = -w[..., :, None] * self.hessian_rho(rho)
         if not self.infinite:
             idx = np.arange(self.width)
-            jac[..., idx, idx] += 2.0 * w * self._gradient_rho(rho) / self.depth
+            jac[..., idx, idx] += 2.0 * w * self.gradient_rho(rho) / self.depth
         return jac
+
+    # ------------------------------------------------- System interface (particles.system)
+    @property
+    def state_shape(self) -> tuple[int, ...]:
+        """``(d,)``: one member's state is its ``d`` singular values."""
+        return (self.width,)
+
+    @property
+    def outputs(self) -> dict[str, tuple[int, ...]]:
+        """``{"sigma": (d,)}``: the saved singular values (rows sorted descending)."""
+        return {"sigma": (self.width,)}
+
+    def check_state(self, sigma: object, name: str = "sigma0") -> np.ndarray:
+        """Positive finite singular values, shape ``(..., d)`` (any order).
+
+        Parameters
+        ----------
+        sigma : array_like
+            Singular values, shape ``(..., d)``.
+        name : str, default "sigma0"
+            The argument's name in the error message.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 copy of ``sigma``.
+
+        Raises
+        ------
+        ValueError
+            ``bad <name>=...`` for a wrong shape or a non-positive or non-finite value.
+        """
+        return check_singular_values(sigma, self.width, name)
+
+    def time_scale(self, rescaled: bool) -> float:
+        """``h_x / h``: ``1/N`` when a finite-``N`` run is in ``tau`` (``u`` moves in ``t``), else
+        1 (theory.md 1.4, 13.2).
+
+        Parameters
+        ----------
+        rescaled : bool
+            The run's time is ``tau = N t``.
+
+        Returns
+        -------
+        float
+            The chart time per unit of the run's time.
+        """
+        return 1.0 if (self.infinite or not rescaled) else 1.0 / self.depth
+
+    def noise_variance(self, temperature: float) -> float:
+        """``2 T / N`` in ``u`` (``2 T`` in ``rho`` at ``N = inf``): the chart noise variance per
+        unit chart time (theory.md 9.1).
+
+        Parameters
+        ----------
+        temperature : float
+            Noise temperature ``T >= 0``.
+
+        Returns
+        -------
+        float
+            The variance per unit ``h_x``.
+        """
+        return 2.0 * temperature * (1.0 if self.infinite else 1.0 / self.depth)
+
+    def to_chart(self, sigma: np.ndarray) -> np.ndarray:
+        """The flat chart: ``u = exp(log(sigma) / N)``, or ``rho = log sigma`` at ``N = inf``.
+
+        Parameters
+        ----------
+        sigma : numpy.ndarray
+            Validated singular values, shape ``(m, d)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``u`` or ``rho``, shape ``(m, d)``.
+        """
+        rho = np.log(sigma)
+        return rho if self.infinite else np.exp(rho / self.depth)
+
+    def chart_to_rho(self, x: np.ndarray) -> np.ndarray:
+        """``rho = N log u`` (the identity at ``N = inf``), numpy's logarithm.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            Chart states, shape ``(m, d)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``rho``, shape ``(m, d)``.
+        """
+        return x if self.infinite else self.depth * np.log(x)
+
+    def drift(self, x: np.ndarray) -> np.ndarray:
+        """The chart drift: ``-(1/N) dF/du = -(1/u) dF/drho`` in ``u``, ``-dF/drho`` at
+        ``N = inf`` (theory.md 9.1).
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            ``u`` (finite ``N``) or ``rho``, shape ``(m, d)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``dx/dt`` of the deterministic part, shape ``(m, d)``.
+        """
+        if self.infinite:
+            return -self.gradient_rho(x)
+        return -self.gradient_rho(self.chart_to_rho(x)) / x
+
+    def reflect(self, x: np.ndarray) -> np.ndarray | None:
+        """Reflection at ``u = 0`` in place (``u -> |u|``), returning the number of sign flips
+        per row; None at ``N = inf`` (no boundary in ``rho``; theory.md 9.3).
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            Chart states after an explicit step, shape ``(m, d)``, overwritten.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            ``(m,)`` int64 reflections, or None.
+        """
+        if self.infinite:
+            return None
+        neg = x < 0.0
+        np.abs(x, out=x)
+        return neg.sum(axis=-1)
+
+    def bad_rows(self, x: np.ndarray) -> np.ndarray:
+        """Rows that fail (``particles.system``): ``rho`` not finite or above ``log(max float)``
+        (``sigma`` would overflow); in ``u`` also ``u = 0`` exactly (``rho = -inf``).
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            ``u`` or ``rho``, shape ``(m, d)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(m,)`` bool, True for a failing row.
+        """
+        if self.infinite:
+            return ~(np.all(np.isfinite(x), axis=1) & (x.max(axis=1) <= LOG_MAX))
+        return ~((self.depth * np.log(x)).max(axis=1) <= LOG_MAX) | ~(x.min(axis=1) > 0.0)
+
+    def save(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """``{"sigma": sigma}``, ``sigma = e^rho`` with rows sorted descending.
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            ``u`` or ``rho``, shape ``(m, d)``.
+
+        Returns
+        -------
+        dict
+            ``"sigma"``: ``(m, d)`` singular values.
+        """
+        return {"sigma": sorted_desc(np.exp(self.chart_to_rho(x)))}
+
+    def potential(self, x: np.ndarray) -> np.ndarray:
+        """``F_beta`` at chart states: the stationary density w.r.t. ``du`` (``drho`` at
+        ``N = inf``) is ``exp(-F_beta / T)`` (theory.md 9.2).
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            ``u`` or ``rho``, shape ``(m, d)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(m,)`` free energies.
+        """
+        return self.free_energy_rho(self.chart_to_rho(x))
 
     # ------------------------------------------------------------- equilibrium
     def equilibrium(self) -> float:
@@ -386,9 +685,17 @@ class Model:
         Raises
         ------
         ValueError
-            If the energy's equilibrium equation has no bracketed root.
+            If the energy's equilibrium equation has no bracketed root, or the system has no
+            equal-sigma equilibrium (``equal_sigma_equilibrium`` False: ``MatrixVariant``).
         """
+        self._check_equal_sigma()
         return self.energy.equilibrium(self.entropic_force)
+
+    def _check_equal_sigma(self) -> None:
+        if not self.equal_sigma_equilibrium:
+            raise fail(
+                "model", self.describe(), "the free energy is infinite at equal singular values"
+            )
 
     def relaxation_rates(
         self, method: str = "formula", rescaled: bool | None = None
@@ -418,10 +725,12 @@ class Model:
         Raises
         ------
         ValueError
-            For an invalid ``method`` or ``rescaled``, or ``sigma_* = 0``.
+            For an invalid ``method`` or ``rescaled``, ``sigma_* = 0``, or a system without
+            equal-sigma equilibrium (``equal_sigma_equilibrium`` False: ``MatrixVariant``).
         """
+        self._check_equal_sigma()
         check_choice(method, "method", ("formula", "jacobian"))
-        rescaled = self._rescaled(rescaled)
+        rescaled = self.resolve_rescaled(rescaled)
         s = self.equilibrium()
         if not s > 0:
             raise fail(
@@ -491,8 +800,8 @@ class Model:
         """
         check_choice(geometry, "geometry", ("euclidean", "riemannian"))
         if geometry == "euclidean":
-            return np.linalg.eigvalsh(self.entropy_hessian(sigma, "sigma"))
+            return np.linalg.eigvalsh(self.chart_entropy_hessian(sigma, "sigma"))
         if self.infinite:
-            return np.linalg.eigvalsh(self.entropy_hessian(self._rho(sigma, "sigma"), "rho"))
+            return np.linalg.eigvalsh(self.chart_entropy_hessian(self._rho(sigma, "sigma"), "rho"))
         u = np.power(check_singular_values(sigma, self.width, "sigma"), 1.0 / self.depth)
-        return np.linalg.eigvalsh(self.entropy_hessian(u, "u")) / self.depth
+        return np.linalg.eigvalsh(self.chart_entropy_hessian(u, "u")) / self.depth

@@ -200,9 +200,9 @@ def check_singular_values(sigma: object, width: int, name: str = "sigma0") -> np
     except (TypeError, ValueError):
         raise fail(name, sigma, "must be an array of real numbers") from None
     if arr.ndim == 0 or arr.shape[-1] != width:
-        raise fail(name, _short(arr), f"last axis must have length width={width}")
+        raise fail(name, short_repr(arr), f"last axis must have length width={width}")
     if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise fail(name, _short(arr), "singular values must be positive and finite")
+        raise fail(name, short_repr(arr), "singular values must be positive and finite")
     return arr
 
 
@@ -233,11 +233,11 @@ def check_times(times: object, name: str = "times") -> np.ndarray:
         raise fail(name, times, "must be an array of real numbers") from None
     t = np.atleast_1d(t)
     if t.ndim != 1 or t.size == 0:
-        raise fail(name, _short(t), "must be a non-empty 1-D array")
+        raise fail(name, short_repr(t), "must be a non-empty 1-D array")
     if not np.all(np.isfinite(t)) or np.any(t < 0):
-        raise fail(name, _short(t), "must be finite and >= 0")
+        raise fail(name, short_repr(t), "must be finite and >= 0")
     if np.any(np.diff(t) <= 0):
-        raise fail(name, _short(t), "must be strictly increasing")
+        raise fail(name, short_repr(t), "must be strictly increasing")
     return t
 
 
@@ -310,8 +310,19 @@ def check_memory(nbytes: float, name: str, value: object) -> None:
         )
 
 
-def _short(arr: np.ndarray) -> str:
-    """A one-line rendering of an array for error messages."""
+def short_repr(arr: object) -> str:
+    """A one-line rendering of an array for error messages (its first 6 entries).
+
+    Parameters
+    ----------
+    arr : array_like
+        The array.
+
+    Returns
+    -------
+    str
+        E.g. ``"[1.,2.,3.,4.,5.,6.]..."``.
+    """
     return np.array2string(np.asarray(arr).ravel()[:6], precision=6, separator=",") + (
         "..." if np.size(arr) > 6 else ""
     )

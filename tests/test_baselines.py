@@ -34,8 +34,8 @@ from dlnsim.particles import (
     langevin_ensemble,
     simulate_baseline_members,
 )
-from dlnsim.particles.baselines import NEWTON_RTOL, _prox
 from dlnsim.particles.langevin import simulate_members
+from dlnsim.particles.proximal import NEWTON_RTOL, prox
 from dlnsim.particles.rmt import gaussian_beta_ensemble, ginibre_singular_values
 
 KS_MEMBERS = 2000
@@ -174,7 +174,7 @@ def test_prox_adversarial_inputs(mirror):
     x = np.tile(np.linspace(3.0, 0.5, d), (y.shape[0], 1))  # previous state (in D)
     idx = np.arange(d)
     for hk in (1e-6, 1e-2, 10.0):
-        z, iters, converged = _prox(y, x, hk, mirror)
+        z, iters, converged = prox(y, x, hk, mirror)
         assert ordered(z) and converged.all()
         if mirror:
             assert np.all(z[:, -2] > np.abs(z[:, -1]))

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from ..baselines import DysonModel, MatrixVariant
 from ..datasets import valid_states
 from ..model import Model
+from ..system import LogGasSystem
 from .tree import chunk_nodes
 
 __all__ = ["member_fields", "run_chunk", "simulate"]
@@ -58,7 +58,7 @@ def simulate(
     from ..baselines import simulate_baseline_members
     from ..langevin import simulate_members
 
-    if isinstance(model, MatrixVariant | DysonModel):
+    if isinstance(model, LogGasSystem):  # a singular log-gas: the proximal/Metropolis stepper
         engine, extra = simulate_baseline_members, {"metropolis": metropolis}
     else:
         engine, extra = simulate_members, {}

@@ -246,7 +246,7 @@ def _check_dynamics(
     if not float(times[-1]) / dt < 2.0**53:  # the step count must be an exact integer
         steps = float(times[-1]) / dt
         raise fail("dt", dt, f"gives {steps:.3g} steps to t={times[-1]:g}, more than 2^53")
-    rescaled = model._rescaled(rescaled)
+    rescaled = model.resolve_rescaled(rescaled)
     temperature = (
         1.0 / model.beta
         if temperature is None
