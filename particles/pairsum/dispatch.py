@@ -50,9 +50,9 @@ from numba import prange
 from ..validation import check_depth, check_positive, fail
 from .chebyshev import chebyshev_member, fast_rank_cap
 from .coefficients import N_LARGE, N_NEAR, large_coefficients, linear_coefficient, near_coefficients
-from .exact import SORT_WIDTH, branchless_member, generic_member, sorted_member
+from .exact import SORT_WIDTH, argsort_adaptive, generic_member, kernel_branchless, kernel_sorted
 from .lanes import FORM_CHAIN, FORM_RATIONAL, lanes_batch_parallel, lanes_batch_serial
-from .pairs import FAM_SMALL, family
+from .pairs import FAM_LARGE, FAM_SMALL, family, prep_rho
 from .portable import LOG1P_HI, LOG1P_LO, TINY, log1p_core, portable_log, portable_vlog
 
 __all__ = [
@@ -166,12 +166,31 @@ def _member(row, out, entry, n_int, fam, cn, cl, method, tol, fs, ks):
         if rank > 0:
             return _K_FAST, rank
     if d < SORT_WIDTH:
-        if branchless_member(x, n_int, fam, cn, cl, fn, w, iw, v, iv, y, dy, kbuf, out, g0, g1):
-            return _K_BRANCHLESS, 0
-    elif sorted_member(x, n_int, fam, cn, cl, fn, xs, w, iw, v, iv, y, dy, kbuf, os, g0, idx, out):
-        return _K_SORTED, 0
-    generic_member(x, inv_n, out)
-    return _K_GENERIC, 0
+        if not prep_rho(x, n_int, fam, w, iw, v, iv, y, dy, kbuf):
+            generic_member(x, inv_n, out)
+            return _K_GENERIC, 0
+        if fam == FAM_SMALL:
+            kernel_branchless(x, w, iw, v, iv, cn, cl, (0,), fn, out, g0, g1)
+        elif fam == FAM_LARGE:
+            kernel_branchless(x, w, iw, v, iv, cn, cl, (0, 0), fn, out, g0, g1)
+        else:
+            kernel_branchless(x, w, iw, v, iv, cn, cl, (0, 0, 0), fn, out, g0, g1)
+        return _K_BRANCHLESS, 0
+    argsort_adaptive(x, idx)
+    for i in range(d):
+        xs[i] = x[idx[i]]
+    if not prep_rho(xs, n_int, fam, w, iw, v, iv, y, dy, kbuf):
+        generic_member(x, inv_n, out)
+        return _K_GENERIC, 0
+    if fam == FAM_SMALL:
+        kernel_sorted(xs, w, iw, v, iv, cn, cl, (0,), fn, os, g0)
+    elif fam == FAM_LARGE:
+        kernel_sorted(xs, w, iw, v, iv, cn, cl, (0, 0), fn, os, g0)
+    else:
+        kernel_sorted(xs, w, iw, v, iv, cn, cl, (0, 0, 0), fn, os, g0)
+    for i in range(d):
+        out[idx[i]] = os[i]
+    return _K_SORTED, 0
 
 
 @numba.njit(cache=True, error_model="numpy")

@@ -1,13 +1,15 @@
 r"""The exact ``O(d^2)`` pair sum of one member, ``F_i = sum_{j != i} psi_N'(x_i - x_j)``.
 
 Each unordered pair is evaluated once (``particles.pairsum.pairs``) and serves both particles.
-Two layouts, chosen by width (``dispatch`` calls them), and a scalar fallback:
+Two layouts, chosen by width (``dispatch._member`` calls them after ``pairs.prep_rho``; the
+call structure there is kept as it was in one module, since splitting it measurably slowed the
+d = 32 case), and a scalar fallback:
 
-* ``branchless_member`` (``d < SORT_WIDTH``): rows two at a time, one pass over ``j`` that
+* ``kernel_branchless`` (``d < SORT_WIDTH``): rows two at a time, one pass over ``j`` that
   evaluates the near and the far branch and selects (vectorizes over ``j``).
-* ``sorted_member`` (``d >= SORT_WIDTH``): the member is sorted (insertion sort, linear for
-  nearly sorted rows such as consecutive Langevin states; heapsort otherwise) and each row
-  splits into a near run and a far run, each its own vectorized loop.
+* ``kernel_sorted`` (``d >= SORT_WIDTH``): the member is sorted first (``argsort_adaptive``:
+  insertion sort, linear for nearly sorted rows such as consecutive Langevin states; heapsort
+  otherwise) and each row splits into a near run and a far run, each its own vectorized loop.
 * ``generic_member``: the scalar ``dpsi`` per pair (an ``exp`` per pair; NaN propagates), for
   members with a spread above ``SPREAD_MAX`` or non-finite entries.
 
@@ -21,17 +23,15 @@ import numba
 
 from .pairs import (
     FAM_INF,
-    FAM_LARGE,
     FAM_SMALL,
     LARGE_Y,
     NEAR_CUT,
     dpsi,
     pair_branchless,
-    prep_rho,
 )
 from .portable import horner, sum_lanes
 
-__all__ = ["SORT_WIDTH", "branchless_member", "generic_member", "sorted_member"]
+__all__ = ["SORT_WIDTH", "argsort_adaptive", "generic_member", "kernel_branchless", "kernel_sorted"]
 
 SORT_WIDTH = 64  # d >= SORT_WIDTH: sorted near/far split; below: one branch-free pass
 
@@ -53,7 +53,7 @@ def generic_member(x, inv_n, out):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _kernel_branchless(x, w, iw, v, iv, cn, cl, famt, fn, out, g0, g1):
+def kernel_branchless(x, w, iw, v, iv, cn, cl, famt, fn, out, g0, g1):
     """Unsorted member: rows in pairs, one pass over j computing both branches (vectorizes
     over j).  The pair values go to the scratch rows ``g0``, ``g1``, and the rows' own sums are
     ``sum_lanes`` of them (no reduction is reassociated).  The family is ``len(famt) - 1`` (a
@@ -117,12 +117,12 @@ def _kernel_branchless(x, w, iw, v, iv, cn, cl, famt, fn, out, g0, g1):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _kernel_sorted(x, w, iw, v, iv, cn, cl, famt, fn, out, gb):
+def kernel_sorted(x, w, iw, v, iv, cn, cl, famt, fn, out, gb):
     """Member sorted ascending: per row a near run (series) and a far run (quotients), each a
     vectorized loop that writes its pair values to the scratch row ``gb``; the row's own sum is
     ``sum_lanes`` of them (no reduction is reassociated).
 
-    The family is ``len(famt) - 1`` (as in ``_kernel_branchless``)."""
+    The family is ``len(famt) - 1`` (as in ``kernel_branchless``)."""
     fam = len(famt) - 1
     d = x.shape[0]
     for i in range(d):
@@ -221,7 +221,7 @@ def _heapsort_indices(x, idx):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _argsort_adaptive(x, idx):
+def argsort_adaptive(x, idx):
     """Ascending order of x into idx: insertion sort from the better of the identity and the
     reversal (linear for nearly sorted rows), heapsort when that would take too long."""
     d = x.shape[0]
@@ -245,41 +245,3 @@ def _argsort_adaptive(x, idx):
         if moves > budget:
             _heapsort_indices(x, idx)
             return
-
-
-@numba.njit(cache=True, error_model="numpy")
-def branchless_member(x, n_int, fam, cn, cl, fn, w, iw, v, iv, y, dy, kbuf, out, g0, g1):
-    """Forces of an unsorted member ``x`` into ``out`` by ``_kernel_branchless``; returns False
-    (nothing written) when ``prep_rho`` cannot take the member.  ``w .. kbuf``, ``g0``, ``g1``:
-    scratch arrays of length ``d``."""
-    if not prep_rho(x, n_int, fam, w, iw, v, iv, y, dy, kbuf):
-        return False
-    if fam == FAM_SMALL:
-        _kernel_branchless(x, w, iw, v, iv, cn, cl, (0,), fn, out, g0, g1)
-    elif fam == FAM_LARGE:
-        _kernel_branchless(x, w, iw, v, iv, cn, cl, (0, 0), fn, out, g0, g1)
-    else:
-        _kernel_branchless(x, w, iw, v, iv, cn, cl, (0, 0, 0), fn, out, g0, g1)
-    return True
-
-
-@numba.njit(cache=True, error_model="numpy")
-def sorted_member(x, n_int, fam, cn, cl, fn, xs, w, iw, v, iv, y, dy, kbuf, os, g0, idx, out):
-    """Forces of member ``x`` into ``out`` by sorting it (into ``xs``, order ``idx``) and
-    ``_kernel_sorted``; returns False (nothing written to ``out``) when ``prep_rho`` cannot take
-    the member.  The other arrays are scratch of length ``d``."""
-    d = x.shape[0]
-    _argsort_adaptive(x, idx)
-    for i in range(d):
-        xs[i] = x[idx[i]]
-    if not prep_rho(xs, n_int, fam, w, iw, v, iv, y, dy, kbuf):
-        return False
-    if fam == FAM_SMALL:
-        _kernel_sorted(xs, w, iw, v, iv, cn, cl, (0,), fn, os, g0)
-    elif fam == FAM_LARGE:
-        _kernel_sorted(xs, w, iw, v, iv, cn, cl, (0, 0), fn, os, g0)
-    else:
-        _kernel_sorted(xs, w, iw, v, iv, cn, cl, (0, 0, 0), fn, os, g0)
-    for i in range(d):
-        out[idx[i]] = os[i]
-    return True
