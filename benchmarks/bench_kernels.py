@@ -1,4 +1,4 @@
-"""Benchmark of the compiled entropy pair force (``particles.pairforce``), run on demand.
+"""Benchmark of the compiled entropy pair force (``particles.pairsum``), run on demand.
 
     python benchmarks/bench_kernels.py [--quick] [--out benchmarks/results/kernels.md]
 
@@ -15,11 +15,11 @@ and reported as
   particle (the Langevin step itself is not included).
 
 Rows: the exact kernel through ``pair_force`` (rho) and ``pair_force_u`` (u = sigma^{1/N}, what
-the Langevin engine steps); ``pair_force(method="auto")`` (= ``particles.kernels``); the Chebyshev
-fast summation at tol 1e-12 (equivalent pair interactions/s = M d (d - 1) / time); and the numpy
-reference ``particles.entropy.psi`` on the M x d x d difference matrix (one member at a time for
-the large case, single-threaded numpy).  Compile time: a fresh process with an empty
-``NUMBA_CACHE_DIR`` (first call compiles and writes the cache), then a second process with the
+the Langevin engine steps); ``pair_force(method="auto")`` (what ``entropy_gradient_rho`` calls);
+the Chebyshev fast summation at tol 1e-12 (equivalent pair interactions/s = M d (d - 1) / time);
+and the numpy reference ``particles.entropy.psi`` on the M x d x d difference matrix (one member
+at a time for the large case, single-threaded numpy).  Compile time: a fresh process with an
+empty ``NUMBA_CACHE_DIR`` (first call compiles and writes the cache), then a second process with the
 same cache directory (loads it).  The crossover sweep times exact vs fast per member over ``d``.
 The 1-minute load average before and after is recorded: on a shared machine other processes
 lower the 2-thread numbers in particular.
@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))  # run from a source checkout
 
 import numba  # noqa: E402
 
-from dlnsim.particles import pairforce  # noqa: E402
+from dlnsim.particles import pairsum  # noqa: E402
 from dlnsim.particles.entropy import psi  # noqa: E402
 
 DEPTH = 10
@@ -62,14 +62,14 @@ COMPILE_SNIPPET = """
 import time
 t0 = time.perf_counter()
 import numpy as np
-from dlnsim.particles import pairforce
+from dlnsim.particles import pairsum
 t1 = time.perf_counter()
 rng = np.random.default_rng(0)
 for d in (32, 512):
     rho = rng.normal(size=(2, d))
-    pairforce.pair_force(rho, 10, method="exact", threads=1)
-    pairforce.pair_force_u(np.exp(rho / 10), 10, method="exact", threads=1)
-pairforce.pair_force(rng.normal(size=(2, 1024)), 10, method="fast", threads=1)
+    pairsum.pair_force(rho, 10, method="exact", threads=1)
+    pairsum.pair_force_u(np.exp(rho / 10), 10, method="exact", threads=1)
+pairsum.pair_force(rng.normal(size=(2, 1024)), 10, method="fast", threads=1)
 t2 = time.perf_counter()
 print(f"{t1 - t0:.3f} {t2 - t1:.3f}")
 """
@@ -143,11 +143,11 @@ def crossover_sweep(widths: list[int], repeat: int) -> list[tuple[int, float, fl
     rows = []
     for d in widths:
         rho = rng.normal(size=(8, d))
-        exact = partial(pairforce.pair_force, rho, DEPTH, method="exact", threads=1)
-        fast = partial(pairforce.pair_force, rho, DEPTH, method="fast", threads=1)
+        exact = partial(pairsum.pair_force, rho, DEPTH, method="exact", threads=1)
+        fast = partial(pairsum.pair_force, rho, DEPTH, method="fast", threads=1)
         t_exact = best_time(exact, repeat)
         t_fast = best_time(fast, repeat)
-        _, plan = pairforce.pair_force(rho, DEPTH, method="fast", threads=1, return_plan=True)
+        _, plan = pairsum.pair_force(rho, DEPTH, method="fast", threads=1, return_plan=True)
         rows.append((d, t_exact / 8 * 1e3, t_fast / 8 * 1e3, float(np.mean(plan["rank"]))))
     return rows
 
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     rng = np.random.default_rng(0)
-    pf, pfu = pairforce.pair_force, pairforce.pair_force_u
+    pf, pfu = pairsum.pair_force, pairsum.pair_force_u
     results = []  # (case, row, threads, seconds, M, d)
     for case, m, d in CASES:
         rho = rng.normal(size=(m, d))
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
             results.append((case, "numpy reference", 1, t, m, d))
             print(f"{case:5s} {'numpy reference':22s} 1 thr: {m * d * (d - 1) / t:10.3g} pairs/s")
         if d >= 512:
-            _, plan = pairforce.pair_force(rho, DEPTH, method="fast", return_plan=True)
+            _, plan = pairsum.pair_force(rho, DEPTH, method="fast", return_plan=True)
             print(f"      fast ranks {plan['rank'].tolist()}")
 
     widths = [192, 256, 320, 384, 448, 512, 768] if not args.quick else [256, 384, 512]
@@ -261,7 +261,8 @@ def write_report(path, results, sweep, cold, warm, load_before, load_after, quic
         lines.append(f"| {d} | {te:.3f} | {tf:.3f} | {r:.0f} | {'fast' if tf < te else 'exact'} |")
     lines += [
         "",
-        f"`CROSSOVER_WIDTH = {pairforce.CROSSOVER_WIDTH}` in `particles/pairforce.py`; above it "
+        f"`CROSSOVER_WIDTH = {pairsum.CROSSOVER_WIDTH}` in `particles/pairsum/dispatch.py`; "
+        "above it "
         '`method="auto"` still keeps the exact kernel for a member whose rank makes the fast '
         "summation dearer (cost model) or exceed d/4.",
         "",

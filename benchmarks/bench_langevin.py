@@ -10,7 +10,7 @@ Cases (depth N = 10, Schatten p = 2, beta = 2, dt = 1e-3 in t):
 Reported: particle-steps per second (steps * M * d / s) and pair interactions per second
 (steps * M * d * (d - 1) / s), for
 
-- ``dlnsim``: the engine (numba pair sum from ``particles.kernels``), 1 process, and 2 processes
+- ``dlnsim``: the engine (numba pair sum from ``particles.pairsum``), 1 process, and 2 processes
   each simulating half of the members (bitwise the same result, by the blocking contract);
 - ``dlnsim pipeline``: ``particles.langevin_ensemble`` on a ``LocalCluster`` of 1 or 2 worker
   processes (one thread each), default chunking, streaming into a Zarr store: what

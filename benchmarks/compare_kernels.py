@@ -1,11 +1,13 @@
 """Before/after benchmark of the pair-force kernels: the working tree against a git revision.
 
-    python benchmarks/compare_kernels.py [--rev 07529bb] [--rounds 15]
+    python benchmarks/compare_kernels.py [--rev main] [--rounds 15]
 
-``particles/pairforce.py`` of ``--rev`` is loaded next to the working tree's as a second module
-(its own numba cache entries), and both run the same calls in the same process, interleaved
-round by round (one burst of back-to-back calls of ~30 ms per variant and round; best of
-``--rounds``), so that a busy spell of the shared machine hits both alike.  Reported per row:
+The pair-sum code of ``--rev`` (the subpackage ``particles/pairsum/``, or the single file
+``particles/pairforce.py`` of revisions before it) is loaded next to the working tree's
+``particles.pairsum`` as a second module (its own numba cache entries), and both run the same
+calls in the same process, interleaved round by round (one burst of back-to-back calls of ~30 ms
+per variant and round; best of ``--rounds``), so that a busy spell of the shared machine hits
+both alike.  Reported per row:
 pair interactions/s = M d (d - 1) / time (for the fast summation the equivalent rate), from the
 thread's CPU time (``time.thread_time``: on a loaded machine the wall clock also counts the time
 the process waits for a core) and from the wall clock, and the speed ratio new/old.  One thread
@@ -31,21 +33,37 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a source checkout
 
-from dlnsim.particles import pairforce as new  # noqa: E402
+from dlnsim.particles import pairsum as new  # noqa: E402
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
 
 
 def load_revision(rev: str, tmp: Path):
-    """``particles/pairforce.py`` at ``rev`` as the module ``dlnsim.particles._pairforce_rev``."""
-    src = subprocess.run(
-        ["git", "show", f"{rev}:particles/pairforce.py"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    path = tmp / "_pairforce_rev.py"
-    path.write_text(src)
-    spec = importlib.util.spec_from_file_location("dlnsim.particles._pairforce_rev", path)
+    """The pair-sum code at ``rev`` as the module ``dlnsim.particles._pairsum_rev``: the
+    subpackage ``particles/pairsum/`` if ``rev`` has it, else ``particles/pairforce.py``.  Its
+    relative imports (``..validation``, ``..entropy``) resolve to the working tree's."""
+    files = (
+        _git("ls-tree", "--name-only", f"{rev}:particles/pairsum").split()
+        if _git("ls-tree", "--name-only", rev, "particles/pairsum").strip()
+        else []
+    )
+    if files:
+        folder = tmp / "_pairsum_rev"
+        folder.mkdir()
+        for name in files:
+            if name.endswith(".py"):
+                (folder / name).write_text(_git("show", f"{rev}:particles/pairsum/{name}"))
+        path, search = folder / "__init__.py", [str(folder)]
+    else:
+        path, search = tmp / "_pairsum_rev.py", None
+        path.write_text(_git("show", f"{rev}:particles/pairforce.py"))
+    spec = importlib.util.spec_from_file_location(
+        "dlnsim.particles._pairsum_rev", path, submodule_search_locations=search
+    )
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
@@ -72,7 +90,7 @@ def interleaved_best(fns, rounds: int, clock, burst: float = 0.03) -> list[float
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rev", default="07529bb", help="git revision to compare against")
+    parser.add_argument("--rev", default="main", help="git revision to compare against")
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:

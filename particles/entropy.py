@@ -11,7 +11,8 @@ Numerics. With ``L(x) = log(sinh x / x)`` (even, ``L(0) = 0``) one has exactly
 
 and ``psi_N'' = csch^2(x/N)/N^2 - csch^2(x)``, which for ``|x| <= 1`` is evaluated as
 ``L''(x) - L''(x/N)/N^2`` to avoid the cancellation of the two ``1/x^2`` poles.  ``L`` and its
-derivatives use their Taylor series (Bernoulli coefficients) for ``|x| <= 1/2`` and
+derivatives use their Taylor series (Bernoulli coefficients, from
+``particles.pairsum.coefficients``, shared with the compiled kernels) for ``|x| <= 1/2`` and
 overflow-free closed forms (``log1p``, ``expm1``) beyond, so that values and the first two
 derivatives are accurate to a few ulp for all real ``x`` (tested against mpmath).  No
 ``(x^2 - y^2)/(x^{2/N} - y^{2/N})`` quotient is ever formed.
@@ -20,10 +21,10 @@ derivatives are accurate to a few ulp for all real ``x`` (tested against mpmath)
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import numpy as np
 
+from .pairsum.coefficients import linear_coefficient, log_sinhc_coefficients, one_minus
 from .validation import check_depth
 
 __all__ = [
@@ -40,29 +41,8 @@ _SERIES_CUTOFF = 0.5
 _N_TERMS = 16
 
 
-def _bernoulli(n_max: int) -> list[Fraction]:
-    """Bernoulli numbers B_0..B_n_max (B_1 = -1/2) from the standard recurrence."""
-    b = [Fraction(0)] * (n_max + 1)
-    b[0] = Fraction(1)
-    for m in range(1, n_max + 1):
-        b[m] = -sum(math.comb(m + 1, k) * b[k] for k in range(m)) / (m + 1)
-    return b
-
-
-def _series_coefficients() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Coefficients in powers of x^2 of L(x), L'(x)/x and L''(x).
-
-    L(x) = sum_{n>=1} 2^{2n} B_{2n} x^{2n} / (2n (2n)!).
-    """
-    b = _bernoulli(2 * _N_TERMS)
-    a = [Fraction(2 ** (2 * n)) * b[2 * n] / math.factorial(2 * n) for n in range(1, _N_TERMS + 1)]
-    c0 = [float(a_n / (2 * n)) for n, a_n in enumerate(a, start=1)]  # x^{2n}
-    c1 = [float(a_n) for a_n in a]  # L'(x)/x: x^{2n-2}
-    c2 = [float(a_n * (2 * n - 1)) for n, a_n in enumerate(a, start=1)]  # x^{2n-2}
-    return np.array(c0), np.array(c1), np.array(c2)
-
-
-_C0, _C1, _C2 = _series_coefficients()
+# L(x), L'(x)/x and L''(x) in powers of x^2 (lowest first), from the one source of coefficients
+_C0, _C1, _C2 = log_sinhc_coefficients(_N_TERMS)
 
 
 def _horner(coeffs: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -173,25 +153,6 @@ def psi(x: np.ndarray | float, depth: int | float, derivative: int = 0) -> np.nd
     return np.where(near, close, far)
 
 
-def linear_coefficient(width: int, depth: int | float) -> float:
-    """``a = 1/2 (1 - 1/N)(d - 1)``: the coefficient of ``sum_i rho_i`` in ``S_N``.
-
-    Parameters
-    ----------
-    width : int
-        Width ``d``.
-    depth : int or float
-        Depth ``N``: an integer >= 1 or ``math.inf``.
-
-    Returns
-    -------
-    float
-        ``a`` (``1/2 (d - 1)`` at ``N = inf``).
-    """
-    one_minus = 1.0 if depth == math.inf else 1.0 - 1.0 / depth
-    return 0.5 * one_minus * (width - 1)
-
-
 def log_kernel(rho_x: np.ndarray, rho_y: np.ndarray, depth: int | float) -> np.ndarray:
     """``log k_N(e^rho_x, e^rho_y) = (1 - 1/N)(rho_x + rho_y) + psi_N(rho_x - rho_y)``.
 
@@ -216,10 +177,9 @@ def log_kernel(rho_x: np.ndarray, rho_y: np.ndarray, depth: int | float) -> np.n
         If ``depth`` is invalid.
     """
     n = check_depth(depth)
-    one_minus = 1.0 if n == math.inf else 1.0 - 1.0 / n
     rho_x = np.asarray(rho_x, dtype=np.float64)
     rho_y = np.asarray(rho_y, dtype=np.float64)
-    return one_minus * (rho_x + rho_y) + psi(rho_x - rho_y, n)
+    return one_minus(n) * (rho_x + rho_y) + psi(rho_x - rho_y, n)
 
 
 def _differences(rho: np.ndarray) -> np.ndarray:

@@ -28,9 +28,9 @@ Scheme.  Euler-Maruyama in ``u`` (finite ``N``; ``u <- |u + h b(u) + sqrt(2 T h 
 "symmetrized" reflection, one reflection counted each time the sign flips) or in ``rho``
 (``N = inf``), vectorized over members, with ``dF/drho`` from ``Model`` (``gradient_rho_u``,
 ``gradient_rho``: the energy's ``log_gradient`` and the compiled pair sum:
-``pairforce.hot_entropy_gradient_u`` straight from ``u`` for finite ``N``, no logarithm per
-pair; ``particles.kernels`` in ``rho`` for ``N = inf``).  For finite ``N`` the update, the
-reflection count and ``rho = N log u`` are one compiled pass (``steppers.advance_u``) on
+``pairsum.entropy_gradient_rho_at_u_into`` straight from ``u`` for finite ``N``, no logarithm
+per pair; ``pairsum.entropy_gradient_rho`` in ``rho`` for ``N = inf``).  For finite ``N`` the
+update, the reflection count and ``rho = N log u`` are one compiled pass (``steppers.advance_u``) on
 preallocated buffers: a step allocates no array (a step of a chunk costs
 ~20-40 us of Python besides the pair sums; see ``benchmarks/bench_langevin.py``).  ``T = 0`` is
 the explicit Euler method for the deterministic flow.  Time is ``t`` for finite ``N`` unless

@@ -21,8 +21,7 @@ import numpy as np
 from . import coordinates as coords_mod
 from .energies import Energy
 from .entropy import entropy, entropy_hessian
-from .kernels import entropy_gradient
-from .pairforce import hot_entropy_gradient_u
+from .pairsum import entropy_gradient_rho, entropy_gradient_rho_at_u_into
 from .validation import (
     check_choice,
     check_depth,
@@ -236,7 +235,7 @@ class Model:
             ``dF_beta/drho``, shape ``(..., d)``.
         """
         g_e, _ = self.energy.log_derivatives(rho)
-        return g_e - entropy_gradient(rho, self.depth) / self.beta
+        return g_e - entropy_gradient_rho(rho, self.depth) / self.beta
 
     def gradient_rho_u(
         self, rho: np.ndarray, u: np.ndarray, threads: int, out: np.ndarray, work: np.ndarray
@@ -253,7 +252,7 @@ class Model:
         u : numpy.ndarray
             ``u = sigma^{1/N}``, C-contiguous float64 ``(m, d)``.
         threads : int
-            Threads of the pair sum (``pairforce.default_threads()``).
+            Threads of the pair sum (``pairsum.default_threads()``).
         out, work : numpy.ndarray
             C-contiguous float64 ``(m, d)`` buffers, overwritten.
 
@@ -262,7 +261,7 @@ class Model:
         numpy.ndarray
             ``out``, holding ``dF_beta/drho``.
         """
-        ent = hot_entropy_gradient_u(u, self.depth, threads, out)
+        ent = entropy_gradient_rho_at_u_into(u, self.depth, threads, out)
         np.divide(ent, self.beta, out=ent)
         return np.subtract(self.energy.log_gradient(rho, work), ent, out=ent)
 
@@ -306,7 +305,7 @@ class Model:
             For an invalid point or chart.
         """
         rho = self._rho(x, coords)
-        g = entropy_gradient(rho, self.depth)
+        g = entropy_gradient_rho(rho, self.depth)
         return coords_mod.gradient_from_rho(g, rho, coords, self.depth)
 
     def chart_entropy_hessian(self, x: np.ndarray, coords: str = "sigma") -> np.ndarray:
@@ -330,7 +329,7 @@ class Model:
             For an invalid point or chart.
         """
         rho = self._rho(x, coords)
-        g = entropy_gradient(rho, self.depth)
+        g = entropy_gradient_rho(rho, self.depth)
         h = entropy_hessian(rho, self.depth)
         return coords_mod.hessian_from_rho(h, g, rho, coords, self.depth)
 

@@ -16,7 +16,7 @@ engine of ``particles.langevin.simulate_members``):
 * ``N = inf``, in ``rho``: ``rho <- rho - h dF/drho + amp xi``.
 
 The two agree: bitwise at ``N = inf``; at finite ``N`` up to the logarithm (``advance_u`` uses
-``pairforce.portable_log``, the generic stepper numpy's), i.e. to rounding.
+``pairsum.portable_log``, the generic stepper numpy's), i.e. to rounding.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numba
 import numpy as np
 
 from .model import LOG_MAX, Model, sorted_desc
-from .pairforce import default_threads, portable_log
+from .pairsum import default_threads, portable_log
 from .system import System
 
 __all__ = ["ChamberEulerMaruyama", "EulerMaruyama", "advance_u"]
@@ -36,7 +36,7 @@ __all__ = ["ChamberEulerMaruyama", "EulerMaruyama", "advance_u"]
 @numba.njit(cache=True, error_model="numpy")
 def advance_u(u, g, h_u, amp, xi, noisy, depth, hits, u_new, rho_new, bad):
     """One Euler-Maruyama step in ``u`` for every row (compiled, fused; no fast-math, and the
-    logarithm is ``pairforce.portable_log``, not libm's, so the bits do not depend on the CPU):
+    logarithm is ``pairsum.portable_log``, not libm's, so the bits do not depend on the CPU):
     ``u_new = |u - (h_u g) / u + amp xi|``, ``rho_new = N log u_new``.  A row is bad when some
     ``rho_new`` is NaN, ``-inf`` (``u_new = 0``) or above ``log(max float)``; for the other rows
     each sign flip (reflection) adds 1 to ``hits``.  Returns the number of bad rows.

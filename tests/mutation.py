@@ -6,7 +6,10 @@ place.  The copy lives in one fixed working folder (default ``$TMPDIR/dlnsim-mut
 out as the installed package (``dlnsim/``, ``dlnsim/particles``, ...) next to a copy of
 ``tests/``; ``PYTHONPATH`` puts it ahead of the editable install.  Unchanged files keep their
 modification times, so numba's on-disk cache of the compiled kernels stays valid and only a
-mutant of a compiled function (a source-level mutation of its Python body) recompiles.
+mutant of a compiled function (a source-level mutation of its Python body) recompiles.  numba's
+cache checks only the file that defines a function, not the files of the functions it calls, so
+a mutant in the compiled subpackage ``particles/pairsum/`` runs with an empty cache of its own
+(``NUMBA_CACHE_DIR``; everything compiles again, about a minute).
 
 For every mutant the fast test subset that should kill it runs (``tests`` below: files with
 an optional ``-k`` expression) under a time limit.  Status:
@@ -50,6 +53,8 @@ PACKAGES = {
     "analysis": "dlnsim/analysis",
 }
 EXTRA = ["tests", "examples", "docs", "README.md", "pyproject.toml"]
+#: a folder of compiled modules calling each other (a mutant there needs a fresh numba cache)
+COMPILED_PACKAGE = "particles/pairsum/"
 
 
 @dataclass(frozen=True)
@@ -69,8 +74,8 @@ def M(id, file, old, new, *tests, nth=0):  # noqa: N802 - a table constructor
 FAST = ("-m", "not slow")
 MUTANTS: list[Mutant] = [
     # ---------------------------------------------------------------- model: entropy, energy
-    M("entropy.linear_coefficient", "particles/entropy.py",
-      "return 0.5 * one_minus * (width - 1)", "return 0.5 * one_minus * width",
+    M("entropy.linear_coefficient", "particles/pairsum/coefficients.py",
+      "return 0.5 * one_minus(depth) * (width - 1)", "return 0.5 * one_minus(depth) * width",
       "tests/test_entropy.py"),
     M("entropy.psi_value_logN", "particles/entropy.py",
       "return math.log(n) + log_sinhc(x) - log_sinhc(y)", "return log_sinhc(x) - log_sinhc(y)",
@@ -231,10 +236,10 @@ MUTANTS: list[Mutant] = [
       "return -0.5 * x", "return -0.45 * x",
       "tests/test_baselines.py", "tests/test_repulsion_experiment.py", *FAST),
     # ---------------------------------------------------------------- kernels (compiled)
-    M("pairforce.dL_large", "particles/pairforce.py",  # compiled (numba) body
+    M("pairforce.dL_large", "particles/pairsum/pairs.py",  # compiled (numba) body
       "val = (1.0 + t) / (1.0 - t) - 1.0 / ax", "val = (1.0 + t) / (1.0 - t) - 0.5 / ax",
       "tests/test_kernels.py", *FAST),
-    M("pairforce.antisymmetry", "particles/pairforce.py",  # compiled (numba) body
+    M("pairforce.antisymmetry", "particles/pairsum/exact.py",  # compiled (numba) body
       "out[j] -= f", "out[j] += f", "tests/test_kernels.py", *FAST),
     # ---------------------------------------------------------------- experiments, CLI, I/O
     M("experiment.verdict_inverted", "analysis/repulsion_experiment.py",
@@ -319,9 +324,13 @@ def _restore(m: Mutant, dest: Path) -> None:
     shutil.copy2(ROOT / m.file, _target(dest, m.file))
 
 
-def _pytest(dest: Path, args: tuple[str, ...], timeout: float) -> tuple[int | None, str, float]:
+def _pytest(
+    dest: Path, args: tuple[str, ...], timeout: float, cache_dir: str | None = None
+) -> tuple[int | None, str, float]:
     env = dict(os.environ, PYTHONPATH=str(dest), PYTHONDONTWRITEBYTECODE="1")
     env.pop("DASK_SCHEDULER_ADDRESS", None)
+    if cache_dir is not None:  # compile everything afresh (see the module docstring)
+        env["NUMBA_CACHE_DIR"] = cache_dir
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *args]
     start = time.monotonic()
     try:
@@ -358,7 +367,11 @@ def run(mutants: list[Mutant], work: Path, timeout: float, jobs: int) -> list[tu
             if not _apply(m, dest):
                 return m, "stale", "mutated text not found", 0.0
             try:
-                code, tail, secs = _pytest(dest, m.tests, timeout)
+                if m.file.startswith(COMPILED_PACKAGE):
+                    with tempfile.TemporaryDirectory() as cache_dir:
+                        code, tail, secs = _pytest(dest, m.tests, timeout, cache_dir)
+                else:
+                    code, tail, secs = _pytest(dest, m.tests, timeout)
             finally:
                 _restore(m, dest)
             if code is None:  # over the time limit: on a busy machine this is not a kill

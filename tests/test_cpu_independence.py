@@ -25,13 +25,13 @@ import sys
 import numpy as np
 import pytest
 
-import dlnsim.particles.pairforce as pairforce
+import dlnsim.particles.pairsum as pairsum
 
 WORKER = r"""
 import math, sys
 import numpy as np
 from dlnsim import Model, Schatten, langevin_ensemble
-from dlnsim.particles import pairforce
+from dlnsim.particles import pairsum
 
 out = {}
 rng = np.random.default_rng(20261130)
@@ -41,15 +41,15 @@ for d in (32, 100, 400):
     rho[2] = 0.3 + 1e-6 * rho[2]  # clustered: near pairs only
     rho[3, 1::2] = rho[3, ::2][: d // 2] + 1e-9  # near-coincident pairs
     rho[4] = rng.uniform(-400.0, 400.0, size=d)  # spread > SPREAD_MAX: per-pair exp
-    method = "fast" if d > pairforce.CROSSOVER_WIDTH else "exact"
+    method = "fast" if d > pairsum.CROSSOVER_WIDTH else "exact"
     # d = 32: N = 10 takes the lanes kernels, N = 17 and inf the branch-free member kernel
-    for depth in ((10, 17, math.inf) if d < pairforce.SORT_WIDTH else (3, 10, 17, math.inf)):
-        f, plan = pairforce.pair_force(rho, depth, method=method, threads=1, return_plan=True)
+    for depth in ((10, 17, math.inf) if d < pairsum.SORT_WIDTH else (3, 10, 17, math.inf)):
+        f, plan = pairsum.pair_force(rho, depth, method=method, threads=1, return_plan=True)
         out[f"rho d={d} N={depth}"] = f
         out[f"rho d={d} N={depth} plan"] = plan["kernel"]
         if depth != math.inf:
             u = np.exp(rho[:4] / depth)
-            f, plan = pairforce.pair_force_u(u, depth, method=method, threads=1, return_plan=True)
+            f, plan = pairsum.pair_force_u(u, depth, method=method, threads=1, return_plan=True)
             out[f"u d={d} N={depth}"] = f
             out[f"u d={d} N={depth} plan"] = plan["kernel"]
 for d, members, dt, steps in ((32, 12, 1e-3, 50), (400, 2, 2e-5, 20)):
@@ -103,8 +103,8 @@ def test_host_and_generic_targets_give_identical_bits(tmp_path):
     host = np.load(tmp_path / "host.npz")
     generic = np.load(tmp_path / "generic.npz")
     assert sorted(host.files) == sorted(generic.files)
-    # every layout was exercised (plan codes as in pairforce.KERNEL_NAMES)
-    codes = {v: k for k, v in pairforce.KERNEL_NAMES.items()}
+    # every layout was exercised (plan codes as in pairsum.KERNEL_NAMES)
+    codes = {v: k for k, v in pairsum.KERNEL_NAMES.items()}
     used = set()
     for name in host.files:
         if name.endswith("plan"):

@@ -1,4 +1,4 @@
-"""The compiled entropy pair force (``particles.pairforce``) and ``particles.kernels``.
+"""The compiled entropy pair force (``particles.pairsum``).
 
 Reference: the numpy ``particles.entropy.psi`` on the full pair matrix.  The error measure is the
 relative force error of a member, ``max_i |F_i - F_i^ref| / max(max_j |F_j^ref|, tiny)``, maximized
@@ -7,19 +7,22 @@ over the members of a batch.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
+import pkgutil
 import re
 import threading
+from fractions import Fraction
 
 import numba
 import numpy as np
 import pytest
 
-from dlnsim.particles import kernels, langevin, pairforce
+from dlnsim.particles import entropy, langevin, pairsum
 from dlnsim.particles.entropy import entropy_gradient as reference_gradient
 from dlnsim.particles.entropy import psi
-from dlnsim.particles.pairforce import pair_force, pair_force_u
+from dlnsim.particles.pairsum import coefficients, pair_force, pair_force_u, pairs, portable
 
 DEPTHS = [1, 2, 3, 10, 16, 17, 1000, math.inf]
 EXACT_TOL = 1e-12
@@ -70,7 +73,7 @@ def configurations(d: int, seed: int) -> dict[str, np.ndarray]:
     }
     near = rng.normal(size=(3, d))
     wide = rng.uniform(-300.0, 300.0, size=(3, d))
-    gaps = [0.0, 1e-14, 1e-10, 1e-6, 1e-3, pairforce.NEAR_CUT, pairforce.NEAR_CUT * (1 + 1e-9)]
+    gaps = [0.0, 1e-14, 1e-10, 1e-6, 1e-3, pairsum.NEAR_CUT, pairsum.NEAR_CUT * (1 + 1e-9)]
     for k, gap in enumerate(gaps):
         if 2 * k + 1 < d:
             near[:, 2 * k + 1] = near[:, 2 * k] + gap
@@ -124,8 +127,8 @@ def test_exact_agrees_with_mpmath_pairs():
 def test_layouts_and_fallbacks():
     rng = np.random.default_rng(3)
     small = rng.normal(size=(2, 10))
-    big = rng.normal(size=(2, pairforce.SORT_WIDTH + 5))
-    codes = {v: k for k, v in pairforce.KERNEL_NAMES.items()}
+    big = rng.normal(size=(2, pairsum.SORT_WIDTH + 5))
+    codes = {v: k for k, v in pairsum.KERNEL_NAMES.items()}
     _, plan = pair_force(small, 10, method="exact", return_plan=True)
     assert np.all(plan["kernel"] == codes["branchless"])
     _, plan = pair_force(big, 10, method="exact", return_plan=True)
@@ -221,7 +224,7 @@ def test_fast_default_tolerance(d, depth):
     exact = pair_force(rho, depth, method="exact")
     f, plan = pair_force(rho, depth, method="fast", return_plan=True)
     assert np.all(plan["kernel"] == 5) and np.all(plan["rank"] > 0)
-    assert rel_error(f, exact) <= pairforce.DEFAULT_TOL
+    assert rel_error(f, exact) <= pairsum.DEFAULT_TOL
     assert rel_error(f, exact) <= 1e-12
 
 
@@ -250,20 +253,20 @@ def test_fast_falls_back_for_wide_spreads():
 
 def test_auto_choice():
     rng = np.random.default_rng(13)
-    below = rng.normal(size=(2, pairforce.CROSSOVER_WIDTH - 1))
+    below = rng.normal(size=(2, pairsum.CROSSOVER_WIDTH - 1))
     _, plan = pair_force(below, 10, return_plan=True)
     assert np.all(plan["kernel"] == 2)
     above = rng.normal(size=(2, 1024))
     f, plan = pair_force(above, 10, return_plan=True)
     assert np.all(plan["kernel"] == 5)
-    assert rel_error(f, pair_force(above, 10, method="exact")) <= pairforce.DEFAULT_TOL
+    assert rel_error(f, pair_force(above, 10, method="exact")) <= pairsum.DEFAULT_TOL
     spread = rng.uniform(-60, 60, size=(1, 1024))  # rank would exceed the cost of the exact sum
     _, plan = pair_force(spread, 10, return_plan=True)
     assert plan["kernel"][0] == 2
     u = np.exp(above / 10)
     fu, plan = pair_force_u(u, 10, return_plan=True)
     assert np.all(plan["kernel"] == 5)
-    assert rel_error(fu, reference_u(u, 10)) <= 2 * pairforce.DEFAULT_TOL
+    assert rel_error(fu, reference_u(u, 10)) <= 2 * pairsum.DEFAULT_TOL
 
 
 # --------------------------------------------------------------------------- API
@@ -272,20 +275,80 @@ def test_entropy_gradients():
     rho = rng.normal(size=(3, 20))
     for depth in [1, 2, 10, math.inf]:
         ref = reference_gradient(rho, depth)
-        assert rel_error(pairforce.entropy_gradient(rho, depth), ref) <= EXACT_TOL
-        assert rel_error(kernels.entropy_gradient(rho, depth), ref) <= EXACT_TOL
+        assert rel_error(pairsum.entropy_gradient_rho(rho, depth), ref) <= EXACT_TOL
         ref_pair = reference(rho, depth)
-        assert rel_error(kernels.pair_force_sum(rho, depth), ref_pair) <= EXACT_TOL
+        assert rel_error(pairsum.pair_force(rho, depth), ref_pair) <= EXACT_TOL
     u = np.exp(rho / 4)
-    g = pairforce.entropy_gradient_u(u, 4)
+    g = pairsum.entropy_gradient_rho_at_u(u, 4)
     assert rel_error(g, reference_gradient(4 * np.log(u), 4)) <= 1e-12
+
+
+def test_one_name_per_contract():
+    """The compiled ``dS_N/drho`` under its new names: from ``rho`` (``entropy_gradient_rho``),
+    at ``rho = N log u`` (``entropy_gradient_rho_at_u``, a gradient in ``rho``, not in ``u``) and
+    its in-place form (bitwise the same values); the former modules no longer exist."""
+    rng = np.random.default_rng(17)
+    rho = rng.normal(size=(4, 12))
+    for depth in [2, 10, 17, math.inf]:
+        ref = reference_gradient(rho, depth)
+        assert rel_error(pairsum.entropy_gradient_rho(rho, depth), ref) <= EXACT_TOL
+        if depth != math.inf:
+            u = np.exp(rho / depth)
+            g = pairsum.entropy_gradient_rho_at_u(u, depth)
+            assert rel_error(g, ref) <= 1e-12
+            out = np.empty_like(u)
+            assert pairsum.entropy_gradient_rho_at_u_into(u, depth, 1, out) is out
+            assert np.array_equal(out, g)
+    assert pairsum.portable_log is portable.portable_log
+    for old in ("pairforce", "kernels"):  # the former modules are gone: one name per contract
+        with pytest.raises(ImportError):
+            importlib.import_module(f"dlnsim.particles.{old}")
+
+
+def test_series_coefficients_against_closed_forms():
+    """``coefficients``, the one source of the series of the kernels and of the numpy reference:
+    Bernoulli numbers against their known values and mpmath, ``c_n`` against the Taylor series of
+    ``coth x - 1/x`` (mpmath), the near-coincidence series of ``psi_N'`` against mpmath at
+    ``a = NEAR_CUT``, and ``particles.entropy`` using the same floats.  Catches a wrong index,
+    sign or factorial in any coefficient (each moves these sums by far more than 1e-15)."""
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 40
+    b = coefficients.bernoulli_numbers(36)
+    assert [b[k] for k in (0, 1, 2, 4, 6, 12)] == [
+        1,
+        -0.5,
+        Fraction(1, 6),
+        Fraction(-1, 30),
+        Fraction(1, 42),
+        Fraction(-691, 2730),
+    ]
+    assert all(b[k] == 0 for k in range(3, 37, 2))
+    assert all(
+        abs(float(b[k]) - float(mp.bernoulli(k))) <= 1e-15 * abs(float(b[k]))
+        for k in range(2, 37, 2)
+    )
+    c = coefficients.lsinhc_series(18)
+    assert c[:3] == [Fraction(1, 3), Fraction(-1, 45), Fraction(2, 945)]
+    for x in (0.1, 0.5, 1.0):
+        series = sum(float(cn) * x ** (2 * n - 1) for n, cn in enumerate(c, start=1))
+        assert series == pytest.approx(float(mp.coth(x) - 1 / mp.mpf(x)), rel=2e-15, abs=0)
+    a = pairs.NEAR_CUT
+    for depth in (2, 10, 1000, math.inf):
+        near = sum(
+            k * a ** (2 * n - 1)
+            for n, k in enumerate(coefficients.near_coefficients(depth)[::-1], 1)
+        )
+        n_mp = mp.inf if depth == math.inf else mp.mpf(depth)
+        truth = mp.coth(a) - (1 / mp.mpf(a) if depth == math.inf else mp.coth(a / n_mp) / n_mp)
+        assert near == pytest.approx(float(truth), rel=1e-15, abs=0)
+    assert tuple(entropy._C1[:12]) == coefficients.LSINHC1_COEFFICIENTS
 
 
 def test_kernels_contract_shapes():
     rho = np.random.default_rng(15).normal(size=(2, 3, 5))
-    assert kernels.pair_force_sum(rho, 10).shape == rho.shape
-    assert kernels.entropy_gradient(rho[0, 0], "inf").shape == (5,)
-    assert np.all(kernels.pair_force_sum(rho, 1) == 0.0)
+    assert pairsum.pair_force(rho, 10).shape == rho.shape
+    assert pairsum.entropy_gradient_rho(rho[0, 0], "inf").shape == (5,)
+    assert np.all(pairsum.pair_force(rho, 1) == 0.0)
 
 
 @pytest.mark.parametrize(
@@ -313,9 +376,9 @@ def test_argument_validation(call, name):
 
 
 def test_default_threads():
-    assert pairforce.default_threads() == numba.get_num_threads()
+    assert pairsum.default_threads() == numba.get_num_threads()
     seen = []
-    worker = threading.Thread(target=lambda: seen.append(pairforce.default_threads()))
+    worker = threading.Thread(target=lambda: seen.append(pairsum.default_threads()))
     worker.start()
     worker.join()
     assert seen == [1]
@@ -330,14 +393,15 @@ _LIBM = re.compile(
 
 
 def test_no_fast_math_and_no_libm_in_kernels():
-    """Every compiled function of the hot paths (``pairforce``, ``langevin``) is compiled without
+    """Every compiled function of the hot paths (``pairsum``, ``langevin``) is compiled without
     fast-math flags (reassociation and contraction let the compiler pick the summation order and
     the FMA fusion per CPU) and calls no libm transcendental (libm and vector libraries differ
     between machines in the last bit): the hand-written ``_exp``/``_vexp``, ``_log``/``_vlog``,
     ``_log1p_core`` and ``_cospi`` are used instead.  tests/test_cpu_independence.py compares
     the bits of two CPU targets; this test also covers what one machine cannot show (libm)."""
     found = []
-    for mod in (pairforce, langevin):
+    subpackage = [f"{pairsum.__name__}.{m.name}" for m in pkgutil.iter_modules(pairsum.__path__)]
+    for mod in [*map(importlib.import_module, subpackage), langevin]:
         for name, obj in vars(mod).items():
             compiled = isinstance(obj, numba.core.registry.CPUDispatcher)
             if compiled and obj.__module__ == mod.__name__:
@@ -357,30 +421,30 @@ def test_hand_written_transcendentals_are_accurate():
     rng = np.random.default_rng(16)
     y = np.concatenate([rng.uniform(-705.0, 705.0, 300), [0.0, -0.35, 0.35, 1e-300]])
     ev = np.empty_like(y)
-    pairforce._vexp(y, np.zeros_like(y), ev, np.empty(y.size, dtype=np.int64))
+    portable.portable_vexp(y, np.zeros_like(y), ev, np.empty(y.size, dtype=np.int64))
     for k, v in enumerate(y):
-        assert pairforce._exp(v) == ev[k]
+        assert portable.portable_exp(v) == ev[k]
         assert abs(ev[k] - float(mp.exp(v))) <= 2.5e-16 * float(mp.exp(v)), v
     x = np.concatenate(
         [np.exp(rng.uniform(-700.0, 700.0, 300)), [1.0, 2.0, 0.5, math.sqrt(2.0), 2.5e-308]]
     )
     x = np.concatenate([x, np.nextafter(math.sqrt(2.0), [0.0, 2.0])])
     lv = np.empty_like(x)
-    pairforce._vlog(x, lv, np.empty(x.size, dtype=np.int64))
+    portable.portable_vlog(x, lv, np.empty(x.size, dtype=np.int64))
     for k, v in enumerate(x):
-        assert pairforce._log(v) == lv[k]
+        assert portable.portable_log(v) == lv[k]
         exact = float(mp.log(mp.mpf(float(v))))
         assert abs(lv[k] - exact) <= 2.5e-16 * max(abs(exact), 0.5), v
-    for f in np.concatenate([rng.uniform(pairforce._LOG1P_LO, pairforce._LOG1P_HI, 200), [0.0]]):
+    for f in np.concatenate([rng.uniform(portable.LOG1P_LO, portable.LOG1P_HI, 200), [0.0]]):
         exact = float(mp.log1p(mp.mpf(float(f))))
-        assert abs(pairforce._log1p_core(f) - exact) <= 2.5e-16 * abs(exact), f
-    assert pairforce._log(0.0) == -math.inf and pairforce._log(math.inf) == math.inf
-    assert math.isnan(pairforce._log(-1.0)) and math.isnan(pairforce._log(math.nan))
-    assert pairforce._log(5e-324) == pytest.approx(math.log(5e-324), rel=1e-15)
-    assert pairforce._exp(710.0) == math.inf and pairforce._exp(-750.0) == 0.0
-    assert pairforce._exp(-740.0) == pytest.approx(math.exp(-740.0), rel=1e-12)  # subnormal
-    assert math.isnan(pairforce._exp(math.nan))
+        assert abs(portable.log1p_core(f) - exact) <= 2.5e-16 * abs(exact), f
+    assert portable.portable_log(0.0) == -math.inf and portable.portable_log(math.inf) == math.inf
+    assert math.isnan(portable.portable_log(-1.0)) and math.isnan(portable.portable_log(math.nan))
+    assert portable.portable_log(5e-324) == pytest.approx(math.log(5e-324), rel=1e-15)
+    assert portable.portable_exp(710.0) == math.inf and portable.portable_exp(-750.0) == 0.0
+    assert portable.portable_exp(-740.0) == pytest.approx(math.exp(-740.0), rel=1e-12)  # subnormal
+    assert math.isnan(portable.portable_exp(math.nan))
     for den in (8, 37, 120):
         for n in range(0, 4 * den + 3):
             exact = float(mp.cos(mp.pi * n / den))
-            assert abs(pairforce._cospi(n, den) - exact) <= 2.5e-16, (n, den)
+            assert abs(portable.cospi(n, den) - exact) <= 2.5e-16, (n, den)
