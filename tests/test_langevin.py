@@ -88,17 +88,6 @@ def gibbs_averages(d: int, depth: float, p: float, beta: float, n: int = 40) -> 
     return {k: float(v) for k, v in out.items()}
 
 
-def gibbs_sample(d: int, depth: float, p: float, beta: float, m: int, rng, n: int = 32):
-    """Approximate Gibbs samples (sigma, (m, d)): gaps from the quadrature nodes with their
-    weights, then r from its exact conditional law (e^{p r} beta A ~ Gamma(D/p))."""
-    y, base, a_fn, big_d = _gap_grid(d, depth, p, n)
-    a = big_d / p
-    prob = base * np.exp(gammaln(a) - a * np.log(beta * a_fn))
-    idx = rng.choice(len(prob), size=m, p=prob / prob.sum())
-    r = (np.log(rng.gamma(a, size=m)) - np.log(beta * a_fn[idx])) / p
-    return np.exp(r[:, None] + y[idx])
-
-
 def test_gibbs_quadrature_against_dblquad_in_u():
     """The gap/Gamma quadrature equals a plain dblquad of exp(-beta E + S_N) du over u1 > u2 > 0
     (d = 2, S_N from k_N(u, v) = sum_k u^{2k} v^{2(N-1-k)}: no shared code, no cancellation)."""
@@ -155,9 +144,10 @@ STATIONARY = [
     # (d, N, p, beta, dt, M): relaxation rates are O(1) in t for all of these
     (2, 3, 2.0, 2.0, 0.02, 800),
     (2, 10, 1.0, 5.0, 0.02, 800),
-    (3, 4, 2.0, 3.0, 0.02, 800),
     (3, 2, 1.0, 1.0, 0.02, 800),
 ]
+# (3, 4, 2, 3) and N = inf with d = 5 moved to tests/test_stationary_power.py, which checks the
+# same laws with the power to see a 1% bias in E[s1] (these cases here had 1.1% and 1.5%).
 
 
 def _time_averages(model, sigma0, dt, seed, burn, span, first_member=0):
@@ -198,27 +188,6 @@ def test_stationary_law_finite_depth(d, n_depth, p, beta, dt, m):
     coarse = _time_averages(model, start, dt, 11, burn=10.0, span=60.0)
     fine = _time_averages(model, start, dt / 2, 12, burn=10.0, span=60.0)
     _richardson_check(f"(d,N,p,beta)=({d},{n_depth},{p},{beta})", exact, coarse, fine)
-
-
-@pytest.mark.slow
-def test_stationary_law_infinite_depth_d5():
-    """N = inf: the Gibbs law exp(-beta E + S_inf) drho exists only for d >= 4 (see
-    test_infinite_depth_gibbs_law_needs_d_at_least_4), so this check uses d = 5, where one
-    particle still has the heavy tail |rho|^{-2}: here ~2% of the mass has the lowest gap > 50
-    and ~1% > 100, which a run from a bulk start (diffusion 2T = 2 in rho) would need
-    tau ~ 10^3 - 10^4 to populate.  The members therefore
-    start from approximate Gibbs samples (quadrature nodes, which carry the right tail mass);
-    the burn-in then relaxes the bulk, and the test checks that the dynamics keeps the law."""
-    d, p, beta, dt, m = 5, 1.0, 1.0, 0.02, 600
-    model = Model(d, math.inf, beta, Schatten(p))
-    exact = gibbs_averages(d, math.inf, p, beta, n=32)
-    coarse_q = gibbs_averages(d, math.inf, p, beta, n=24)
-    for key, value in exact.items():
-        assert coarse_q[key] == pytest.approx(value, rel=1e-5)
-    rng = np.random.default_rng(2024)
-    coarse = _time_averages(model, gibbs_sample(d, math.inf, p, beta, m, rng), dt, 21, 5.0, 50.0)
-    fine = _time_averages(model, gibbs_sample(d, math.inf, p, beta, m, rng), dt / 2, 22, 5.0, 50.0)
-    _richardson_check("(d,N,p,beta)=(5,inf,1,1)", exact, coarse, fine)
 
 
 # ------------------------------------------------------------- non-interacting exact laws (KS)
