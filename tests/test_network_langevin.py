@@ -1,0 +1,348 @@
+"""The matrix Langevin equation of ``dlnsim.network`` (docs/theory.md section 12.5-12.6).
+
+Exact truth used here.
+
+* ``N = 1``, ``E = |X|_F^2 / 2``: ``X`` is stationary Gaussian with entry variance ``T`` (an
+  Ornstein-Uhlenbeck process), sampled exactly by ``particles.rmt.ginibre_singular_values``.
+* For spectral ``E`` the stationary singular values follow the matrix variant of section 10
+  (``particles.baselines.MatrixVariant``, run by ``particles.langevin_ensemble`` with its own
+  Metropolis-adjusted scheme: an independent code path).
+* The virial identity.  At ``T = 1/beta`` the stationary density w.r.t. ``dX`` is
+  ``exp(-beta E(X)) J(X)`` with ``J = e^{S_N} det(A_X)^{-1/2}`` homogeneous of degree
+  ``gamma = -(1 - 1/N) d (d + 1) / 2`` (``K_ij`` has degree ``2 - 2/N``; ``S_N`` sums
+  ``d(d-1)/2`` halves of ``log K_ij``, ``log det A_X`` all ``d^2``).  Integrating
+  ``div(X pi) = 0`` over ``X`` gives, for ANY energy whose law is normalizable,
+
+      E[ <X, grad E(X)> ] = (d^2 + gamma) / beta = (d^2 - (1 - 1/N) d (d + 1) / 2) / beta,
+
+  i.e. ``E[sum_i sigma_i e'(sigma_i)]`` for a spectral ``E`` (the quantity of section 12.6).
+
+Statistics.  Members are independent by construction; a member's statistic is its average
+over the saved times after a burn-in, and standard errors are over members.  Seeds are fixed,
+so every outcome is deterministic; the tolerances are 4 standard errors (moments) and
+``p > 1e-3`` (KS).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import ks_2samp
+
+from dlnsim.network import langevin_ensemble, simulate_matrix_members
+from dlnsim.particles import MatrixVariant, Schatten
+from dlnsim.particles import langevin_ensemble as particle_ensemble
+from dlnsim.particles.energies import SeparableEnergy
+from dlnsim.particles.rmt import ginibre_singular_values
+
+try:  # the public model of dlnsim.network (issue 15 items 1-2)
+    from dlnsim.network import MatrixModel, Spectral
+except ImportError:  # pragma: no cover - until the model lands: the same four fields
+    MatrixModel = Spectral = None
+
+
+class _Model:
+    """Stand-in with the fields the Langevin engine reads (``width, depth, beta, energy``)."""
+
+    def __init__(self, width, depth, beta, energy):
+        self.width, self.depth, self.beta, self.energy = width, depth, beta, energy
+
+
+def model(width, depth, beta, spectral_energy=None, energy=None):
+    """A ``MatrixModel`` when available (``Spectral(spectral_energy)``), else the stand-in."""
+    if energy is None:
+        energy = spectral_energy if Spectral is None else Spectral(spectral_energy)
+    if MatrixModel is None or not hasattr(energy, "gradient"):
+        return _Model(width, depth, beta, energy)
+    return MatrixModel(width, depth, beta, energy)
+
+
+class _Regression:
+    """``E = 1/2 |X - target|_F^2`` on stacks (a non-spectral energy, written out here)."""
+
+    def __init__(self, target):
+        self.target = np.asarray(target, dtype=np.float64)
+
+    def energy(self, x):
+        return 0.5 * ((x - self.target) ** 2).sum(axis=(-2, -1))
+
+    def gradient(self, x):
+        return x - self.target
+
+    def describe(self):
+        return {"energy": "regression"}
+
+
+def virial_exact(d, depth, beta):
+    """``E[<X, grad E>]`` at stationarity (module docstring)."""
+    return (d * d - (1.0 - 1.0 / depth) * d * (d + 1) / 2.0) / beta
+
+
+def member_means(values, burn):
+    """Per-member time averages after ``burn`` saved times; their mean and standard error."""
+    per = values[:, burn:].mean(axis=1)
+    return per.mean(), per.std(ddof=1) / math.sqrt(per.size)
+
+
+def gaussian_starts(m, d, variance, seed):
+    return np.random.default_rng(seed).standard_normal((m, d, d)) * math.sqrt(variance)
+
+
+# ------------------------------------------------------------ exact stationary laws
+def test_depth_one_is_gaussian():
+    """N = 1, E = |X|^2/2, beta = 2: entries N(0, 1/2).  Metropolis at a coarse dt = 0.25.
+
+    Bias it can detect: the unadjusted scheme at this dt inflates the entry variance by
+    ``1 / (1 - dt/2) = 1.143`` (exact for the OU recursion); the ``E|X|^2`` check resolves 6%
+    (4 SE), and the KS tests (p > 1e-3 on 600 x 1 final states against 100000 exact) a CDF
+    error of ~0.08.  Planted: ``metropolis=False`` fails the moment check at 9 SE.
+    """
+    d, beta, m = 3, 2.0, 600
+    mod = model(d, 1, beta, Schatten(2))
+    times = np.arange(4.0, 12.01, 1.0)
+    ds = langevin_ensemble(mod, np.eye(d), times, m, 0.25, seed=11, metropolis=True)
+    x = ds.X.values
+    sq = (x**2).sum(axis=(-2, -1))
+    mean, se = member_means(sq, 0)
+    assert abs(mean - d * d / beta) < 4 * se, (mean, se)
+    exact = ginibre_singular_values(d, 100_000, np.random.default_rng(3), variance=1 / beta)
+    final = ds.sigma.values[:, -1]
+    for i in range(d):
+        assert ks_2samp(final[:, i], exact[:, i]).pvalue > 1e-3
+    acc = ds.accepted.values.sum() / ds.steps.values.sum()
+    assert 0.5 < acc < 1.0
+
+
+def test_unadjusted_depth_one_matches_the_exact_recursion():
+    """N = 1: Euler-Maruyama is the OU recursion ``X <- (1 - h) X + sqrt(2 T h) Z``, whose
+    stationary entry variance is ``T / (1 - h/2)`` exactly: the engine must reproduce it
+    (detects a wrong noise amplitude or drift, 4 SE = 2.5% here)."""
+    d, beta, h, m = 3, 1.0, 0.2, 400
+    mod = model(d, 1, beta, Schatten(2))
+    ds = langevin_ensemble(mod, np.eye(d), np.arange(4.0, 20.01, 1.0), m, h, seed=5)
+    mean, se = member_means((ds.X.values**2).sum(axis=(-2, -1)), 0)
+    exact = d * d / beta / (1.0 - h / 2.0)
+    assert abs(mean - exact) < 4 * se, (mean, exact, se)
+    assert (ds.accepted.values == ds.steps.values).all()
+
+
+@pytest.mark.slow
+def test_spectral_energy_follows_the_matrix_variant():
+    """d = 3, N = 3, beta = 2, E = sum sigma^2/2: the singular values' stationary law is the
+    matrix variant's (section 10).  Both runs are Metropolis-adjusted (exact at any dt), on
+    independent code paths; moments of each sigma_i agree within 4 combined SE, two-sample KS
+    per index p > 1e-3, and sum sigma^2 matches the virial value 2.5 within 4 SE.
+
+    Bias it can detect: a wrong Ito drift or density in the matrix engine shifts the law of
+    the small singular value (an error of (N-1) -> N in the Ito term moves E[sigma_3] by ~30%,
+    ~8 SE).  Planted: Ito coefficient T(1 - 1/N) -> T: E[sigma_3] off by 11 SE.
+    """
+    d, depth, beta, m = 3, 3, 2.0, 500
+    exact_v = virial_exact(d, depth, beta)
+    starts = gaussian_starts(m, d, exact_v / d / d, seed=7)
+    times = np.arange(2.0, 6.01, 0.5)
+    mat = langevin_ensemble(
+        model(d, depth, beta, Schatten(2)), starts, times, m, 0.02, seed=1, metropolis=True
+    )
+    sigma0 = np.linalg.svd(starts, compute_uv=False)
+    base = particle_ensemble(
+        MatrixVariant(d, depth, beta, Schatten(2)),
+        sigma0,
+        times,
+        m,
+        0.05,
+        seed=2,
+        metropolis=True,
+        scheduler="serial",
+    )
+    s_mat, s_base = mat.sigma.values, base.sigma.values
+    for power in (1, 2):
+        for i in range(d):
+            a, sa = member_means(s_mat[..., i] ** power, 0)
+            b, sb = member_means(s_base[..., i] ** power, 0)
+            assert abs(a - b) < 4 * math.hypot(sa, sb), (power, i, a, b, sa, sb)
+    for i in range(d):
+        assert ks_2samp(s_mat[:, -1, i], s_base[:, -1, i]).pvalue > 1e-3
+    v, se = member_means((s_mat**2).sum(-1), 0)
+    assert abs(v - exact_v) < 4 * se, (v, exact_v, se)
+
+
+@pytest.mark.slow
+def test_non_spectral_energy_virial():
+    """Regression energy (the singular vectors move), d = 3, N = 2, beta = 1: the exact
+    stationary E[<X, X - target>] = (9 - 3)/1 = 6 (module docstring) with Metropolis at
+    dt = 0.05.  Detects an error in the rotated gradient (a transposed frame gives 8 SE)
+    or in the energy term of the density (Metropolis then targets another law)."""
+    d, depth, beta, m = 3, 2, 1.0, 300
+    target = np.diag([2.0, 1.0, 0.5])
+    mod = model(d, depth, beta, energy=_Regression(target))
+    starts = target + gaussian_starts(m, d, 0.5, seed=3)
+    ds = langevin_ensemble(
+        mod, starts, np.arange(2.0, 6.01, 0.25), m, 0.05, seed=9, metropolis=True
+    )
+    x = ds.X.values
+    vir = (x * (x - target)).sum(axis=(-2, -1))
+    mean, se = member_means(vir, 0)
+    assert abs(mean - virial_exact(d, depth, beta)) < 4 * se, (mean, se)
+
+
+# ------------------------------------------------------------ step-size bias
+@pytest.mark.slow
+def test_weak_order_one_of_the_unadjusted_scheme():
+    """The bias of E[sum sigma e'(sigma)] (exact: 2.5 for d = N = 2, beta = 1, Schatten 2)
+    is first order in dt: at dt = 0.1, 0.05, 0.025 it is large (> 5 SE at the two largest),
+    the Richardson extrapolations 2 V(h/2) - V(h) match the exact value within 4 SE, and the
+    fitted order is 1 within 0.35.
+
+    Bias it can detect: an O(1) error (a missing or wrong Ito drift, a wrong noise
+    amplitude) survives the extrapolation.  Planted: the Ito drift removed: the
+    extrapolation misses by 20 SE.
+    """
+    d, depth, beta, m = 2, 2, 1.0, 400
+    exact = virial_exact(d, depth, beta)
+    starts = gaussian_starts(m, d, exact / d / d, seed=4)
+    mod = model(d, depth, beta, Schatten(2))
+    times = np.arange(1.0, 7.01, 0.2)
+    values = {}
+    for k, h in enumerate((0.1, 0.05, 0.025)):
+        ds = langevin_ensemble(mod, starts, times, m, h, seed=20 + k)
+        values[h] = member_means((ds.sigma.values**2).sum(-1), 0)
+    bias = {h: (v - exact, se) for h, (v, se) in values.items()}
+    for h in (0.1, 0.05):
+        assert bias[h][0] > 5 * bias[h][1], bias
+    for h in (0.1, 0.05):
+        extrap = 2 * values[h / 2][0] - values[h][0]
+        se = math.hypot(2 * values[h / 2][1], values[h][1])
+        assert abs(extrap - exact) < 4 * se, (h, extrap, se)
+    order = math.log2(bias[0.1][0] / bias[0.05][0])
+    assert abs(order - 1.0) < 0.35, (order, bias)
+
+
+# ------------------------------------------------------------ time, depth
+def test_rescaled_time_is_the_same_path():
+    """In tau = N t with step N h the path is the same as in t with step h (A / N, theory.md
+    1.4), to rounding."""
+    d, depth = 3, 3
+    mod = model(d, depth, 2.0, Schatten(2))
+    x0 = gaussian_starts(4, d, 0.3, seed=1)
+    a = simulate_matrix_members(mod, x0, np.arange(4), [0.5, 1.0], 0.01, 3)
+    b = simulate_matrix_members(mod, x0, np.arange(4), [1.5, 3.0], 0.03, 3, rescaled=True)
+    np.testing.assert_allclose(a.x, b.x, rtol=1e-9, atol=1e-12)
+
+
+def test_infinite_depth_is_the_limit_of_large_depth():
+    """N = inf (rescaled time) is the large-N limit: one step from the same state and noise
+    at N = 10^6 and N = inf agree to O(1/N)."""
+    d = 3
+    x0 = gaussian_starts(3, d, 0.5, seed=2)
+    out = [
+        simulate_matrix_members(
+            model(d, n, 1.0, Schatten(2)), x0, np.arange(3), [0.01], 0.01, 4, rescaled=True
+        ).x
+        for n in (10**6, math.inf)
+    ]
+    np.testing.assert_allclose(out[0], out[1], rtol=1e-4, atol=1e-8)
+
+
+# ------------------------------------------------------------ seeding, faults
+def test_member_paths_do_not_depend_on_the_chunking():
+    """Member k's path depends only on (seed, k): bitwise the same alone, in one chunk or in
+    chunks of 2, with and without Metropolis (theory.md 13.4)."""
+    d = 3
+    mod = model(d, 2, 1.0, Schatten(2))
+    starts = np.eye(d) + gaussian_starts(5, d, 0.1, seed=0)
+    times = [0.1, 0.3]
+    for metropolis in (False, True):
+        one = langevin_ensemble(mod, starts, times, 5, 0.05, seed=8, metropolis=metropolis)
+        two = langevin_ensemble(
+            mod, starts, times, 5, 0.05, seed=8, metropolis=metropolis, chunk_size=2
+        )
+        assert np.array_equal(one.X.values, two.X.values)
+        alone = simulate_matrix_members(
+            mod, starts[3:4], [3], times, 0.05, 8, metropolis=metropolis
+        )
+        assert np.array_equal(alone.x[0], one.X.values[3])
+        assert one.attrs["seed"] == "8"
+    assert not np.array_equal(one.X.values[0], one.X.values[1])
+
+
+def test_a_failing_member_leaves_the_others_alone():
+    """A member whose state overflows (E = sigma^4/4 at dt = 0.01 from sigma = 100) stops:
+    NaN from the failing step on, failed_time and last_finite recorded; the others are
+    bitwise the same as when run without it."""
+    d = 2
+    mod = model(d, 2, 1.0, Schatten(4))
+    starts = np.stack([np.eye(d), 100.0 * np.eye(d), 0.5 * np.eye(d)])
+    times = [0.5, 1.0]
+    block = simulate_matrix_members(mod, starts, [0, 1, 2], times, 0.01, 1)
+    assert np.isnan(block.failed_time[[0, 2]]).all()
+    assert 0 < block.failed_time[1] <= 0.5
+    assert np.isnan(block.x[1, -1]).all() and np.isfinite(block.last_finite[1]).all()
+    rest = simulate_matrix_members(mod, starts[[0, 2]], [0, 2], times, 0.01, 1)
+    assert np.array_equal(rest.x, block.x[[0, 2]])
+
+
+# ------------------------------------------------------------ bad input
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"model": object()}, "model"),
+        ({"X0": np.ones((2, 2))}, "X0"),
+        ({"X0": np.full((3, 3), np.nan)}, "X0"),
+        ({"X0": np.zeros((3, 3))}, "x0"),
+        ({"times": [1.0, 0.5]}, "times"),
+        ({"members": 0}, "members"),
+        ({"dt": -1.0}, "dt"),
+        ({"seed": -3}, "seed"),
+        ({"metropolis": "yes"}, "metropolis"),
+        ({"metropolis": True, "temperature": 0.0}, "metropolis"),
+        ({"temperature": -1.0}, "temperature"),
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"rescaled": "no"}, "rescaled"),
+    ],
+)
+def test_bad_arguments(kwargs, name):
+    args = {
+        "model": model(3, 2, 1.0, Schatten(2)),
+        "X0": np.eye(3),
+        "times": [0.1],
+        "members": 2,
+        "dt": 0.05,
+        "seed": 1,
+    }
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=f"^bad {name}="):
+        langevin_ensemble(**args)
+
+
+def test_bad_block_arguments():
+    mod = model(2, 2, 1.0, Schatten(2))
+    x0 = np.stack([np.eye(2)] * 2)
+    with pytest.raises(ValueError, match="^bad members="):
+        simulate_matrix_members(mod, x0, [0, 0], [0.1], 0.05, 1)
+    with pytest.raises(ValueError, match="^bad x0="):
+        simulate_matrix_members(mod, np.eye(2), [0], [0.1], 0.05, 1)
+    with pytest.raises(ValueError, match="^bad rescaled="):
+        simulate_matrix_members(
+            model(2, math.inf, 1.0, Schatten(2)), x0, [0, 1], [0.1], 0.05, 1, rescaled=False
+        )
+
+
+def test_stationary_energy_of_a_separable_energy_is_unbiased_with_metropolis():
+    """Section 12.6's stiff example, made cheap: E = sum 10 (sigma - 1)^2 / 2, d = 3, N = 10,
+    beta = 4.  The exact E[sum sigma e'(sigma)] = (9 - 0.9 * 6)/4 = 0.9; with Metropolis at
+    dt = 2e-3 (where the unadjusted scheme is ~25% low) it is met within 4 SE."""
+    d, depth, beta, m = 3, 10, 4.0, 150
+    energy = SeparableEnergy(
+        lambda s: 5.0 * (s - 1.0) ** 2, lambda s: 10.0 * (s - 1.0), lambda s: 10.0 + 0 * s
+    )
+    mod = model(d, depth, beta, energy)
+    starts = np.eye(d) + gaussian_starts(m, d, 0.02, seed=6)
+    ds = langevin_ensemble(
+        mod, starts, np.arange(0.1, 0.401, 0.01), m, 2e-3, seed=3, metropolis=True
+    )
+    s = ds.sigma.values
+    mean, se = member_means((s * 10.0 * (s - 1.0)).sum(-1), 0)
+    assert abs(mean - virial_exact(d, depth, beta)) < 4 * se, (mean, se)
