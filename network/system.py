@@ -115,8 +115,8 @@ class Frame:
     drift : numpy.ndarray
         ``(m, d, d)`` ``U^T b V``: the drift in the frame.
     energy, free_energy, log_density, logdet : numpy.ndarray
-        ``(m,)``: ``E``, ``F_beta``, ``log pi`` (w.r.t. ``dX``, up to a constant) and
-        ``sum log K_eff``.
+        ``(m,)``: ``E``, ``F_beta``, ``log pi`` (w.r.t. ``dX``, up to a constant; NaN at
+        ``T = 0``) and ``sum log K_eff``.
     """
 
     x: np.ndarray
@@ -132,8 +132,8 @@ class Frame:
 
     def ok(self) -> np.ndarray:
         """``(m,)`` rows whose every quantity is finite (a state a step can start from)."""
-        fin = np.isfinite(self.drift).all(axis=(1, 2)) & np.isfinite(self.log_density)
-        return fin & np.isfinite(self.k).all(axis=(1, 2))
+        fin = np.isfinite(self.drift).all(axis=(1, 2)) & np.isfinite(self.free_energy)
+        return fin & np.isfinite(self.logdet) & np.isfinite(self.k).all(axis=(1, 2))
 
     def take(self, rows: np.ndarray) -> Frame:
         """The frame of a subset of rows (boolean mask or indices)."""
