@@ -40,7 +40,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from dlnsim.particles.energies import Energy
-from dlnsim.particles.entropy import entropy as dln_entropy
 from dlnsim.particles.entropy import log_kernel
 from dlnsim.particles.kernels import entropy_gradient as dln_entropy_gradient
 
@@ -98,6 +97,30 @@ def _energy_parts(energy: object, x: np.ndarray, sigma: np.ndarray):
             part = np.asarray(term.gradient(x), dtype=np.float64)
             grad = part if grad is None else grad + part
     return value, grad, de
+
+
+def _log_kernel_matrix(rho: np.ndarray, depth: int | float) -> tuple[np.ndarray, np.ndarray]:
+    """``log K`` (``(m, d, d)``, symmetric) and ``S_N = 1/2 sum_{i<j} log K_ij`` (``(m,)``).
+
+    The pairs ``i < j`` use the stable form ``particles.entropy.log_kernel`` (section 2.5);
+    the diagonal is ``log m(sigma_i) = log N + 2 (1 - 1/N) rho_i`` (``2 rho_i`` at ``N = inf``,
+    where ``log N`` is dropped as in ``S_inf``).  ``1/2 sum_{i<j} log K_ij`` is exactly
+    ``particles.entropy.entropy`` (its ``a sum rho`` collects the ``(1 - 1/N)(rho_i + rho_j)``
+    parts), so the entropy costs no second evaluation of ``psi_N``.
+    """
+    m, d = rho.shape
+    infinite = depth == math.inf
+    one_minus = 1.0 if infinite else 1.0 - 1.0 / depth
+    logk = np.empty((m, d, d))
+    idx = np.arange(d)
+    logk[:, idx, idx] = 2.0 * one_minus * rho + (0.0 if infinite else math.log(depth))
+    if d == 1:
+        return logk, np.zeros(m)
+    iu, ju = np.triu_indices(d, 1)
+    pairs = log_kernel(rho[:, iu], rho[:, ju], depth)
+    logk[:, iu, ju] = pairs
+    logk[:, ju, iu] = pairs
+    return logk, 0.5 * pairs.sum(axis=1)
 
 
 @dataclass
@@ -190,18 +213,16 @@ def frame(
         singular = ~np.isfinite(rho).all(axis=1)  # sigma_d = 0: the frame is not defined
         if singular.any():
             rho[singular] = np.nan
-        logk = log_kernel(rho[:, :, None], rho[:, None, :], depth)
+        logk, s_val = _log_kernel_matrix(rho, depth)
         if time_scale != 1.0:
             logk = logk - math.log(time_scale)
         k = np.exp(logk)
         e_val, grad_e, de = _energy_parts(energy, x, sigma)
         one_minus = 1.0 if depth == math.inf else 1.0 - 1.0 / depth
         if depth == 1:
-            s_val = np.zeros(x.shape[0])
             spectral = np.zeros_like(sigma)
         else:
             safe = np.where(singular[:, None], 0.0, rho)  # the compiled pair sums need finite rho
-            s_val = np.where(singular, np.nan, dln_entropy(safe, depth))
             grad_s = np.where(singular[:, None], np.nan, dln_entropy_gradient(safe, depth))
             spectral = grad_s / beta + temperature * one_minus
         kii = np.diagonal(k, axis1=1, axis2=2)
