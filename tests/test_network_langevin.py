@@ -38,10 +38,10 @@ from dlnsim.particles import langevin_ensemble as particle_ensemble
 from dlnsim.particles.entropy import entropy as chamber_entropy
 from dlnsim.particles.rmt import ginibre_singular_values
 
-try:  # the public model of dlnsim.network (issue 15 items 1-2)
-    from dlnsim.network import MatrixModel, Spectral
-except ImportError:  # pragma: no cover - until the model lands: the same four fields
-    MatrixModel = Spectral = None
+try:  # the public model and energies of dlnsim.network (issue 15 items 1-2)
+    from dlnsim.network import MatrixModel, Regression, Spectral
+except ImportError:  # pragma: no cover - until they land: the same fields and methods
+    MatrixModel = Regression = Spectral = None
 
 
 class _Model:
@@ -53,11 +53,14 @@ class _Model:
 
 def model(width, depth, beta, spectral_energy=None, energy=None):
     """A ``MatrixModel`` when available (``Spectral(spectral_energy)``), else the stand-in."""
-    if energy is None:
-        energy = spectral_energy if Spectral is None else Spectral(spectral_energy)
-    if MatrixModel is None or not hasattr(energy, "gradient"):
-        return _Model(width, depth, beta, energy)
-    return MatrixModel(width, depth, beta, energy)
+    if MatrixModel is None:
+        return _Model(width, depth, beta, spectral_energy if energy is None else energy)
+    return MatrixModel(width, depth, beta, Spectral(spectral_energy) if energy is None else energy)
+
+
+def regression(target):
+    """``network.Regression(target)`` when available, else the same energy written here."""
+    return _Regression(target) if Regression is None else Regression(target)
 
 
 class _Regression:
@@ -178,7 +181,7 @@ def test_non_spectral_energy_virial():
     or in the energy term of the density (Metropolis then targets another law)."""
     d, depth, beta, m = 3, 2, 1.0, 300
     target = np.diag([2.0, 1.0, 0.5])
-    mod = model(d, depth, beta, energy=_Regression(target))
+    mod = model(d, depth, beta, energy=regression(target))
     starts = target + gaussian_starts(m, d, 0.5, seed=3)
     ds = langevin_ensemble(
         mod, starts, np.arange(2.0, 6.01, 0.25), m, 0.05, seed=9, metropolis=True
@@ -285,7 +288,7 @@ def test_flow_step_is_minus_the_dense_operator_on_the_gradient(kind):
     if kind == "spectral":
         mod, grad_e = model(d, depth, beta, Schatten(2)), x0  # grad |X|^2/2 = X
     else:
-        mod, grad_e = model(d, depth, beta, energy=_Regression(target)), x0 - target
+        mod, grad_e = model(d, depth, beta, energy=regression(target)), x0 - target
 
     def s_of(x):
         return chamber_entropy(np.log(np.linalg.svd(x, compute_uv=False)), depth)
