@@ -76,7 +76,7 @@ from dlnsim.particles.validation import (
 
 from .system import Frame, frame, from_frame, to_frame
 
-__all__ = ["MatrixBlock", "simulate_matrix_members", "langevin_ensemble"]
+__all__ = ["MatrixBlock", "MatrixLangevin", "langevin_ensemble", "simulate_matrix_members"]
 
 _log = logging.getLogger("dlnsim.network")
 
@@ -156,8 +156,139 @@ class MatrixBlock:
     steps: np.ndarray
 
 
-def _frame(model: Any, x: np.ndarray, temp: float, scale: float) -> Frame:
-    return frame(x, model.width, model.depth, model.beta, model.energy, temp, scale)
+class MatrixLangevin:
+    """The Euler-Maruyama step of the matrix Langevin equation, optionally Metropolis-adjusted
+    (module docstring): a stepper of the one step loop (``particles.driver.Stepper``).
+
+    Outputs per member: ``X`` ``(d, d)``, ``sigma`` ``(d,)`` (descending), ``energy`` and
+    ``free_energy`` ``()``.  Statistics (``finish``): ``steps`` (taken, including a failing
+    one) and ``accepted`` (accepted proposals; every step without ``metropolis``).  One
+    batched SVD per step: the proposal's frame (``network.system.frame``) is the next step's.
+
+    Parameters
+    ----------
+    model : MatrixModel
+        ``width``, ``depth``, ``beta``, ``energy``.
+    start : numpy.ndarray
+        ``(m, d, d)`` validated, invertible initial states.
+    temperature : float
+        Noise temperature ``T >= 0`` (``> 0`` with ``metropolis``).
+    rescaled : bool
+        The run's time is ``tau = N t`` (``A_X / N``).
+    metropolis : bool, default False
+        Accept or reject each step against ``exp(-F_beta / T) det(A_X)^{-1/2}``.
+    members : numpy.ndarray, optional
+        ``(m,)`` global member indices: the Metropolis uniforms come from
+        ``acceptance_rng(seed, k)`` (needed with ``metropolis``).
+    seed : int, default 0
+        The root seed of those streams.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        start: np.ndarray,
+        temperature: float,
+        rescaled: bool,
+        metropolis: bool = False,
+        members: np.ndarray | None = None,
+        seed: int = 0,
+    ) -> None:
+        d = int(model.width)
+        self.model = model
+        self.outputs = {"X": (d, d), "sigma": (d,), "energy": (), "free_energy": ()}
+        self.noise_shape = (d, d)
+        self.temp = temperature
+        self.noisy = temperature > 0.0
+        self.metropolis = metropolis
+        infinite = model.depth == math.inf
+        self.scale = float(model.depth) if (rescaled and not infinite) else 1.0
+        m = start.shape[0]
+        self.cur = self._frame(np.array(start, dtype=np.float64, order="C"))  # own copy
+        self.new = self.cur
+        self.z = np.empty((m, d, d))
+        self.stats = {name: np.zeros(m, dtype=np.int64) for name in ("steps", "accepted")}
+        members = np.arange(m) if members is None else members
+        self.urngs = [acceptance_rng(seed, int(k)) for k in members] if metropolis else []
+        self.ubuf = np.empty((m, noise_batch_steps(d * d)))  # one uniform per step of a batch
+        self.h = self.var = self.amp = 0.0
+
+    def _frame(self, x: np.ndarray) -> Frame:
+        m = self.model
+        return frame(x, m.width, m.depth, m.beta, m.energy, self.temp, self.scale)
+
+    def bad_start(self) -> np.ndarray:
+        """``(m,)`` rows whose initial state has no frame (singular, or ``E`` not finite)."""
+        return ~self.cur.ok()
+
+    def begin(self, h: float, n_steps: int) -> None:
+        """A save interval with steps ``h`` (the run's time: ``K`` is already per unit)."""
+        self.h = h
+        self.var = 2.0 * self.temp * h
+        self.amp = math.sqrt(self.var)
+
+    def refill(self, active: np.ndarray) -> None:
+        """Draw the Metropolis uniforms of the next noise batch."""
+        if self.metropolis:
+            for a, idx in enumerate(active):
+                self.urngs[idx].random(out=self.ubuf[a])
+
+    def step(self, xi: np.ndarray, pos: int, active: np.ndarray) -> np.ndarray | None:
+        """``Y = X + U [h D + sqrt(2 T h) sqrt(K) o Z] V^T`` and its frame; failing rows."""
+        cur = self.cur
+        move = self.h * cur.drift
+        if self.noisy:
+            move += self.amp * np.sqrt(cur.k) * xi
+            self.z = xi
+        y = cur.x + from_frame(cur.u, move, cur.vt)
+        fin = np.isfinite(y).all(axis=(1, 2))
+        if not fin.all():
+            y[~fin] = 0.0  # kept out of LAPACK (a NaN would fail the whole stack)
+        self.new = self._frame(y)
+        self.stats["steps"][active] += 1
+        bad = ~(fin & self.new.ok())
+        return bad if bad.any() else None
+
+    def drop(self, bad: np.ndarray, ok: np.ndarray, lost: np.ndarray) -> dict[str, np.ndarray]:
+        """Remove failing rows; their outputs before the step."""
+        last = self._outputs(self.cur.take(bad))
+        self.cur, self.new = self.cur.take(ok), self.new.take(ok)
+        self.ubuf = self.ubuf[ok]
+        if self.noisy:
+            self.z = self.z[ok]
+        return last
+
+    def commit(self, pos: int, active: np.ndarray) -> None:
+        """The Metropolis test (if any), then the new states become current."""
+        cur, new = self.cur, self.new
+        if self.metropolis:
+            z = self.z
+            log_fwd = -0.5 * (z * z).sum(axis=(1, 2)) - 0.5 * cur.logdet
+            log_rev = _log_reverse(new, cur.x, self.h, self.var)
+            log_ratio = (new.log_density - cur.log_density) + (log_rev - log_fwd)
+            accept = np.log(self.ubuf[:, pos]) < log_ratio
+            cur.update(accept, new)
+        else:
+            accept = np.ones(active.size, dtype=bool)
+            self.cur = new
+        self.stats["accepted"][active] += accept
+
+    @staticmethod
+    def _outputs(f: Frame) -> dict[str, np.ndarray]:
+        return {
+            "X": f.x.copy(),
+            "sigma": f.sigma.copy(),
+            "energy": f.energy.copy(),
+            "free_energy": f.free_energy.copy(),
+        }
+
+    def save(self) -> dict[str, np.ndarray]:
+        """The outputs of the current states."""
+        return self._outputs(self.cur)
+
+    def finish(self, active: np.ndarray) -> dict[str, np.ndarray]:
+        """The per-member statistics (class docstring)."""
+        return self.stats
 
 
 def _log_reverse(new: Frame, old_x: np.ndarray, h: float, var: float) -> np.ndarray:
@@ -168,6 +299,59 @@ def _log_reverse(new: Frame, old_x: np.ndarray, h: float, var: float) -> np.ndar
     r[:, idx, idx] -= new.sigma
     r -= h * new.drift
     return -0.5 * (r * r / new.k).sum(axis=(1, 2)) / var - 0.5 * new.logdet
+
+
+def _local_run_steps(stepper, start, members, times, dt, seed, noisy):
+    """The one step loop of ``particles.driver.run_steps`` (issue 13), for as long as that
+    module is not on this branch: the same step plan, noise batches, failure bookkeeping and
+    call order, so both give bitwise the same paths.  Remove once the driver is merged."""
+    m = members.size
+    shapes = dict(stepper.outputs)
+    out = {name: np.full((m, times.size, *shape), np.nan) for name, shape in shapes.items()}
+    last_finite = {name: np.full((m, *shape), np.nan) for name, shape in shapes.items()}
+    failed_time = np.full(m, np.nan)
+    active = np.arange(m)
+    rngs = [member_rng(seed, int(k)) for k in members]
+    batch = noise_batch_steps(math.prod(stepper.noise_shape))
+    buf = np.empty((m, batch, *stepper.noise_shape))
+    pos = batch  # the buffer is refilled before the first step
+    with np.errstate(all="ignore"):
+        for k, (t_start, t_end, n_steps, h) in enumerate(_step_plan(times, dt)):
+            stepper.begin(h, n_steps)
+            for j in range(n_steps):
+                if noisy and pos == batch:
+                    for a, idx in enumerate(active):
+                        rngs[idx].standard_normal(out=buf[a])
+                    stepper.refill(active)
+                    pos = 0
+                bad = stepper.step(buf[:, min(pos, batch - 1)], pos, active)
+                if bad is not None:
+                    ok = ~bad
+                    lost = active[bad]
+                    failed_time[lost] = t_end if j == n_steps - 1 else t_start + (j + 1) * h
+                    for name, value in stepper.drop(bad, ok, lost).items():
+                        last_finite[name][lost] = value
+                    active, buf = active[ok], buf[ok]
+                stepper.commit(pos, active)
+                pos += 1
+            saved = {n: v[active] for n, v in start.items()} if n_steps == 0 else stepper.save()
+            for name, value in saved.items():
+                out[name][active, k] = value
+    stats = stepper.finish(active)
+    for name, value in out.items():
+        last_finite[name][active] = value[active, -1]
+    return out, failed_time, last_finite, stats
+
+
+def _run_steps(stepper, start, members, times, dt, seed, noisy):
+    """``particles.driver.run_steps`` when the one-engine driver is installed, else the local
+    copy of its loop; ``(outputs, failed_time, last_finite, stats)``."""
+    try:
+        from dlnsim.particles.driver import run_steps
+    except ImportError:
+        return _local_run_steps(stepper, start, members, times, dt, seed, noisy)
+    run = run_steps(stepper, start, members, times, dt, seed, noisy)
+    return run.outputs, run.failed_time, run.last_finite, run.stats
 
 
 def simulate_matrix_members(
@@ -233,88 +417,24 @@ def simulate_matrix_members(
     metropolis = check_bool(metropolis, "metropolis")
     if metropolis and temp == 0.0:
         raise fail("metropolis", metropolis, "needs a positive temperature")
-
-    infinite = model.depth == math.inf
-    scale = float(model.depth) if (rescaled and not infinite) else 1.0
-    plan = _step_plan(times, dt)
-    out_x = np.full((m, times.size, d, d), np.nan)
-    out_s = np.full((m, times.size, d), np.nan)
-    out_e = np.full((m, times.size), np.nan)
-    out_f = np.full((m, times.size), np.nan)
-    failed_time = np.full(m, np.nan)
-    last_finite = np.full((m, d, d), np.nan)
-    accepted = np.zeros(m, dtype=np.int64)
-    steps = np.zeros(m, dtype=np.int64)
-
-    active = np.arange(m)
-    cur = _frame(model, np.ascontiguousarray(x0), temp, scale)
-    bad0 = ~cur.ok()
+    stepper = MatrixLangevin(model, x0, temp, rescaled, metropolis, members, seed)
+    bad0 = stepper.bad_start()
     if bad0.any():
-        raise fail("x0", f"members {np.flatnonzero(bad0)[:5].tolist()}", "must be invertible")
-    rngs = [member_rng(seed, int(k)) for k in members]
-    urngs = [acceptance_rng(seed, int(k)) for k in members] if metropolis else []
-    batch = noise_batch_steps(d * d)
-    buf = np.empty((m, batch, d, d))
-    ubuf = np.empty((m, batch))
-    pos = batch  # the buffers are refilled before the first step
-    noisy = temp > 0.0
-    with np.errstate(all="ignore"):
-        for k, (t_start, t_end, n_steps, h) in enumerate(plan):
-            var = 2.0 * temp * h
-            amp = math.sqrt(var)
-            for j in range(n_steps):
-                if noisy and pos == batch:
-                    for a, idx in enumerate(active):
-                        rngs[idx].standard_normal(out=buf[a])
-                        if metropolis:
-                            urngs[idx].random(out=ubuf[a])
-                    pos = 0
-                move = h * cur.drift
-                if noisy:
-                    z = buf[:, pos]
-                    move += amp * np.sqrt(cur.k) * z
-                y = cur.x + from_frame(cur.u, move, cur.vt)
-                fin = np.isfinite(y).all(axis=(1, 2))
-                if not fin.all():
-                    y[~fin] = 0.0  # kept out of LAPACK (NaN would fail the whole stack)
-                new = _frame(model, y, temp, scale)
-                bad = ~(fin & new.ok())
-                steps[active] += 1
-                if bad.any():
-                    ok = ~bad
-                    lost = active[bad]
-                    failed_time[lost] = t_end if j == n_steps - 1 else t_start + (j + 1) * h
-                    last_finite[lost] = cur.x[bad]
-                    active, cur, new = active[ok], cur.take(ok), new.take(ok)
-                    buf, ubuf = buf[ok], ubuf[ok]
-                    if noisy:
-                        z = z[ok]
-                if metropolis:
-                    log_fwd = -0.5 * (z * z).sum(axis=(1, 2)) - 0.5 * cur.logdet
-                    log_rev = _log_reverse(new, cur.x, h, var)
-                    log_ratio = (new.log_density - cur.log_density) + (log_rev - log_fwd)
-                    accept = np.log(ubuf[:, pos]) < log_ratio
-                    cur.update(accept, new)
-                else:
-                    accept = np.ones(active.size, dtype=bool)
-                    cur = new
-                accepted[active] += accept
-                pos += 1
-            out_x[active, k] = cur.x
-            out_s[active, k] = cur.sigma
-            out_e[active, k] = cur.energy
-            out_f[active, k] = cur.free_energy
-    last_finite[active] = cur.x
+        rows = np.flatnonzero(bad0)[:5].tolist()
+        raise fail("x0", f"members {rows}", "must be invertible with a finite energy")
+    out, failed_time, last_finite, stats = _run_steps(
+        stepper, stepper.save(), members, times, dt, seed, temp > 0.0
+    )
     return MatrixBlock(
-        x=out_x,
-        sigma=out_s,
-        energy=out_e,
-        free_energy=out_f,
+        x=out["X"],
+        sigma=out["sigma"],
+        energy=out["energy"],
+        free_energy=out["free_energy"],
         reflections=np.zeros(m, dtype=np.int64),
         failed_time=failed_time,
-        last_finite=last_finite,
-        accepted=accepted,
-        steps=steps,
+        last_finite=last_finite["X"],
+        accepted=stats["accepted"],
+        steps=stats["steps"],
     )
 
 
