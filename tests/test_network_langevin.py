@@ -32,6 +32,7 @@ import pytest
 from scipy.stats import ks_2samp
 
 from dlnsim.network import langevin_ensemble, simulate_matrix_members
+from dlnsim.network.langevin import MatrixLangevin
 from dlnsim.network.system import frame, from_frame
 from dlnsim.particles import MatrixVariant, Schatten
 from dlnsim.particles import langevin_ensemble as particle_ensemble
@@ -101,7 +102,8 @@ def test_depth_one_is_gaussian():
     Bias it can detect: the unadjusted scheme at this dt inflates the entry variance by
     ``1 / (1 - dt/2) = 1.143`` (exact for the OU recursion); the ``E|X|^2`` check resolves 6%
     (4 SE), and the KS tests (p > 1e-3 on 600 x 1 final states against 100000 exact) a CDF
-    error of ~0.08.  Planted: ``metropolis=False`` fails the moment check at 9 SE.
+    error of ~0.08.  Planted: ``metropolis=False`` fails the moment check at 18 SE (E|X|^2 =
+    5.15 against 4.5, SE 0.036).
     """
     d, beta, m = 3, 2.0, 600
     mod = model(d, 1, beta, Schatten(2))
@@ -122,7 +124,8 @@ def test_depth_one_is_gaussian():
 def test_unadjusted_depth_one_matches_the_exact_recursion():
     """N = 1: Euler-Maruyama is the OU recursion ``X <- (1 - h) X + sqrt(2 T h) Z``, whose
     stationary entry variance is ``T / (1 - h/2)`` exactly: the engine must reproduce it
-    (detects a wrong noise amplitude or drift, 4 SE = 2.5% here)."""
+    (detects a wrong noise amplitude or drift, 4 SE = 2.5% here; planted: the noise variance
+    2 T h halved fails it at 170 SE)."""
     d, beta, h, m = 3, 1.0, 0.2, 400
     mod = model(d, 1, beta, Schatten(2))
     ds = langevin_ensemble(mod, np.eye(d), np.arange(4.0, 20.01, 1.0), m, h, seed=5)
@@ -139,9 +142,11 @@ def test_spectral_energy_follows_the_matrix_variant():
     independent code paths; moments of each sigma_i agree within 4 combined SE, two-sample KS
     per index p > 1e-3, and sum sigma^2 matches the virial value 2.5 within 4 SE.
 
-    Bias it can detect: a wrong Ito drift or density in the matrix engine shifts the law of
-    the small singular value (an error of (N-1) -> N in the Ito term moves E[sigma_3] by ~30%,
-    ~8 SE).  Planted: Ito coefficient T(1 - 1/N) -> T: E[sigma_3] off by 11 SE.
+    Bias it can detect: an error in the target density or in the proposal densities of the
+    Metropolis test (a drift error cannot bias a Metropolis-adjusted chain: the test corrects
+    it; the drift is checked by the dense-operator tests below).  Planted: -1/2 log det A
+    dropped from the density: E[sigma_1] off by 54 SE; dropped from the reverse proposal
+    density only: 25 SE.
     """
     d, depth, beta, m = 3, 3, 2.0, 500
     exact_v = virial_exact(d, depth, beta)
@@ -177,8 +182,10 @@ def test_spectral_energy_follows_the_matrix_variant():
 def test_non_spectral_energy_virial():
     """Regression energy (the singular vectors move), d = 3, N = 2, beta = 1: the exact
     stationary E[<X, X - target>] = (9 - 3)/1 = 6 (module docstring) with Metropolis at
-    dt = 0.05.  Detects an error in the rotated gradient (a transposed frame gives 8 SE)
-    or in the energy term of the density (Metropolis then targets another law)."""
+    dt = 0.05.  Detects an error in the non-spectral energy's value or in the density
+    (planted: -1/2 log det A dropped from the density: 43 SE; from the reverse proposal: 35
+    SE).  Not a drift error (the Metropolis test corrects it): a transposed gradient frame
+    passes here and fails the dense-operator test."""
     d, depth, beta, m = 3, 2, 1.0, 300
     target = np.diag([2.0, 1.0, 0.5])
     mod = model(d, depth, beta, energy=regression(target))
@@ -201,8 +208,10 @@ def test_weak_order_one_of_the_unadjusted_scheme():
     fitted order is 1 within 0.35.
 
     Bias it can detect: an O(1) error (a missing or wrong Ito drift, a wrong noise
-    amplitude) survives the extrapolation.  Planted: the Ito drift removed: the
-    extrapolation misses by 20 SE.
+    amplitude) survives the extrapolation.  Planted: Ito coefficient T (1 - 1/N) -> T: the
+    extrapolation misses by 11 SE; the Ito drift removed: the bias at dt = 0.1 is 2.6 SE
+    (the power check fails) and the extrapolation misses by 13 SE; the noise variance halved:
+    the bias is negative (-17 SE).
     """
     d, depth, beta, m = 2, 2, 1.0, 400
     exact = virial_exact(d, depth, beta)
@@ -229,8 +238,8 @@ def test_metropolis_removes_the_step_size_bias():
     """Same problem as the weak-order test at dt = 0.1: unadjusted, E[sum sigma^2] is > 5 SE
     (measured: 32%) above the exact 2.5; Metropolis-adjusted it is within 4 SE of it
     (theory.md 12.6).  Detects any error in the target density or in the reverse proposal
-    density (planted: -1/2 log det A dropped from the density, or from the reverse
-    proposal: this test and the matrix-variant one fail by 25-55 SE)."""
+    density (planted: -1/2 log det A dropped from the density: 34 SE; from the reverse
+    proposal: 30 SE)."""
     d, depth, beta, m, h = 2, 2, 1.0, 400, 0.1
     exact = virial_exact(d, depth, beta)
     starts = gaussian_starts(m, d, exact / d / d, seed=4)
@@ -281,7 +290,8 @@ def test_flow_step_is_minus_the_dense_operator_on_the_gradient(kind):
     frame formulas of theory.md 12.1-12.3 against independent truth (1e-7, the FD error).
     Detects a wrong kernel, a transposed frame (the regression target is not symmetric) or a
     wrong entropy gradient, none of which the Metropolis tests can see (the test corrects
-    any drift)."""
+    any drift).  Planted: the gradient frame transposed (regression: entry 0 is -3.97 instead
+    of -4.04), the diagonal K_ii / sigma_i taken as K_ii (-3.35 instead of -3.75)."""
     d, depth, beta, h = 3, 3, 2.0, 1e-3
     x0 = np.array([[1.2, 0.3, -0.2], [0.1, 0.8, 0.4], [-0.3, 0.2, 0.6]])
     target = np.arange(9.0).reshape(3, 3) / 9.0
@@ -303,7 +313,8 @@ def test_flow_step_is_minus_the_dense_operator_on_the_gradient(kind):
 def test_ito_drift_is_the_laplace_beltrami_drift():
     """The T-dependent drift is T (div A - 1/2 A grad log det A) (theory.md 12.5), computed
     here from the dense operator by finite differences, against the closed form
-    T (N - 1) U diag(sigma^{1-2/N}) V^T the engine uses (to the FD error, 1e-6)."""
+    T (N - 1) U diag(sigma^{1-2/N}) V^T the engine uses (to the FD error, 1e-6).  Planted:
+    the coefficient T (1 - 1/N) -> T (entry 0: 2.116 instead of 1.411)."""
     d, depth, temp = 3, 3, 0.7
     x0 = np.array([[1.1, 0.2, -0.3], [0.4, 0.9, 0.1], [-0.2, 0.3, 0.7]])
     a = dense_operator(x0, depth)
@@ -371,6 +382,12 @@ def test_member_paths_do_not_depend_on_the_chunking():
         assert np.array_equal(alone.x[0], one.X.values[3])
         assert one.attrs["seed"] == "8"
     assert not np.array_equal(one.X.values[0], one.X.values[1])
+    # the stepper works on its own copy (a Metropolis step once updated the start in place)
+    keep = starts.copy()
+    stepper = MatrixLangevin(mod, starts, 1.0, False, True, np.arange(5), 8)
+    simulate_matrix_members(mod, starts, np.arange(5), times, 0.05, 8, metropolis=True)
+    stepper.cur.update(np.ones(5, dtype=bool), stepper._frame(2.0 * starts))
+    assert np.array_equal(starts, keep)
 
 
 def test_a_failing_member_leaves_the_others_alone():
