@@ -248,7 +248,9 @@ def test_metropolis_removes_the_step_size_bias():
     out = {}
     for metropolis in (False, True):
         ds = langevin_ensemble(mod, starts, times, m, h, seed=31, metropolis=metropolis)
-        out[metropolis] = member_means((ds.sigma.values**2).sum(-1), 0)
+        # burn-in to t = 3: the chain relaxes ~2.5x slower at 40% acceptance (measured: the
+        # mean over t in [1.2, 3] is 2.75 +- 0.08, over [3.2, 7] 2.52 +- 0.06)
+        out[metropolis] = member_means((ds.sigma.values**2).sum(-1), 10)
     assert out[False][0] - exact > 5 * out[False][1], out
     assert abs(out[True][0] - exact) < 4 * out[True][1], out
 
