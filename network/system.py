@@ -47,17 +47,54 @@ __all__ = ["Frame", "frame", "svd_stack", "to_frame", "from_frame"]
 
 
 def svd_stack(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One batched LAPACK SVD of a ``(m, d, d)`` stack: ``U, sigma (descending), V^T``."""
+    """One batched LAPACK SVD of a ``(m, d, d)`` stack (theory.md 12.1), matrix by matrix.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        ``(m, d, d)`` finite matrices.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``U`` ``(m, d, d)``, ``sigma`` ``(m, d)`` (descending), ``V^T`` ``(m, d, d)``.
+    """
     return np.linalg.svd(x)
 
 
 def to_frame(u: np.ndarray, p: np.ndarray, vt: np.ndarray) -> np.ndarray:
-    """``U^T P V`` for stacks (``vt`` is ``V^T``)."""
+    """``U^T P V``: a matrix in the SVD frame of ``X = U diag(sigma) V^T`` (theory.md 12.1).
+
+    Parameters
+    ----------
+    u, vt : numpy.ndarray
+        ``(m, d, d)`` ``U`` and ``V^T``.
+    p : numpy.ndarray
+        ``(m, d, d)`` the matrices ``P``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(m, d, d)``.
+    """
     return np.matmul(np.matmul(np.swapaxes(u, -1, -2), p), np.swapaxes(vt, -1, -2))
 
 
 def from_frame(u: np.ndarray, q: np.ndarray, vt: np.ndarray) -> np.ndarray:
-    """``U Q V^T`` for stacks."""
+    """``U Q V^T``: back from the SVD frame (the inverse of ``to_frame``).
+
+    Parameters
+    ----------
+    u, vt : numpy.ndarray
+        ``(m, d, d)`` ``U`` and ``V^T``.
+    q : numpy.ndarray
+        ``(m, d, d)`` matrices in the frame.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(m, d, d)``.
+    """
     return np.matmul(np.matmul(u, q), vt)
 
 
