@@ -148,10 +148,13 @@ def test_spectral_energy_follows_the_matrix_variant():
     dropped from the density: E[sigma_1] off by 54 SE; dropped from the reverse proposal
     density only: 25 SE.
     """
-    d, depth, beta, m = 3, 3, 2.0, 500
+    d, depth, beta, m = 3, 3, 2.0, 400
     exact_v = virial_exact(d, depth, beta)
     starts = gaussian_starts(m, d, exact_v / d / d, seed=7)
-    times = np.arange(2.0, 6.01, 0.5)
+    # burn-in to t = 4.5: at 31% acceptance the matrix chain relaxes slowly (measured, 500
+    # members: sum sigma^2 averaged over t in [0.5, 2], [2.5, 4], [4.5, 6], [6.5, 8], [8.5, 10]
+    # is 2.72, 2.63, 2.54, 2.48, 2.53, SE 0.05; sigma_3: 0.117, 0.078, 0.072, 0.071, 0.068)
+    times = np.arange(4.5, 10.01, 0.5)
     mat = langevin_ensemble(
         model(d, depth, beta, Schatten(2)), starts, times, m, 0.02, seed=1, metropolis=True
     )
