@@ -56,6 +56,8 @@ MODULES = (
     # the ``run_*`` runners are checked too: the CLI's ``--help`` shows only the first paragraph
     # of their docstrings (``Experiment.doc``), so their numpy sections stay out of it
     "dlnsim.analysis.pipeline",
+    "dlnsim.network.langevin",
+    "dlnsim.network.system",
 )
 
 #: classes whose public methods are checked too (extend as they are converted)
