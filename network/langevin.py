@@ -55,16 +55,15 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from dlnsim.particles.baselines import acceptance_rng
 from dlnsim.particles.datasets import clean_attrs, provenance
-from dlnsim.particles.ensemble import BIT_GENERATOR, SEEDING_SCHEME
-from dlnsim.particles.langevin import (
-    _check_index,
-    _check_members,
-    _step_plan,
-    member_rng,
+from dlnsim.particles.driver import (
+    check_index,
+    check_members,
     noise_batch_steps,
+    run_steps,
 )
+from dlnsim.particles.ensemble import BIT_GENERATOR, SEEDING_SCHEME
+from dlnsim.particles.proximal import acceptance_rng
 from dlnsim.particles.validation import (
     check_bool,
     check_integer,
@@ -301,55 +300,9 @@ def _log_reverse(new: Frame, old_x: np.ndarray, h: float, var: float) -> np.ndar
     return -0.5 * (r * r / new.k).sum(axis=(1, 2)) / var - 0.5 * new.logdet
 
 
-def _local_run_steps(stepper, start, members, times, dt, seed, noisy):
-    """The one step loop of ``particles.driver.run_steps`` (issue 13), for as long as that
-    module is not on this branch: the same step plan, noise batches, failure bookkeeping and
-    call order, so both give bitwise the same paths.  Remove once the driver is merged."""
-    m = members.size
-    shapes = dict(stepper.outputs)
-    out = {name: np.full((m, times.size, *shape), np.nan) for name, shape in shapes.items()}
-    last_finite = {name: np.full((m, *shape), np.nan) for name, shape in shapes.items()}
-    failed_time = np.full(m, np.nan)
-    active = np.arange(m)
-    rngs = [member_rng(seed, int(k)) for k in members]
-    batch = noise_batch_steps(math.prod(stepper.noise_shape))
-    buf = np.empty((m, batch, *stepper.noise_shape))
-    pos = batch  # the buffer is refilled before the first step
-    with np.errstate(all="ignore"):
-        for k, (t_start, t_end, n_steps, h) in enumerate(_step_plan(times, dt)):
-            stepper.begin(h, n_steps)
-            for j in range(n_steps):
-                if noisy and pos == batch:
-                    for a, idx in enumerate(active):
-                        rngs[idx].standard_normal(out=buf[a])
-                    stepper.refill(active)
-                    pos = 0
-                bad = stepper.step(buf[:, min(pos, batch - 1)], pos, active)
-                if bad is not None:
-                    ok = ~bad
-                    lost = active[bad]
-                    failed_time[lost] = t_end if j == n_steps - 1 else t_start + (j + 1) * h
-                    for name, value in stepper.drop(bad, ok, lost).items():
-                        last_finite[name][lost] = value
-                    active, buf = active[ok], buf[ok]
-                stepper.commit(pos, active)
-                pos += 1
-            saved = {n: v[active] for n, v in start.items()} if n_steps == 0 else stepper.save()
-            for name, value in saved.items():
-                out[name][active, k] = value
-    stats = stepper.finish(active)
-    for name, value in out.items():
-        last_finite[name][active] = value[active, -1]
-    return out, failed_time, last_finite, stats
-
-
 def _run_steps(stepper, start, members, times, dt, seed, noisy):
-    """``particles.driver.run_steps`` when the one-engine driver is installed, else the local
-    copy of its loop; ``(outputs, failed_time, last_finite, stats)``."""
-    try:
-        from dlnsim.particles.driver import run_steps
-    except ImportError:
-        return _local_run_steps(stepper, start, members, times, dt, seed, noisy)
+    """The one step loop ``particles.driver.run_steps``: ``(outputs, failed_time, last_finite,
+    stats)``."""
     run = run_steps(stepper, start, members, times, dt, seed, noisy)
     return run.outputs, run.failed_time, run.last_finite, run.stats
 
@@ -409,10 +362,10 @@ def simulate_matrix_members(
     if x0.ndim != 3:
         raise fail("x0", x0.shape, f"must have shape (members, {d}, {d})")
     m = x0.shape[0]
-    members = _check_members(members, m)
+    members = check_members(members, m)
     times = check_times(times)
     dt = check_positive(dt, "dt")
-    seed = _check_index(seed, "seed")
+    seed = check_index(seed, "seed")
     temp = _temperature(model, temperature)
     metropolis = check_bool(metropolis, "metropolis")
     if metropolis and temp == 0.0:
@@ -538,7 +491,7 @@ def langevin_ensemble(
     if seed is None:
         seed = int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
         _log.info("seed = %d (drawn; stored in the dataset's attrs)", seed)
-    seed = _check_index(seed, "seed")
+    seed = check_index(seed, "seed")
     if chunk_size is None:
         chunk_size = max(1, MATRIX_STEP_BYTES // (8 * times.size * d * d))
     chunk_size = min(check_integer(chunk_size, "chunk_size", 1), members)

@@ -41,7 +41,7 @@ import numpy as np
 
 from dlnsim.particles.energies import Energy
 from dlnsim.particles.entropy import log_kernel
-from dlnsim.particles.kernels import entropy_gradient as dln_entropy_gradient
+from dlnsim.particles.pairsum import entropy_gradient_rho as dln_entropy_gradient
 
 __all__ = ["Frame", "frame", "svd_stack", "to_frame", "from_frame"]
 
