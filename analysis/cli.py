@@ -36,19 +36,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _depth(text: str) -> int | float:
-    from dlnsim.particles.validation import check_depth
-
-    try:
-        value: int | float | str = int(text)
-    except ValueError:
-        value = text
-    try:
-        return check_depth(value, "depth")
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _floats(text: str) -> list[float]:
     try:
         return [float(v) for v in text.replace(" ", "").split(",") if v]
@@ -77,24 +64,22 @@ def _format_option(p: argparse.ArgumentParser, default: str = "png") -> None:
 
 
 def _model_options(p: argparse.ArgumentParser, width: int | None = 2) -> None:
+    """The model options ``--width/-d --depth/-N --beta --p``, generated from the fields of
+    ``ModelParams`` (their defaults and help); ``width`` overrides the width's default (None:
+    no ``--width``, d = 2)."""
+    from .experiments.params import ModelParams, cli_depth, schema_of
+
     g = p.add_argument_group("model")
-    if width is not None:
+    short = {"width": "-d", "depth": "-N"}
+    for key, param in schema_of(ModelParams).params.items():
+        if key == "width" and width is None:
+            continue
+        default = width if key == "width" else param.default
+        flags = ["--" + key, *([short[key]] if key in short else [])]
+        kind = cli_depth if key == "depth" else param.cli  # checked as it is parsed
         g.add_argument(
-            "--width", "-d", type=int, default=width, help="width d (default %(default)s)"
+            *flags, type=kind, default=default, help=f"{param.help} (default %(default)s)"
         )
-    g.add_argument(
-        "--depth",
-        "-N",
-        type=_depth,
-        default=10,
-        help="depth N: an integer >= 1 or 'inf' (default %(default)s)",
-    )
-    g.add_argument(
-        "--beta", type=float, default=5.0, help="inverse temperature (default %(default)s)"
-    )
-    g.add_argument(
-        "--p", type=float, default=2.0, help="Schatten exponent p > 0 (default %(default)s)"
-    )
 
 
 def _log_options(p: argparse.ArgumentParser) -> None:
@@ -255,10 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("path", help=".nc file or .zarr store")
 
-    from .pipeline import EXPERIMENTS
+    from .experiments import EXPERIMENTS
 
-    for kind in ("meanfield", "repulsion", "depth"):
-        _experiment_command(sub, kind, EXPERIMENTS[kind])
+    for kind, experiment in EXPERIMENTS.items():
+        if experiment.command:  # flow, ensemble: the hand-written commands above
+            _experiment_command(sub, kind, experiment)
 
     pl = sub.add_parser(
         "plot",
@@ -276,13 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _experiment_command(sub, kind: str, exp) -> None:
-    """A subcommand ``dlnsim KIND`` with one option per parameter of the experiment kind (its
-    schema, ``analysis.config``: the same defaults and checks as in a config file)."""
+    """A subcommand ``dlnsim KIND`` with one option per parameter of the experiment kind (the
+    fields of its parameter dataclass: the same defaults and checks as in a config file)."""
     p = sub.add_parser(kind, help=exp.doc.splitlines()[0], description=exp.doc)
     for key, param in exp.schema.params.items():
         flag = "--" + key.replace("_", "-")
         default = param.default
         shown = "none" if default is None else default
+        unit = f" [{param.unit}]" if param.unit else ""
         if key == "format":
             _format_option(p)
         elif isinstance(default, bool):
@@ -300,7 +287,7 @@ def _experiment_command(sub, kind: str, exp) -> None:
                 dest=key,
                 type=param.cli,
                 default=None,
-                help=f"{param.help} (default {shown}{note})",
+                help=f"{param.help}{unit} (default {shown}{note})",
             )
     p.add_argument(
         "--out", dest="out_dir", default="dlnsim-out", help="output folder (default %(default)s)"
@@ -309,8 +296,9 @@ def _experiment_command(sub, kind: str, exp) -> None:
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from .config import check_out
-    from .pipeline import EXPERIMENTS, resolve, run_experiments
+    from .experiments import EXPERIMENTS
+    from .experiments.params import check_out
+    from .pipeline import resolve, run_experiments
 
     given = {
         k: getattr(args, k, None)
@@ -325,7 +313,7 @@ def _experiment(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .config import check_out
+    from .experiments.params import DEFAULT_SCHEDULER, check_out
     from .pipeline import DEFAULT_EXPERIMENTS, load_config, resolve, run_experiments
 
     if args.config:
@@ -339,11 +327,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.check:
         resolved = [resolve(e)[1] for e in experiments]
         names = ", ".join(
-            f"{e['kind']} {p['name']!r}" for e, p in zip(experiments, resolved, strict=True)
+            f"{e['kind']} {p.name!r}" for e, p in zip(experiments, resolved, strict=True)
         )
         print(f"dlnsim: {args.config or 'the built-in config'} is valid: {names}; output {folder}/")
         return 0
-    with _cluster(args, "local"):
+    with _cluster(args, DEFAULT_SCHEDULER):
         _log.info("writing into %s/", folder)
         run_experiments(experiments, folder, print, config=text)
     return 0
@@ -423,7 +411,8 @@ def _ensemble(args: argparse.Namespace) -> int:
     from dlnsim.particles import Model, Schatten, langevin_ensemble
     from dlnsim.particles.validation import check_positive, check_times
 
-    from .config import check_memory, check_steps
+    from .experiments.ensemble import default_start
+    from .experiments.params import DEFAULT_SCHEDULER, check_memory, check_steps
 
     model = Model(args.width, args.depth, args.beta, Schatten(args.p))
     n_times = 51 if args.save_times is None else len(args.save_times)
@@ -431,15 +420,13 @@ def _ensemble(args: argparse.Namespace) -> int:
     sizes = {"members": args.members, "n_times": n_times, "width": model.width}
     check_memory({k: max(v, 0) for k, v in sizes.items()}, "the trajectories", copies=2)
     s_star = model.equilibrium()
-    sigma0 = args.sigma0
-    if sigma0 is None:
-        sigma0 = (s_star if s_star > 0 else 1.0) * np.geomspace(3.0, 1 / 3, model.width)
+    sigma0 = default_start(model) if args.sigma0 is None else args.sigma0
     if args.save_times is not None:
         times = check_times(args.save_times)
     else:
         times = np.linspace(0.0, check_positive(args.t_end, "t-end"), 51)
     check_steps(float(times[-1]), check_positive(args.dt, "dt"), "t-end", "dt")
-    scheduler = args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or "local"
+    scheduler = args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or DEFAULT_SCHEDULER
     reductions = [r for r in args.reductions.split(",") if r]
     with _cluster(args, scheduler):
         ds = langevin_ensemble(

@@ -13,7 +13,7 @@ import pytest
 import xarray as xr
 
 from dlnsim.analysis.pipeline import run_experiments
-from dlnsim.analysis.repulsion_experiment import repulsion_comparison, repulsion_verdict
+from dlnsim.analysis.experiments.repulsion import repulsion_comparison, repulsion_verdict
 from dlnsim.particles.datasets import load
 
 
