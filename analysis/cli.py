@@ -112,7 +112,9 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every ``dlnsim`` subcommand.
+    """The argument parser of every ``dlnsim`` subcommand: the hand-written commands (``run``,
+    ``phase-portrait``, ``flow``, ``ensemble``, ``info``, ``plot``) and one generated from the
+    parameters of each registered experiment kind (``analysis.experiments.EXPERIMENTS``).
 
     Returns
     -------
@@ -126,9 +128,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from dlnsim.particles.version import __version__
 
+    from .experiments import EXPERIMENTS
+
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_run_command, _phase_portrait_command, _flow_command, _ensemble_command):
+        add(sub)
+    _info_command(sub)
+    for kind, experiment in EXPERIMENTS.items():
+        if experiment.command:  # flow, ensemble: the hand-written commands above
+            _experiment_command(sub, kind, experiment)
+    _plot_command(sub)
+    for command in sub.choices.values():
+        _log_options(command)
+    return parser
 
+
+def _run_command(sub) -> None:
+    """``dlnsim run [CONFIG.toml]``."""
     run = sub.add_parser(
         "run",
         help="run the experiments of a TOML config (default: built-in)",
@@ -145,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate the config and the output folder, then exit (runs nothing, writes nothing)",
     )
 
+
+def _phase_portrait_command(sub) -> None:
+    """``dlnsim phase-portrait``."""
     pp = sub.add_parser(
         "phase-portrait",
         help="draw Figure 1 of the source (d = 2)",
@@ -156,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--out", default="phase_portrait.png", help="image file (default %(default)s)")
     _format_option(pp, "the suffix of --out")
 
+
+def _flow_command(sub) -> None:
+    """``dlnsim flow --sigma0 ...``."""
     fl = sub.add_parser(
         "flow",
         help="integrate the deterministic gradient flow",
@@ -172,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--n-times", type=int, default=101, help="save times (default %(default)s)")
     fl.add_argument("--rescaled", action="store_true", help="time is tau = N t")
     fl.add_argument("--out", default="flow.nc", help=".nc or .zarr file (default %(default)s)")
+
+
+def _ensemble_command(sub) -> None:
+    """``dlnsim ensemble``."""
     en = sub.add_parser(
         "ensemble",
         help="a Langevin ensemble at temperature 1/beta (Dask, Zarr)",
@@ -232,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _cluster_options(en)
 
+
+def _info_command(sub) -> None:
+    """``dlnsim info PATH``."""
     info = sub.add_parser(
         "info",
         help="describe a saved dataset or an ensemble store",
@@ -240,12 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("path", help=".nc file or .zarr store")
 
-    from .experiments import EXPERIMENTS
 
-    for kind, experiment in EXPERIMENTS.items():
-        if experiment.command:  # flow, ensemble: the hand-written commands above
-            _experiment_command(sub, kind, experiment)
-
+def _plot_command(sub) -> None:
+    """``dlnsim plot PATH``."""
     pl = sub.add_parser(
         "plot",
         help="redraw the figures of a saved dataset",
@@ -256,9 +283,6 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("path", help="a .nc or .zarr dataset written by dlnsim")
     pl.add_argument("--out", default=None, help="output folder (default: the dataset's folder)")
     _format_option(pl)
-    for command in sub.choices.values():
-        _log_options(command)
-    return parser
 
 
 def _experiment_command(sub, kind: str, exp) -> None:
