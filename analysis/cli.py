@@ -28,6 +28,9 @@ EXIT_BAD_INPUT = 2
 EXIT_ENVIRONMENT = 3
 EXIT_FAILED = 4
 
+#: Save times of ``dlnsim ensemble`` without ``--save-times`` (equally spaced in [0, t-end]).
+ENSEMBLE_SAVE_TIMES = 51
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: ``dlnsim: error: <message>`` and exit status 2."""
@@ -221,7 +224,8 @@ def _ensemble_command(sub) -> None:
         "--save-times",
         type=_floats,
         default=None,
-        help="save times, comma-separated (default 51 equally spaced in [0, t-end])",
+        help=f"save times, comma-separated (default {ENSEMBLE_SAVE_TIMES} equally spaced in "
+        "[0, t-end])",
     )
     en.add_argument(
         "--temperature",
@@ -439,7 +443,7 @@ def _ensemble(args: argparse.Namespace) -> int:
     from .experiments.params import DEFAULT_SCHEDULER, check_memory, check_steps
 
     model = Model(args.width, args.depth, args.beta, Schatten(args.p))
-    n_times = 51 if args.save_times is None else len(args.save_times)
+    n_times = ENSEMBLE_SAVE_TIMES if args.save_times is None else len(args.save_times)
     # sizes before anything is allocated or written (the library checks the rest)
     sizes = {"members": args.members, "n_times": n_times, "width": model.width}
     check_memory({k: max(v, 0) for k, v in sizes.items()}, "the trajectories", copies=2)
@@ -448,7 +452,7 @@ def _ensemble(args: argparse.Namespace) -> int:
     if args.save_times is not None:
         times = check_times(args.save_times)
     else:
-        times = np.linspace(0.0, check_positive(args.t_end, "t-end"), 51)
+        times = np.linspace(0.0, check_positive(args.t_end, "t-end"), ENSEMBLE_SAVE_TIMES)
     check_steps(float(times[-1]), check_positive(args.dt, "dt"), "t-end", "dt")
     scheduler = args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or DEFAULT_SCHEDULER
     reductions = [r for r in args.reductions.split(",") if r]
