@@ -1,4 +1,12 @@
-"""dlnsim analysis: everything that reads results (statistics, comparisons, plots, pipeline)."""
+"""dlnsim analysis: the experiments and everything that reads results.
+
+- ``experiments/``: one module per experiment kind (typed parameters, ``run``, ``summary``,
+  ``figures``) and the ``EXPERIMENTS`` registry;
+- statistics: ``relaxation`` (fitted decay rates), ``repulsion`` (spacings, ``<r>``,
+  ``gamma``), ``meanfield_compare`` (exact W1, L1 against a PDE density);
+- figures: ``plots`` (``matplotlib.figure.Figure``, outside pyplot);
+- ``config`` (the TOML file), ``pipeline`` (``dlnsim run``), ``cli`` (the command line).
+"""
 
 from .relaxation import measured_relaxation_rates, relaxation_runs
 from .repulsion import (

@@ -28,25 +28,15 @@ EXIT_BAD_INPUT = 2
 EXIT_ENVIRONMENT = 3
 EXIT_FAILED = 4
 
+#: Save times of ``dlnsim ensemble`` without ``--save-times`` (equally spaced in [0, t-end]).
+ENSEMBLE_SAVE_TIMES = 51
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: ``dlnsim: error: <message>`` and exit status 2."""
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _depth(text: str) -> int | float:
-    from dlnsim.particles.validation import check_depth
-
-    try:
-        value: int | float | str = int(text)
-    except ValueError:
-        value = text
-    try:
-        return check_depth(value, "depth")
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _floats(text: str) -> list[float]:
@@ -77,24 +67,22 @@ def _format_option(p: argparse.ArgumentParser, default: str = "png") -> None:
 
 
 def _model_options(p: argparse.ArgumentParser, width: int | None = 2) -> None:
+    """The model options ``--width/-d --depth/-N --beta --p``, generated from the fields of
+    ``ModelParams`` (their defaults and help); ``width`` overrides the width's default (None:
+    no ``--width``, d = 2)."""
+    from .experiments.params import ModelParams, cli_depth, schema_of
+
     g = p.add_argument_group("model")
-    if width is not None:
+    short = {"width": "-d", "depth": "-N"}
+    for key, param in schema_of(ModelParams).params.items():
+        if key == "width" and width is None:
+            continue
+        default = width if key == "width" else param.default
+        flags = ["--" + key, *([short[key]] if key in short else [])]
+        kind = cli_depth if key == "depth" else param.cli  # checked as it is parsed
         g.add_argument(
-            "--width", "-d", type=int, default=width, help="width d (default %(default)s)"
+            *flags, type=kind, default=default, help=f"{param.help} (default %(default)s)"
         )
-    g.add_argument(
-        "--depth",
-        "-N",
-        type=_depth,
-        default=10,
-        help="depth N: an integer >= 1 or 'inf' (default %(default)s)",
-    )
-    g.add_argument(
-        "--beta", type=float, default=5.0, help="inverse temperature (default %(default)s)"
-    )
-    g.add_argument(
-        "--p", type=float, default=2.0, help="Schatten exponent p > 0 (default %(default)s)"
-    )
 
 
 def _log_options(p: argparse.ArgumentParser) -> None:
@@ -127,7 +115,9 @@ def _cluster_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every ``dlnsim`` subcommand.
+    """The argument parser of every ``dlnsim`` subcommand: the hand-written commands (``run``,
+    ``phase-portrait``, ``flow``, ``ensemble``, ``info``, ``plot``) and one generated from the
+    parameters of each registered experiment kind (``analysis.experiments.EXPERIMENTS``).
 
     Returns
     -------
@@ -141,9 +131,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from dlnsim.particles.version import __version__
 
+    from .experiments import EXPERIMENTS
+
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_run_command, _phase_portrait_command, _flow_command, _ensemble_command):
+        add(sub)
+    _info_command(sub)
+    for kind, experiment in EXPERIMENTS.items():
+        if experiment.command:  # flow, ensemble: the hand-written commands above
+            _experiment_command(sub, kind, experiment)
+    _plot_command(sub)
+    for command in sub.choices.values():
+        _log_options(command)
+    return parser
 
+
+def _run_command(sub) -> None:
+    """``dlnsim run [CONFIG.toml]``."""
     run = sub.add_parser(
         "run",
         help="run the experiments of a TOML config (default: built-in)",
@@ -160,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate the config and the output folder, then exit (runs nothing, writes nothing)",
     )
 
+
+def _phase_portrait_command(sub) -> None:
+    """``dlnsim phase-portrait``."""
     pp = sub.add_parser(
         "phase-portrait",
         help="draw Figure 1 of the source (d = 2)",
@@ -171,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--out", default="phase_portrait.png", help="image file (default %(default)s)")
     _format_option(pp, "the suffix of --out")
 
+
+def _flow_command(sub) -> None:
+    """``dlnsim flow --sigma0 ...``."""
     fl = sub.add_parser(
         "flow",
         help="integrate the deterministic gradient flow",
@@ -187,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--n-times", type=int, default=101, help="save times (default %(default)s)")
     fl.add_argument("--rescaled", action="store_true", help="time is tau = N t")
     fl.add_argument("--out", default="flow.nc", help=".nc or .zarr file (default %(default)s)")
+
+
+def _ensemble_command(sub) -> None:
+    """``dlnsim ensemble``."""
     en = sub.add_parser(
         "ensemble",
         help="a Langevin ensemble at temperature 1/beta (Dask, Zarr)",
@@ -209,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--save-times",
         type=_floats,
         default=None,
-        help="save times, comma-separated (default 51 equally spaced in [0, t-end])",
+        help=f"save times, comma-separated (default {ENSEMBLE_SAVE_TIMES} equally spaced in "
+        "[0, t-end])",
     )
     en.add_argument(
         "--temperature",
@@ -247,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _cluster_options(en)
 
+
+def _info_command(sub) -> None:
+    """``dlnsim info PATH``."""
     info = sub.add_parser(
         "info",
         help="describe a saved dataset or an ensemble store",
@@ -255,11 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("path", help=".nc file or .zarr store")
 
-    from .pipeline import EXPERIMENTS
 
-    for kind in ("meanfield", "repulsion", "depth"):
-        _experiment_command(sub, kind, EXPERIMENTS[kind])
-
+def _plot_command(sub) -> None:
+    """``dlnsim plot PATH``."""
     pl = sub.add_parser(
         "plot",
         help="redraw the figures of a saved dataset",
@@ -270,19 +287,17 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("path", help="a .nc or .zarr dataset written by dlnsim")
     pl.add_argument("--out", default=None, help="output folder (default: the dataset's folder)")
     _format_option(pl)
-    for command in sub.choices.values():
-        _log_options(command)
-    return parser
 
 
 def _experiment_command(sub, kind: str, exp) -> None:
-    """A subcommand ``dlnsim KIND`` with one option per parameter of the experiment kind (its
-    schema, ``analysis.config``: the same defaults and checks as in a config file)."""
+    """A subcommand ``dlnsim KIND`` with one option per parameter of the experiment kind (the
+    fields of its parameter dataclass: the same defaults and checks as in a config file)."""
     p = sub.add_parser(kind, help=exp.doc.splitlines()[0], description=exp.doc)
     for key, param in exp.schema.params.items():
         flag = "--" + key.replace("_", "-")
         default = param.default
         shown = "none" if default is None else default
+        unit = f" [{param.unit}]" if param.unit else ""
         if key == "format":
             _format_option(p)
         elif isinstance(default, bool):
@@ -300,7 +315,7 @@ def _experiment_command(sub, kind: str, exp) -> None:
                 dest=key,
                 type=param.cli,
                 default=None,
-                help=f"{param.help} (default {shown}{note})",
+                help=f"{param.help}{unit} (default {shown}{note})",
             )
     p.add_argument(
         "--out", dest="out_dir", default="dlnsim-out", help="output folder (default %(default)s)"
@@ -309,8 +324,9 @@ def _experiment_command(sub, kind: str, exp) -> None:
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from .config import check_out
-    from .pipeline import EXPERIMENTS, resolve, run_experiments
+    from .experiments import EXPERIMENTS
+    from .experiments.params import check_out
+    from .pipeline import resolve, run_experiments
 
     given = {
         k: getattr(args, k, None)
@@ -325,7 +341,7 @@ def _experiment(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .config import check_out
+    from .experiments.params import DEFAULT_SCHEDULER, check_out
     from .pipeline import DEFAULT_EXPERIMENTS, load_config, resolve, run_experiments
 
     if args.config:
@@ -339,11 +355,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.check:
         resolved = [resolve(e)[1] for e in experiments]
         names = ", ".join(
-            f"{e['kind']} {p['name']!r}" for e, p in zip(experiments, resolved, strict=True)
+            f"{e['kind']} {p.name!r}" for e, p in zip(experiments, resolved, strict=True)
         )
         print(f"dlnsim: {args.config or 'the built-in config'} is valid: {names}; output {folder}/")
         return 0
-    with _cluster(args, "local"):
+    with _cluster(args, DEFAULT_SCHEDULER):
         _log.info("writing into %s/", folder)
         run_experiments(experiments, folder, print, config=text)
     return 0
@@ -423,23 +439,22 @@ def _ensemble(args: argparse.Namespace) -> int:
     from dlnsim.particles import Model, Schatten, langevin_ensemble
     from dlnsim.particles.validation import check_positive, check_times
 
-    from .config import check_memory, check_steps
+    from .experiments.ensemble import default_start
+    from .experiments.params import DEFAULT_SCHEDULER, check_memory, check_steps
 
     model = Model(args.width, args.depth, args.beta, Schatten(args.p))
-    n_times = 51 if args.save_times is None else len(args.save_times)
+    n_times = ENSEMBLE_SAVE_TIMES if args.save_times is None else len(args.save_times)
     # sizes before anything is allocated or written (the library checks the rest)
     sizes = {"members": args.members, "n_times": n_times, "width": model.width}
     check_memory({k: max(v, 0) for k, v in sizes.items()}, "the trajectories", copies=2)
     s_star = model.equilibrium()
-    sigma0 = args.sigma0
-    if sigma0 is None:
-        sigma0 = (s_star if s_star > 0 else 1.0) * np.geomspace(3.0, 1 / 3, model.width)
+    sigma0 = default_start(model) if args.sigma0 is None else args.sigma0
     if args.save_times is not None:
         times = check_times(args.save_times)
     else:
-        times = np.linspace(0.0, check_positive(args.t_end, "t-end"), 51)
+        times = np.linspace(0.0, check_positive(args.t_end, "t-end"), ENSEMBLE_SAVE_TIMES)
     check_steps(float(times[-1]), check_positive(args.dt, "dt"), "t-end", "dt")
-    scheduler = args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or "local"
+    scheduler = args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or DEFAULT_SCHEDULER
     reductions = [r for r in args.reductions.split(",") if r]
     with _cluster(args, scheduler):
         ds = langevin_ensemble(

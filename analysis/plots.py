@@ -378,7 +378,7 @@ def relaxation_figure(
 
 # ----------------------------------------------------------------------- depth sweep
 def depth_figures(ds: xr.Dataset) -> dict[str, Figure]:
-    """Figures of a depth sweep (``analysis.depth.depth_sweep``).
+    """Figures of a depth sweep (``analysis.experiments.depth.depth_sweep``).
 
     Parameters
     ----------
@@ -724,7 +724,7 @@ def repulsion_figure(ds: xr.Dataset) -> Figure:
     Parameters
     ----------
     ds : xarray.Dataset
-        A ``repulsion`` dataset (``analysis.repulsion_experiment.repulsion_comparison``): per
+        A ``repulsion`` dataset (``analysis.experiments.repulsion.repulsion_comparison``): per
         ``system`` the unfolded ``spacings``, the spacing ``ratios`` (NaN padded), ``gamma``
         and ``mean_ratio``.
 

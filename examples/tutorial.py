@@ -40,7 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dlnsim.analysis.depth import convergence_orders, depth_sweep
+from dlnsim.analysis.experiments.depth import convergence_orders, depth_sweep
+from dlnsim.analysis.experiments.repulsion import repulsion_comparison
 from dlnsim.analysis.plots import (
     depth_figures,
     ensemble_figure,
@@ -50,7 +51,6 @@ from dlnsim.analysis.plots import (
     save_figure,
 )
 from dlnsim.analysis.relaxation import relaxation_runs
-from dlnsim.analysis.repulsion_experiment import repulsion_comparison
 from dlnsim.particles import Model, Schatten, gradient_flow, langevin_ensemble
 
 SIZE = os.environ.get("DLNSIM_TUTORIAL_SIZE", "full")

@@ -131,3 +131,15 @@ def test_installed_versions_are_the_floors():
         if name == "setuptools":
             continue  # the build backend lives in the isolated build environment
         assert Version(metadata.version(name)) == pin, name
+
+
+def test_every_source_subpackage_is_listed_for_the_wheel():
+    """``[tool.setuptools] packages`` is an explicit list: a subpackage folder missing from it
+    (e.g. ``analysis/experiments/``) works in an editable install but is absent from a built
+    wheel.  Every folder with an ``__init__.py`` under the mapped source folders must be listed."""
+    setup = _pyproject()["tool"]["setuptools"]
+    listed = set(setup["packages"])
+    for package, folder in setup["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            parts = init.parent.relative_to(ROOT / folder).parts
+            assert ".".join((package, *parts)) in listed, init.parent

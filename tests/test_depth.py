@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from dlnsim.analysis.depth import convergence_orders, depth_sweep, fit_order
+from dlnsim.analysis.experiments.depth import convergence_orders, depth_sweep, fit_order
 from dlnsim.analysis.plots import depth_figures
 from dlnsim.particles import Model, Schatten
 from dlnsim.particles.datasets import load, save

@@ -25,8 +25,14 @@ MODULES = (
     "dlnsim.particles.validation",
     "dlnsim.analysis.relaxation",
     "dlnsim.analysis.repulsion",
-    "dlnsim.analysis.repulsion_experiment",
-    "dlnsim.analysis.depth",
+    "dlnsim.analysis.experiments",
+    "dlnsim.analysis.experiments.base",
+    "dlnsim.analysis.experiments.params",
+    "dlnsim.analysis.experiments.flow",
+    "dlnsim.analysis.experiments.ensemble",
+    "dlnsim.analysis.experiments.meanfield",
+    "dlnsim.analysis.experiments.repulsion",
+    "dlnsim.analysis.experiments.depth",
     "dlnsim.analysis.plots",
     "dlnsim.analysis.cli",
     "dlnsim.particles.pairsum",
@@ -53,8 +59,8 @@ MODULES = (
     "dlnsim.analysis.meanfield_compare",
     "dlnsim.analysis.particles_vs_pde",
     "dlnsim.analysis.config",
-    # the ``run_*`` runners are checked too: the CLI's ``--help`` shows only the first paragraph
-    # of their docstrings (``Experiment.doc``), so their numpy sections stay out of it
+    # the experiments' ``run`` functions are checked too: the CLI's ``--help`` shows only the
+    # first paragraph of their docstrings (``Experiment.doc``), so their numpy sections stay out
     "dlnsim.analysis.pipeline",
     "dlnsim.network.langevin",
     "dlnsim.network.system",

@@ -683,7 +683,7 @@ def test_fuzzed_options_never_end_in_a_traceback_or_leave_files(command, monkeyp
 def test_depth_with_a_huge_beta_names_beta_before_computing():
     """Before: 24 s of flows, then "need two finite depths >= 16" (the cause: (d-1)/(2 beta)
     underflows to 0, so every depth has the same sigma_* = 0)."""
-    from dlnsim.analysis.depth import depth_sweep
+    from dlnsim.analysis.experiments.depth import depth_sweep
 
     t0 = time.monotonic()
     with pytest.raises(ValueError, match=r"^bad beta=1e\+308: the entropic force"):

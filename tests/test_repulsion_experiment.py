@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dlnsim.analysis.cli import main
-from dlnsim.analysis.repulsion_experiment import repulsion_comparison, system_samples
+from dlnsim.analysis.experiments.repulsion import repulsion_comparison, system_samples
 from dlnsim.particles.datasets import load
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from dlnsim.analysis.experiments.repulsion import repulsion_comparison, repulsion_verdict
 from dlnsim.analysis.pipeline import run_experiments
-from dlnsim.analysis.repulsion_experiment import repulsion_comparison, repulsion_verdict
 from dlnsim.particles.datasets import load
 
 

@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -40,12 +43,41 @@ from dlnsim.particles.validation import (
     fail,
 )
 
-__all__ = ["DEFAULT_DEPTHS", "depth_sweep", "fit_order", "convergence_orders"]
+from .base import Experiment
+from .params import (
+    check_equilibrium,
+    check_memory,
+    check_steps,
+    cli_list,
+    depth_list,
+    documented,
+    format_param,
+    integer,
+    model_from,
+    name_param,
+    param,
+    positive,
+    real_array,
+)
+
+__all__ = [
+    "DEFAULT_DEPTHS",
+    "EXPERIMENT",
+    "DepthParams",
+    "DepthResult",
+    "convergence_orders",
+    "depth_sweep",
+    "figures",
+    "fit_order",
+    "run",
+    "summary",
+]
 
 DEFAULT_DEPTHS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, math.inf)
 
 #: The orders of convergence are fitted over the finite depths >= this (``fit_order``).
 MIN_FIT_DEPTH = 16
+
 
 def fit_order(depths: np.ndarray, errors: np.ndarray, min_depth: float = MIN_FIT_DEPTH) -> float:
     """Least-squares slope of ``log error`` against ``log(1/N)`` over finite ``N >= min_depth``.
@@ -319,3 +351,193 @@ def convergence_orders(ds: xr.Dataset) -> dict[str, float]:
         ``order_<quantity>`` -> fitted order in ``1/N`` (expected 1).
     """
     return {k: float(v) for k, v in ds.attrs.items() if k.startswith("order_")}
+
+
+# ---------------------------------------------------------------- the experiment
+
+
+@documented
+@dataclass(frozen=True)
+class DepthParams:
+    """The parameters of the ``depth`` experiment (``[[experiment]] kind = "depth"``)."""
+
+    name: str = name_param("depth")
+    # d = 6: the N = inf stationary law needs d >= 4 to be normalizable (see _stationary)
+    width: int = param(6, integer(1), int, "width d")
+    beta: float = param(2.0, positive, float, "inverse temperature beta")
+    p: float = param(2.0, positive, float, "Schatten exponent p")
+    initial: np.ndarray | None = param(
+        [2.0, 1.37, 0.94, 0.64, 0.44, 0.3], real_array, cli_list, "start (length d)"
+    )
+    depths: list[int | float] = param(
+        [*DEFAULT_DEPTHS[:-1], "inf"], depth_list, cli_list, "depths with inf"
+    )
+    tau_end: float = param(3.0, positive, float, "final rescaled time of the flows", unit="tau")
+    n_times: int = param(31, integer(2), int, "save times of the flows")
+    members: int = param(64, integer(0), int, "ensemble size (0: no ensembles)")
+    dt: float = param(0.01, positive, float, "Langevin time step (rescaled)", unit="tau")
+    seed: int = param(0, integer(0), int, "seed")
+    ensemble_tau_end: float = param(
+        20.0, positive, float, "final rescaled time of ensembles", unit="tau"
+    )
+    format: list[str] = format_param()
+
+    @staticmethod
+    def check(values: dict[str, Any]) -> None:
+        """Cross-parameter check: ``depths`` with inf, no repeats and two finite depths to fit;
+        one start of width ``d``; an equilibrium at every depth; ``d >= 4`` for ensembles; the
+        step count and the memory.  Raises ``ValueError`` naming the parameter."""
+        depths = values["depths"]
+        if math.inf not in depths:
+            raise fail("depths", depths, "must include inf (the limit compared against)")
+        if len(set(depths)) != len(depths):
+            raise fail("depths", depths, "must not repeat")
+        if sum(1 for n in depths if math.isfinite(n) and n >= MIN_FIT_DEPTH) < 2:
+            raise fail(
+                "depths",
+                depths,
+                f"need two finite depths >= {MIN_FIT_DEPTH} to fit the orders of convergence",
+            )
+        initial = values["initial"]
+        if initial is None or initial.ndim != 1:
+            raise fail(
+                "initial", values["initial"], f"must be one start of width={values['width']}"
+            )
+        values["initial"] = check_singular_values(initial, values["width"], "initial")
+        for n in depths:
+            check_equilibrium(model_from(values, depth=n), values)
+        if values["members"]:
+            if values["width"] < 4:
+                raise fail(
+                    "width",
+                    values["width"],
+                    "the N = inf stationary law of the ensembles is normalizable only for d >= 4 "
+                    "(set members = 0 for the flow alone)",
+                )
+            check_steps(values["ensemble_tau_end"], values["dt"], "ensemble_tau_end", "dt")
+            check_memory(
+                {"depths": len(depths), "members": values["members"], "width": values["width"]},
+                "the ensembles (41 save times)",
+                copies=41 * 2,
+            )
+        check_memory(
+            {"depths": len(depths), "n_times": values["n_times"], "width": values["width"]},
+            "the flows",
+        )
+
+
+@dataclass(frozen=True)
+class DepthResult:
+    """What ``run`` computed (``datasets``: ``<name>.nc``).
+
+    Parameters
+    ----------
+    params : DepthParams
+        The parameters.
+    sweep : xarray.Dataset
+        The ``depth_sweep`` dataset.
+    """
+
+    params: DepthParams
+    sweep: xr.Dataset
+
+    @property
+    def datasets(self) -> dict[str, xr.Dataset]:
+        return {f"{self.params.name}.nc": self.sweep}
+
+
+def run(params: DepthParams, out: Path) -> DepthResult:
+    """Depth sweep toward N = inf in rescaled time: flow, equilibrium, rates (and ensembles).
+
+    Parameters
+    ----------
+    params : DepthParams
+        The checked parameters.
+    out : pathlib.Path
+        The output folder (unused: the sweep is returned, written as ``<name>.nc``).
+
+    Returns
+    -------
+    DepthResult
+        The sweep.
+    """
+    depth_list = [math.inf if str(n) == "inf" else n for n in params.depths]
+    taus = np.linspace(0.0, params.tau_end, params.n_times)
+    ensemble = None
+    if params.members:
+        ensemble = {
+            "members": params.members,
+            "dt": params.dt,
+            "seed": params.seed,
+            "tau_end": params.ensemble_tau_end,
+            "progress": False,
+            "scheduler": "serial",  # many small runs: a cluster would cost more than it saves
+        }
+    ds = depth_sweep(
+        params.width, params.beta, params.p, params.initial, taus, depth_list, ensemble=ensemble
+    )
+    return DepthResult(params, ds)
+
+
+def summary(result: DepthResult) -> list[str]:
+    """The fitted orders of convergence and, with ensembles, the stationary statistics per N.
+
+    Parameters
+    ----------
+    result : DepthResult
+        What ``run`` returned.
+
+    Returns
+    -------
+    list of str
+        The summary lines.
+    """
+    params, ds = result.params, result.sweep
+    lines = [
+        f"[{params.name}] depth sweep to N = inf (rescaled time), d = {params.width}, "
+        f"beta = {params.beta}, p = {params.p}; expected order 1 in 1/N for all"
+    ]
+    for key, value in convergence_orders(ds).items():
+        lines.append(f"  fitted {key.removeprefix('order_'):<26} order {value:7.3f}")
+    if "stationary_spread" in ds:
+        lines.append(
+            f"  {'N':>6}{'mean sigma':>12}{'SE':>10}{'spread':>10}{'SE':>10}"
+            f"{'|spread - spread_inf|':>23}{'SE (paired)':>13}"
+        )
+        keys = (
+            "stationary_mean",
+            "stationary_mean_se",
+            "stationary_spread",
+            "stationary_spread_se",
+            "stationary_spread_error",
+            "stationary_spread_error_se",
+        )
+        for k, n in enumerate(ds.depth.values):
+            m, m_se, sp, sp_se, err, err_se = (float(ds[key].values[k]) for key in keys)
+            lines.append(
+                f"  {n:>6g}{m:>12.5f}{m_se:>10.1e}{sp:>10.5f}{sp_se:>10.1e}"
+                f"{err:>23.3e}{err_se:>13.1e}"
+            )
+    return lines
+
+
+def figures(result: DepthResult) -> dict[str, Any]:
+    """``<name>_<label>`` for each figure of ``plots.depth_figures``.
+
+    Parameters
+    ----------
+    result : DepthResult
+        What ``run`` returned.
+
+    Returns
+    -------
+    dict[str, matplotlib.figure.Figure]
+        File stem -> figure.
+    """
+    from ..plots import depth_figures
+
+    name = result.params.name
+    return {f"{name}_{label}": fig for label, fig in depth_figures(result.sweep).items()}
+
+
+EXPERIMENT = Experiment("depth", DepthParams, run, summary, figures, dpi=120)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,21 +37,38 @@ from dlnsim.particles.datasets import provenance
 from dlnsim.particles.rmt import gaussian_beta_ensemble, ginibre_singular_values
 from dlnsim.particles.validation import check_depth, check_integer, check_positive, fail
 
-from .repulsion import (
+from ..repulsion import (
     mean_spacing_ratio,
     repulsion_exponent,
     small_spacing_fraction,
     spacing_ratios,
     spacings,
 )
+from .base import Experiment
+from .params import (
+    check_memory,
+    check_steps,
+    documented,
+    format_param,
+    integer,
+    name_param,
+    param,
+    positive,
+)
 
 __all__ = [
     "DEFAULT_SYSTEMS",
+    "EXPERIMENT",
+    "RepulsionParams",
+    "RepulsionResult",
     "RepulsionVerdict",
     "check_system",
     "decorrelation_time",
+    "figures",
     "repulsion_comparison",
     "repulsion_verdict",
+    "run",
+    "summary",
     "system_samples",
 ]
 
@@ -300,9 +318,9 @@ def system_samples(
     ds = langevin_ensemble(model, start, times, members, step, metropolis=baseline, **run)
     info["step"] = step
     if baseline:
-        from dlnsim.particles.driver import step_plan as _step_plan
+        from dlnsim.particles.driver import step_plan
 
-        steps = sum(n for _, _, n, _ in _step_plan(times, step))
+        steps = sum(n for _, _, n, _ in step_plan(times, step))
         info["acceptance"] = float(ds.accepted.values.sum() / (members * steps))
     out = ds.sigma.values.reshape(-1, d)[:rows]
     return np.sort(out, axis=-1)
@@ -524,3 +542,144 @@ def repulsion_verdict(ds: xr.Dataset) -> RepulsionVerdict:
         + f"; {len(repelling)} of {len(labels)} systems repel (interval above 0)"
     )
     return RepulsionVerdict(no_rep, rmt_ok, repelling, text)
+
+
+# ---------------------------------------------------------------- the experiment
+
+
+def _systems(value: object, name: str) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise fail(name, value, "must be a list of system tables ([] for the defaults)")
+    return [check_system(v, f"{name}[{k}]") for k, v in enumerate(value)]
+
+
+@documented
+@dataclass(frozen=True)
+class RepulsionParams:
+    """The parameters of the ``repulsion`` experiment (``[[experiment]] kind = "repulsion"``)."""
+
+    name: str = name_param("repulsion")
+    rows: int = param(400, integer(50), int, "configurations per system")
+    seed: int = param(0, integer(0), int, "seed")
+    dt: float = param(1e-3, positive, float, "largest Langevin time step", unit="t")
+    systems: list[dict[str, Any]] = param([], _systems, None, "system tables ([]: the defaults)")
+    format: list[str] = format_param()
+
+    @staticmethod
+    def check(values: dict[str, Any]) -> None:
+        """Cross-parameter check: the step count of each simulated system and the memory of
+        the samples.  Raises ``ValueError`` naming the parameter."""
+        systems = values["systems"] or DEFAULT_SYSTEMS
+        for k, system in enumerate(systems):
+            if system["kind"] in ("chamber", "matrix_variant", "dyson"):
+                # the run spans 6 decorrelation times in steps of at most dt
+                check_steps(
+                    6 * decorrelation_time(system), values["dt"], "6 decorrelation times", "dt"
+                )
+            check_memory(
+                {"rows": values["rows"], f"systems[{k}].width": system["width"]},
+                "the samples",
+                copies=16,  # exact samplers take 4x the rows; spacings and ratios
+            )
+
+
+@dataclass(frozen=True)
+class RepulsionResult:
+    """What ``run`` computed (``datasets``: ``<name>.nc``).
+
+    Parameters
+    ----------
+    params : RepulsionParams
+        The parameters.
+    comparison : xarray.Dataset
+        The ``repulsion_comparison`` dataset.
+    """
+
+    params: RepulsionParams
+    comparison: xr.Dataset
+
+    @property
+    def datasets(self) -> dict[str, xr.Dataset]:
+        return {f"{self.params.name}.nc": self.comparison}
+
+
+def run(params: RepulsionParams, out: Path) -> RepulsionResult:
+    """Repulsion statistics: DLN chamber model vs random-matrix baselines (<r>, gamma, verdict).
+
+    Parameters
+    ----------
+    params : RepulsionParams
+        The checked parameters.
+    out : pathlib.Path
+        The output folder (unused: the dataset is returned, written as ``<name>.nc``).
+
+    Returns
+    -------
+    RepulsionResult
+        The comparison.
+    """
+    kwargs = {"systems": params.systems} if params.systems else {}
+    ds = repulsion_comparison(rows=params.rows, seed=params.seed, dt=params.dt, **kwargs)
+    return RepulsionResult(params, ds)
+
+
+def summary(result: RepulsionResult) -> list[str]:
+    """``<r>``, ``gamma`` with its 95% interval, small-spacing fraction per system; verdict.
+
+    Parameters
+    ----------
+    result : RepulsionResult
+        What ``run`` returned.
+
+    Returns
+    -------
+    list of str
+        The summary lines.
+    """
+    ds = result.comparison
+    lines = [
+        f"[{result.params.name}] repulsion: <r> (Poisson 0.386, GOE 0.531, GUE 0.600, "
+        "GSE 0.674), exponent gamma with 95% bootstrap CI",
+        f"  {'system':<38}{'<r>':>8}{'SE':>8}{'gamma':>8}{'95% CI':>18}{'P(s<0.1)':>10}"
+        f"{'expect':>8}",
+    ]
+    keys = (
+        "mean_ratio",
+        "mean_ratio_se",
+        "gamma",
+        "gamma_low",
+        "gamma_high",
+        "small_fraction",
+        "gamma_expected",
+    )
+    for k, label in enumerate(ds.system.values):
+        v = {n: float(ds[n].values[k]) for n in keys}
+        ci = f"({v['gamma_low']:.2f}, {v['gamma_high']:.2f})"
+        lines.append(
+            f"  {label:<38}{v['mean_ratio']:>8.4f}{v['mean_ratio_se']:>8.4f}"
+            f"{v['gamma']:>8.3f}{ci:>18}{v['small_fraction']:>10.4f}"
+            f"{v['gamma_expected']:>8g}"
+        )
+    lines.append("  " + repulsion_verdict(ds).text)
+    return lines
+
+
+def figures(result: RepulsionResult) -> dict[str, Any]:
+    """``<name>``: spacing histograms against the Wigner surmises and Poisson.
+
+    Parameters
+    ----------
+    result : RepulsionResult
+        What ``run`` returned.
+
+    Returns
+    -------
+    dict[str, matplotlib.figure.Figure]
+        File stem -> figure.
+    """
+    from ..plots import repulsion_figure
+
+    return {result.params.name: repulsion_figure(result.comparison)}
+
+
+EXPERIMENT = Experiment("repulsion", RepulsionParams, run, summary, figures, dpi=110)
