@@ -19,7 +19,7 @@ import numba
 import numpy as np
 import pytest
 
-from dlnsim.particles import entropy, langevin, pairsum
+from dlnsim.particles import entropy, pairsum, steppers
 from dlnsim.particles.entropy import entropy_gradient as reference_gradient
 from dlnsim.particles.entropy import psi
 from dlnsim.particles.pairsum import coefficients, pair_force, pair_force_u, pairs, portable
@@ -393,7 +393,7 @@ _LIBM = re.compile(
 
 
 def test_no_fast_math_and_no_libm_in_kernels():
-    """Every compiled function of the hot paths (``pairsum``, ``langevin``) is compiled without
+    """Every compiled function of the hot paths (``pairsum``, ``steppers``) is compiled without
     fast-math flags (reassociation and contraction let the compiler pick the summation order and
     the FMA fusion per CPU) and calls no libm transcendental (libm and vector libraries differ
     between machines in the last bit): the hand-written ``_exp``/``_vexp``, ``_log``/``_vlog``,
@@ -401,7 +401,7 @@ def test_no_fast_math_and_no_libm_in_kernels():
     the bits of two CPU targets; this test also covers what one machine cannot show (libm)."""
     found = []
     subpackage = [f"{pairsum.__name__}.{m.name}" for m in pkgutil.iter_modules(pairsum.__path__)]
-    for mod in [*map(importlib.import_module, subpackage), langevin]:
+    for mod in [*map(importlib.import_module, subpackage), steppers]:
         for name, obj in vars(mod).items():
             compiled = isinstance(obj, numba.core.registry.CPUDispatcher)
             if compiled and obj.__module__ == mod.__name__:
