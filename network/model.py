@@ -105,9 +105,7 @@ class MatrixModel:
         ``bad <name>=...`` for an invalid width, depth, beta or energy.
     """
 
-    def __init__(
-        self, width: int, depth: int | float, beta: float, energy: MatrixEnergy
-    ) -> None:
+    def __init__(self, width: int, depth: int | float, beta: float, energy: MatrixEnergy) -> None:
         self.width = check_width(width)
         self.depth = check_depth(depth)
         if (
@@ -127,7 +125,9 @@ class MatrixModel:
         if math.isfinite(self.beta) and self.depth != 1 and self.width > 1:
             self.unconfined = energy.unconfined_direction(self.width)
             if self.unconfined is not None:
-                i, j = np.unravel_index(int(np.argmax(np.abs(self.unconfined))), self.unconfined.shape)
+                i, j = np.unravel_index(
+                    int(np.argmax(np.abs(self.unconfined))), self.unconfined.shape
+                )
                 warnings.warn(
                     f"F_beta = E - S_N/beta is unbounded below for {energy.describe()['energy']} "
                     f"at beta={self.beta:g}: E is constant along a direction Z (largest at entry "
@@ -197,7 +197,11 @@ class MatrixModel:
         rescaled = self._rescaled(rescaled)
         s = np.asarray(sigma, dtype=np.float64)
         if s.ndim < 1 or s.shape[-1] != self.width or not np.all(np.isfinite(s)) or np.any(s < 0):
-            raise fail("sigma", getattr(sigma, "shape", sigma), f"must be finite, >= 0, (..., {self.width})")
+            raise fail(
+                "sigma",
+                getattr(sigma, "shape", sigma),
+                f"must be finite, >= 0, (..., {self.width})",
+            )
         return self._kernel(s, rescaled)
 
     def _kernel(self, s: np.ndarray, rescaled: bool) -> np.ndarray:
@@ -233,7 +237,11 @@ class MatrixModel:
         """
         x = self._check(x)
         p = self._check(p, "P")
-        if isinstance(power, bool) or not isinstance(power, (int, float)) or not math.isfinite(power):
+        if (
+            isinstance(power, bool)
+            or not isinstance(power, (int, float))
+            or not math.isfinite(power)
+        ):
             raise fail("power", power, "must be a finite real number")
         rescaled = self._rescaled(rescaled)
         u, s, vt = np.linalg.svd(x)
