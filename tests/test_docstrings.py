@@ -42,10 +42,15 @@ MODULES = (
     # the ``run_*`` runners are checked too: the CLI's ``--help`` shows only the first paragraph
     # of their docstrings (``Experiment.doc``), so their numpy sections stay out of it
     "dlnsim.analysis.pipeline",
+    "dlnsim.network.energies",
+    "dlnsim.network.model",
+    "dlnsim.network.flow",
+    "dlnsim.network.factors",
+    "dlnsim.network.completion",
 )
 
 #: classes whose public methods are checked too (extend as they are converted)
-CLASSES_WITH_METHODS = ("dlnsim.particles.model.Model",)
+CLASSES_WITH_METHODS = ("dlnsim.particles.model.Model", "dlnsim.network.model.MatrixModel")
 
 
 def sections(doc: str | None) -> set[str]:
