@@ -56,7 +56,7 @@ class CompletionParams:
         ``n`` (the matrices are ``n x n``).
     rank : int, default 1
         Rank ``r`` of the ground truth.
-    observations : tuple of int, default (12, 18, 26, 40)
+    observations : tuple of int, default (12, 26, 40)
         Numbers ``m`` of observed entries (each ``<= n^2``), increasing.
     depths : tuple of int, default (1, 2, 3, 4)
         Depths ``N`` of the ``beta = inf`` sweep.
@@ -68,7 +68,7 @@ class CompletionParams:
         Inverse temperatures of the entropy sweep.
     weight : float, default 1e-2
         Weight of the confining term ``weight sum sigma^2 / 2`` of the entropy sweep.
-    beta_observation : int, default 3
+    beta_observation : int, default 2
         Index into ``observations`` of the ``m`` of the entropy sweep and the trained factors.
     check_depth : int, default 3
         Depth of the trained factors.
@@ -86,13 +86,13 @@ class CompletionParams:
     name: str = "completion"
     size: int = 8
     rank: int = 1
-    observations: tuple[int, ...] = (12, 18, 26, 40)
+    observations: tuple[int, ...] = (12, 26, 40)
     depths: tuple[int, ...] = (1, 2, 3, 4)
     init: float = 0.3
     t_end: float = 10.0
     betas: tuple[float, ...] = (10.0, 1000.0)
     weight: float = 1e-2
-    beta_observation: int = 3
+    beta_observation: int = 2
     check_depth: int = 3
     lr: float = 0.01
     rtol: float = 1e-6
