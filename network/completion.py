@@ -458,9 +458,10 @@ def figures(result: CompletionResult) -> dict[str, Figure]:
     fig = Figure(figsize=(10, 7.5))
     axes = fig.subplots(2, 2)
     m = ds.observations.values
+    color = {int(dep): f"C{k}" for k, dep in enumerate(ds.depth.values)}
     for a, depth in enumerate(ds.depth.values):
-        axes[0, 0].plot(m, ds.error.values[a], "o-", label=f"N={depth}")
-        axes[0, 1].plot(m, ds.effective_rank.values[a], "o-", label=f"N={depth}")
+        axes[0, 0].plot(m, ds.error.values[a], "o-", color=color[int(depth)], label=f"N={depth}")
+        axes[0, 1].plot(m, ds.effective_rank.values[a], "o-", color=color[int(depth)])
     mb = ds.attrs["beta_observations"]
     axes[0, 0].plot([mb], [float(ds.check_trained_error[-1])], "k*", ms=12,
                     label=f"trained factors N={p.check_depth}")  # fmt: skip
@@ -469,13 +470,14 @@ def figures(result: CompletionResult) -> dict[str, Figure]:
                    yscale="log", title=f"beta = inf, n = {p.size}, rank {p.rank}")  # fmt: skip
     axes[0, 1].set(xlabel="observed entries m", ylabel="effective rank at t_end")
     for a, depth in enumerate(ds.beta_depth.values):
-        axes[1, 0].semilogx(ds.beta.values, ds.beta_error.values[a], "o-", label=f"N={depth}")
-        axes[1, 1].semilogx(ds.beta.values, ds.beta_rank.values[a], "o-", label=f"N={depth}")
+        style = {"color": color.get(int(depth)), "label": f"N={depth}"}
+        axes[1, 0].semilogx(ds.beta.values, ds.beta_error.values[a], "o-", **style)
+        axes[1, 1].semilogx(ds.beta.values, ds.beta_rank.values[a], "o-", **style)
     for ax in axes[1]:
         ax.set_xlabel(f"beta (m = {mb}, confining {p.weight:g} sum sigma^2 / 2)")
     axes[1, 0].set(ylabel="error on unobserved entries", yscale="log")
     axes[1, 1].set(ylabel="effective rank at t_end")
-    for ax in axes.ravel():
+    for ax in (axes[0, 0], axes[1, 0]):
         ax.legend(fontsize=8)
     fig.tight_layout()
     return {p.name: fig}
