@@ -64,10 +64,15 @@ MODULES = (
     "dlnsim.analysis.pipeline",
     "dlnsim.network.langevin",
     "dlnsim.network.system",
+    "dlnsim.network.energies",
+    "dlnsim.network.model",
+    "dlnsim.network.flow",
+    "dlnsim.network.factors",
+    "dlnsim.network.completion",
 )
 
 #: classes whose public methods are checked too (extend as they are converted)
-CLASSES_WITH_METHODS = ("dlnsim.particles.model.Model",)
+CLASSES_WITH_METHODS = ("dlnsim.particles.model.Model", "dlnsim.network.model.MatrixModel")
 
 
 def sections(doc: str | None) -> set[str]:
