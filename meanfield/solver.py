@@ -92,6 +92,7 @@ from dlnsim.particles.version import __version__
 __all__ = ["solve", "kernel_potential", "kernel_jumps"]
 
 _GAUSS = {k: np.polynomial.legendre.leggauss(k) for k in (4, 6, 8)}  # nodes, weights on [-1, 1]
+_RHO_MIN = -600.0  # lowest grid edge in log sigma (below, exp underflows in the outputs' sums)
 _SCAN = 4096  # points of the scan that locates a callable initial density
 _DISSIPATION_SLACK = 1e-11  # relative rise of the discrete F that the step guard tolerates
 
@@ -276,15 +277,20 @@ class _Scheme:
     kernel: str
 
     def __post_init__(self) -> None:
-        self.n = self.xi_edges.size - 1
-        self.dxi = float(self.xi_edges[1] - self.xi_edges[0])
-        self.xi = 0.5 * (self.xi_edges[1:] + self.xi_edges[:-1])
-        self.xi_inner = self.xi_edges[1:-1]
+        self.set_edges(self.xi_edges)
         m = self.model
         self.weight = (m.width - 1) / (2.0 * m.beta)
         self.jacobian = 0.0 if (m.infinite or not self.diffusion) else 1.0 / (m.depth * m.beta)
-        self._tables: dict[float, np.ndarray] = {}  # jump tables of the last two spacings
         self.pull_rate = 0.0  # least rate at which the grid is pulled onto the moments
+
+    def set_edges(self, xi_edges: np.ndarray) -> None:
+        """Use the uniform reference edges ``xi_edges`` (after a regrid)."""
+        self.xi_edges = xi_edges
+        self.n = xi_edges.size - 1
+        self.dxi = float(xi_edges[1] - xi_edges[0])
+        self.xi = 0.5 * (xi_edges[1:] + xi_edges[:-1])
+        self.xi_inner = xi_edges[1:-1]
+        self._tables = {}
 
     def _table(self, h: float) -> np.ndarray:
         table = self._tables.get(h)
@@ -328,34 +334,37 @@ class _Scheme:
     def moment_rates(
         self, dv: np.ndarray, weights: np.ndarray, m: float, s: float
     ) -> tuple[float, float]:
-        """``d/dt`` of the mean and variance of ``rho`` under the PDE (not the scheme):
+        """``d/dt`` of the mean and variance of ``rho``.
 
-        ``E[b] + E[a']/beta`` and ``2 E[(rho - mu) b] + 2 E[a + (rho - mu) a']/beta`` with the
-        drift ``b = -a dV/drho`` (cell-centre average of the edge values) and ``a' = -2a/N``,
-        plus the boundary terms ``[a g' f]/beta`` of the zero-flux walls.  Free of the scheme's
-        numerical diffusion, so the grid follows the true dynamics.
+        Without diffusion, those of the PDE (not the upwind scheme): ``E[b]`` and
+        ``2 E[(rho - mu) b]`` with the drift ``b = -a dV/drho`` (cell-centre average of the edge
+        values), free of the upwind scheme's numerical diffusion, so that the grid follows a
+        bump that narrows toward a Dirac mass.
+
+        With diffusion, those of the fixed-grid Scharfetter-Gummel scheme (second order):
+        ``h sum_e J_e`` and ``2 h sum_e J_e (rho_e - mu)`` over the inner edges ``e``.  The
+        PDE's form ``E[b] + E[a']/beta + [a f]_walls/beta`` is the same quantity but a sum of
+        terms that cancel where the density is locally in equilibrium; the mobility
+        ``a = N e^{-2 rho/N}`` is ``~ 1e11`` at a wall near ``sigma = 1e-11`` (an initial density
+        with a tail toward ``sigma = 0``), and the cancellation error of those terms drove the
+        grid's scale to ``ds/dt ~ -4e3`` and the step size to underflow at ``(d, N, p, beta) =
+        (2, 2, 2, 0.5)``.  The fluxes ``J`` are themselves ~0 there, no cancellation.
         """
         h = s * self.dxi
+        xi_bar = float(weights @ self.xi)
+        if self.diffusion:
+            alpha, gamma = self.coefficients(dv, 0.0, m, s)
+            flux = alpha * weights[:-1] - gamma * weights[1:]
+            mean_rate = h * float(flux.sum())
+            var_rate = 2.0 * h * s * float(flux @ (self.xi_inner - xi_bar))
+            return mean_rate, var_rate
         u = -self.model._time_factor(m + s * self.xi_inner, self.rescaled) * dv / h
         b = np.empty(self.n)
         b[1:-1] = 0.5 * (u[1:] + u[:-1])
         b[0], b[-1] = 1.5 * u[0] - 0.5 * u[1], 1.5 * u[-1] - 0.5 * u[-2]
-        xi_bar = float(weights @ self.xi)
         y = s * (self.xi - xi_bar)  # rho - mean, without the cancellation of m + s xi - mean
         mean_rate = float(weights @ b)
         var_rate = 2.0 * float(weights @ (y * (b - mean_rate)))
-        if self.diffusion:
-            beta = self.model.beta
-            a = self.model._time_factor(m + s * self.xi, self.rescaled)
-            slope = 0.0 if self.model.infinite else -2.0 / self.model.depth  # a'/a
-            mean_rate += slope * float(weights @ a) / beta
-            var_rate += 2.0 * float(weights @ (a * (1.0 + slope * y))) / beta
-            # boundary terms of the integration by parts: the walls carry no flux
-            walls = m + s * self.xi_edges[[0, -1]]
-            a_f = self.model._time_factor(walls, self.rescaled) * weights[[0, -1]] / h
-            mean_rate += float(a_f[0] - a_f[1]) / beta
-            y_walls = s * (self.xi_edges[[0, -1]] - xi_bar)
-            var_rate += 2.0 * float(a_f[0] * y_walls[0] - a_f[1] * y_walls[1]) / beta
         return mean_rate, var_rate
 
     def edges(self, m: float, s: float) -> np.ndarray:
@@ -461,6 +470,85 @@ def _wasserstein(m1: np.ndarray, e1: np.ndarray, m2: np.ndarray, e2: np.ndarray)
     return float(0.5 * ((gap[1:] + gap[:-1]) @ np.diff(q)))
 
 
+def _trimmed_support(masses: np.ndarray, edges: np.ndarray, tail: float) -> tuple[float, float]:
+    """``[a, b]`` (cell edges) outside which the masses sum to at most ``tail`` on each side."""
+    cum = np.cumsum(masses)
+    total = cum[-1]
+    lo = int(np.searchsorted(cum, tail * total, side="right"))
+    hi = int(np.searchsorted(cum, (1.0 - tail) * total, side="left"))
+    lo, hi = min(lo, masses.size - 1), max(min(hi, masses.size - 1), lo)
+    return float(edges[lo]), float(edges[hi + 1])
+
+
+def _target_extent(
+    support: tuple[float, float], floor: float, grown: tuple[bool, bool] = (False, False)
+) -> tuple[float, float]:
+    """The grid extent for a trimmed support: padded by 15% of its width on each side (40% on
+    a side where the grid grows), at least ``floor`` wide."""
+    a, b = support
+    width = b - a
+    a -= (0.4 if grown[0] else 0.15) * width
+    b += (0.4 if grown[1] else 0.15) * width
+    if b - a < floor:
+        mid = 0.5 * (a + b)
+        a, b = mid - 0.5 * floor, mid + 0.5 * floor
+    return a, b
+
+
+def remap(masses: np.ndarray, edges: np.ndarray, new_edges: np.ndarray) -> np.ndarray:
+    """Cell masses on ``new_edges`` of the density with cell masses ``masses`` on ``edges``.
+
+    The density is reconstructed piecewise linearly (minmod-limited slopes, so non-negative
+    and equal to the cell averages on average), its cumulative distribution (piecewise
+    quadratic) is differenced at ``new_edges``: second order for smooth densities, positive,
+    and conservative (the mass outside ``new_edges`` goes to the end cells).
+
+    Parameters
+    ----------
+    masses : numpy.ndarray
+        Cell masses ``>= 0`` on ``edges``.
+    edges : numpy.ndarray
+        Increasing cell edges (uniformly spaced), ``masses.size + 1`` of them.
+    new_edges : numpy.ndarray
+        Increasing cell edges of the new grid, at least 3.
+
+    Returns
+    -------
+    numpy.ndarray
+        The new cell masses, ``>= 0``, summing to ``masses.sum()`` up to round-off.
+
+    Raises
+    ------
+    ValueError
+        ``bad edges=...`` / ``bad new_edges=...`` when not increasing or of the wrong size.
+    """
+    masses = np.asarray(masses, dtype=np.float64)
+    edges = np.asarray(edges, dtype=np.float64)
+    new_edges = np.asarray(new_edges, dtype=np.float64)
+    if edges.shape != (masses.size + 1,) or not np.all(np.diff(edges) > 0):
+        raise fail("edges", edges.shape, "must be masses.size + 1 increasing cell edges")
+    if new_edges.ndim != 1 or new_edges.size < 3 or not np.all(np.diff(new_edges) > 0):
+        raise fail("new_edges", new_edges.shape, "must be >= 3 increasing cell edges")
+    h = np.diff(edges)
+    u = masses / h
+    du = np.diff(u) / (0.5 * (h[1:] + h[:-1]))
+    slope = np.zeros_like(u)
+    slope[1:-1] = np.where(
+        du[1:] * du[:-1] > 0, np.sign(du[1:]) * np.minimum(np.abs(du[1:]), np.abs(du[:-1])), 0.0
+    )
+    cum = np.concatenate(([0.0], np.cumsum(masses)))
+    x = np.clip(new_edges, edges[0], edges[-1])
+    i = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, masses.size - 1)
+    y = x - edges[i]
+    # int_{e_i}^{x} (u_i + slope_i (t - c_i)) dt, c_i the cell centre
+    cdf = cum[i] + u[i] * y + 0.5 * slope[i] * y * (y - h[i])
+    cdf = np.maximum.accumulate(np.clip(cdf, 0.0, cum[-1]))
+    out = np.diff(cdf)
+    out[0] += cdf[0]
+    out[-1] += cum[-1] - cdf[-1]
+    return out
+
+
 def _solve_tridiagonal(alpha: np.ndarray, gamma: np.ndarray, dt: float, rhs: np.ndarray):
     """Solve ``(I - dt A) M = rhs``, ``(A M)_i = -(J_{i+1/2} - J_{i-1/2})`` (an M-matrix)."""
     n = rhs.size
@@ -502,8 +590,10 @@ def _rho_density(fn: Callable, rho: np.ndarray) -> np.ndarray:
     return vals * sigma
 
 
-def _locate(fn: Callable, support, centre: float) -> tuple[float, float, float, float]:
-    """Mean and std of ``rho`` and the range where the density is non-negligible.
+def _locate(
+    fn: Callable, support, centre: float, tail: float
+) -> tuple[float, float, float, float]:
+    """Mean and std of ``rho`` and its trimmed support (mass ``<= tail`` beyond each end).
 
     Scans ``support`` (default ``centre * 10^(+-8)``) and zooms in on the non-negligible range
     (values above ``1e-16`` of the maximum) until it spans the scan.
@@ -529,7 +619,9 @@ def _locate(fn: Callable, support, centre: float) -> tuple[float, float, float, 
     weights = vals / vals.sum()
     mean = float(weights @ rho)
     std = math.sqrt(max(float(weights @ (rho - mean) ** 2), 0.0) + step**2 / 12.0)
-    return mean, std, float(new_lo), float(new_hi)
+    scan_edges = np.append(rho - 0.5 * step, rho[-1] + 0.5 * step)
+    lo, hi = _trimmed_support(weights, scan_edges, tail)
+    return mean, std, lo, hi
 
 
 def _masses_from_callable(fn: Callable, xi_edges: np.ndarray, m: float, s: float) -> np.ndarray:
@@ -585,7 +677,8 @@ def solve(
     *,
     diffusion: bool = True,
     cells: int = 256,
-    span: float = 10.0,
+    span: float = 5.0,
+    tail: float = 1e-10,
     rescaled: bool | None = None,
     rtol: float = 1e-5,
     dt: float | None = None,
@@ -680,6 +773,9 @@ def solve(
     min_width = check_positive(min_width, "min_width")
     if min_width > 0.1:
         raise fail("min_width", min_width, "must be <= 0.1 (a width in log sigma)")
+    tail = check_positive(tail, "tail")
+    if tail >= 1e-3:
+        raise fail("tail", tail, "must be < 1e-3 (the mass trimmed beyond each end of the grid)")
     support = _check_support(support)
     kernel = check_choice(kernel, "kernel", ("fft", "direct"))
     max_steps = check_integer(max_steps, "max_steps")
@@ -688,10 +784,10 @@ def solve(
     if callable(initial):
         star = model.equilibrium()
         centre = math.log(star) if star > 0 else 0.0
-        mean, std, lo, hi = _locate(initial, support, centre)
+        mean, std, lo, hi = _locate(initial, support, centre, tail)
         std = max(std, min_width)
-        half = max(span, (mean - lo) / std, (hi - mean) / std)
-        xi_edges = np.linspace(-half, half, cells + 1)
+        a, b = _target_extent(((lo - mean) / std, (hi - mean) / std), 2.0 * span)
+        xi_edges = np.linspace(a, b, cells + 1)
         masses = _masses_from_callable(initial, xi_edges, mean, std)
         label = f"callable {getattr(initial, '__name__', type(initial).__name__)}"
     else:
@@ -706,8 +802,9 @@ def solve(
         mean = float(rho.mean())
         std = math.sqrt(float(rho.var()) + bandwidth**2)
         reach = 5.0 * bandwidth
-        half = max(span, (mean - rho.min() + reach) / std, (rho.max() + reach - mean) / std)
-        xi_edges = np.linspace(-half, half, cells + 1)
+        extent = ((rho.min() - reach - mean) / std, (rho.max() + reach - mean) / std)
+        a, b = _target_extent(extent, 2.0 * span)
+        xi_edges = np.linspace(a, b, cells + 1)
         masses = _masses_from_samples(rho, bandwidth, xi_edges, mean, std)
         label = f"{samples.size} samples (kernel density, bandwidth {bandwidth:.3g} in log sigma)"
     total0 = float(masses.sum())
@@ -734,7 +831,7 @@ def solve(
         k_out += 1
     dt_try = dt_fixed
     free = scheme.free_energy(masses, m, s) if diffusion else 0.0
-    frozen_steps = 0
+    frozen_steps = regrids = 0
     while k_out < times.size:
         if dt_fixed is not None:
             dt_try = dt_fixed
@@ -790,6 +887,13 @@ def solve(
         if diffusion:
             free = new_free
             frozen_steps += int(frozen)
+        new_edges = _regrid(scheme, masses, m, s, span, tail, min_width)
+        if new_edges is not None:
+            masses = remap(masses, scheme.xi_edges, new_edges)
+            scheme.set_edges(new_edges)
+            regrids += 1
+            if diffusion:
+                free = scheme.free_energy(masses, m, s)
         t = times[k_out] if step == times[k_out] - t else t + step
         while k_out < times.size and times[k_out] <= t:
             out_masses[k_out], out_grid[k_out] = masses, (m, s)
@@ -801,7 +905,8 @@ def solve(
         "rescaled_time": int(rescaled),
         "diffusion": int(diffusion),
         "cells": cells,
-        "span": float(xi_edges[-1]),
+        "span": span,
+        "tail": tail,
         "rtol": rtol,
         "dt": "adaptive" if dt_fixed is None else dt_fixed,
         "max_step": "none" if max_step == math.inf else max_step,
@@ -811,12 +916,48 @@ def solve(
         "steps": steps,
         "rejected_steps": rejected,
         "frozen_grid_steps": frozen_steps,
+        "regrids": regrids,
         "scheme": "co-moving ALE finite volumes in log sigma, "
         + ("Scharfetter-Gummel" if diffusion else "upwind")
         + " flux, MPRK22 (positive, conservative) + Heun grid, W1/L1 step control",
         "dlnsim_version": __version__,
     }
     return _dataset(scheme, times, out_masses, out_grid, rescaled, attrs)
+
+
+def _regrid(
+    scheme: _Scheme,
+    masses: np.ndarray,
+    m: float,
+    s: float,
+    span: float,
+    tail: float,
+    min_width: float,
+) -> np.ndarray | None:
+    """New reference edges when the grid no longer fits the trimmed support, else None.
+
+    The support (mass ``<= tail`` beyond each end) plus its padding must lie inside the grid
+    (else the grid grows, by 40% of the support's width on that side), and fill at least 2/3
+    of it (else the grid shrinks onto it).  Floor: ``2 span`` standard deviations of ``rho``
+    and ``2 span min_width`` in ``rho``, so that a numerical Dirac mass is not chased.  The
+    grid does not reach below ``rho = -600`` (``sigma ~ 1e-261``; the mass of a slowly decaying
+    tail toward ``sigma = 0`` below it stays at the wall).
+    """
+    edges = scheme.xi_edges
+    support = _trimmed_support(masses, edges, tail)
+    _, _, std = scheme.moments(masses, 0.0, 1.0)  # std in xi
+    floor = 2.0 * span * max(std, min_width / s)
+    a, b = _target_extent(support, floor)
+    pad = 0.15 * (support[1] - support[0])
+    grown = (support[0] - edges[0] < 0.5 * pad, edges[-1] - support[1] < 0.5 * pad)
+    if any(grown):
+        a, b = _target_extent(support, floor, grown)
+    elif edges[-1] - edges[0] <= 1.5 * (b - a):
+        return None
+    a = max(a, (_RHO_MIN - m) / s)
+    if grown[0] and not grown[1] and a <= edges[0]:
+        return None  # already at the floor of rho
+    return np.linspace(a, b, edges.size)
 
 
 def _dataset(
