@@ -89,9 +89,10 @@ from dlnsim.particles.validation import (
 )
 from dlnsim.particles.version import __version__
 
-__all__ = ["solve", "kernel_potential", "kernel_jumps"]
+__all__ = ["solve", "kernel_potential", "kernel_jumps", "remap", "tail_beyond"]
 
 _GAUSS = {k: np.polynomial.legendre.leggauss(k) for k in (4, 6, 8)}  # nodes, weights on [-1, 1]
+_IQR = 1.3489795003921634  # interquartile range of the standard normal distribution
 _RHO_MIN = -600.0  # lowest grid edge in log sigma (below, exp underflows in the outputs' sums)
 _SCAN = 4096  # points of the scan that locates a callable initial density
 _DISSIPATION_SLACK = 1e-11  # relative rise of the discrete F that the step guard tolerates
@@ -374,19 +375,59 @@ class _Scheme:
     def grid_rates(
         self, dv: np.ndarray, masses: np.ndarray, m: float, s: float, min_width: float
     ) -> tuple[float, float, float, float, float]:
-        """``(mass, mean - m, std, dm/dt, ds/dt)``: the grid follows the PDE's moment rates.
+        """``(mass, centre - m, scale, dm/dt, ds/dt)``: the grid follows the density's bulk.
 
-        ``ds/dt = s d(log std)/dt``, not below 0 once ``s`` has reached ``min_width`` and not
-        above 0 while the masses' std is below ``s / 2`` (a bump narrower than the floor).
+        Without diffusion the centre and scale are the mean and std of ``rho`` and the rates
+        are the PDE's moment rates (``ds/dt = s d(log std)/dt``).  With diffusion they are those
+        of the quartiles ``q_1, q_3``: centre ``(q_1 + q_3)/2``, scale ``(q_3 - q_1)/1.349``
+        (the std of a Gaussian), ``dq/dt = J(q)/f(q) = -a d(mu)/drho`` at ``q``.  The std of
+        ``rho`` is dominated by a slowly decaying tail toward ``sigma = 0`` (``e^{rho/N}``),
+        whose growth moved the edges of a std-following grid through the bump at ~100 per unit
+        time at ``(d, N, p, beta) = (2, 2, 2, 0.5)``, and the steps shrank to 1e-6.
+
+        ``ds/dt`` is not below 0 once ``s`` has reached ``min_width`` and not above 0 while the
+        scale is below ``s / 2`` (a bump narrower than the floor).
         """
-        total, offset, std = self.moments(masses, m, s)
-        mean_rate, var_rate = self.moment_rates(dv, masses / total, m, s)
-        s_rate = s * var_rate / (2.0 * std * std)
+        if self.diffusion:
+            total, offset, std, mean_rate, s_rate = self.quartile_rates(dv, masses, m, s)
+        else:
+            total, offset, std = self.moments(masses, m, s)
+            mean_rate, var_rate = self.moment_rates(dv, masses / total, m, s)
+            s_rate = s * var_rate / (2.0 * std * std)
         if std < 0.5 * s:  # a bump narrower than the grid (at min_width): it does not widen
             s_rate = min(s_rate, 0.0)
         if s <= min_width * (1.0 + 1e-9):
             s_rate = max(s_rate, 0.0)
         return total, offset, std, mean_rate, s_rate
+
+    def quartile_rates(
+        self, dv: np.ndarray, masses: np.ndarray, m: float, s: float
+    ) -> tuple[float, float, float, float, float]:
+        """``(mass, centre - m, scale, d centre/dt, d scale/dt)`` of the quartiles (with
+        diffusion; see ``grid_rates``): the CDF linear in each cell, ``dq/dt`` the velocity
+        ``J/f`` interpolated linearly between the cell's edges."""
+        total = float(masses.sum())
+        w = masses / total
+        cum = np.concatenate(([0.0], np.cumsum(w)))
+        h = s * self.dxi
+        # the PDE's velocity -a (V' + (log f)'/beta) at the inner edges (centred differences:
+        # no upwind numerical diffusion, which at high Peclet number kept the grid from
+        # following a narrowing bump)
+        a = self.model._time_factor(m + s * self.xi_inner, self.rescaled)
+        logw = np.log(np.maximum(w, 1e-300))
+        vel = -a * (dv + np.diff(logw) / self.model.beta) / h
+        xi_q, rate_q = [], []
+        for q in (0.25, 0.75):
+            i = int(np.clip(np.searchsorted(cum, q, side="right") - 1, 0, self.n - 1))
+            frac = min(max((q - cum[i]) / w[i], 0.0), 1.0) if w[i] > 0 else 0.5
+            xi_q.append(self.xi_edges[i] + frac * self.dxi)
+            left, right = vel[max(i - 1, 0)], vel[min(i, self.n - 2)]  # edges i and i + 1
+            rate_q.append(left + frac * (right - left))
+        iqr = max(xi_q[1] - xi_q[0], 1e-3 * self.dxi)
+        offset = s * 0.5 * (xi_q[0] + xi_q[1])
+        scale = s * iqr / _IQR
+        # d log(scale)/dt = (r_3 - r_1) / (s iqr): ds/dt = s d log(scale)/dt
+        return total, offset, scale, 0.5 * (rate_q[0] + rate_q[1]), (rate_q[1] - rate_q[0]) / iqr
 
     def step(
         self,
@@ -468,6 +509,36 @@ def _wasserstein(m1: np.ndarray, e1: np.ndarray, m2: np.ndarray, e2: np.ndarray)
     q = np.union1d(c1, c2)
     gap = np.abs(np.interp(q, c1, e1) - np.interp(q, c2, e2))
     return float(0.5 * ((gap[1:] + gap[:-1]) @ np.diff(q)))
+
+
+def tail_beyond(masses: np.ndarray, h: float, side: int) -> float:
+    """Estimated mass beyond one end of the grid, from the geometric decay of the last cells.
+
+    Parameters
+    ----------
+    masses : numpy.ndarray
+        Cell masses on a uniform grid.
+    h : float
+        The cell width (unused: the decay is measured per cell).
+    side : int
+        0 for the left end, -1 for the right end.
+
+    Returns
+    -------
+    float
+        ``M_end r / (1 - r)`` with ``r`` the mean decay ratio per cell over the last 8 cells
+        (``inf`` when the density does not decay toward that end).
+    """
+    if side == 0:
+        end, nxt = masses[0], masses[min(8, masses.size - 1)]
+    else:
+        end, nxt = masses[-1], masses[max(-9, -masses.size)]
+    if end <= 0:
+        return 0.0
+    ratio = (end / nxt) ** (1.0 / 8.0) if nxt > 0 else math.inf
+    if not ratio < 1.0:
+        return math.inf
+    return float(end * ratio / (1.0 - ratio))
 
 
 def _trimmed_support(masses: np.ndarray, edges: np.ndarray, tail: float) -> tuple[float, float]:
@@ -679,6 +750,7 @@ def solve(
     cells: int = 256,
     span: float = 5.0,
     tail: float = 1e-10,
+    adapt: bool = False,
     rescaled: bool | None = None,
     rtol: float = 1e-5,
     dt: float | None = None,
@@ -696,8 +768,10 @@ def solve(
     bandwidth in ``log sigma``, at least ``min_width``).  ``times``: increasing, ``>= 0``; in
     ``t``, or ``tau = N t`` when ``rescaled`` (default and only choice at ``depth = inf``).
 
-    ``cells`` cells cover ``span`` standard deviations of ``log sigma`` on each side of the
-    mean, following both (``min_width``: smallest grid std in ``log sigma``).  ``rtol``: local
+    ``cells`` cells cover the initial density's support trimmed at ``tail`` (at least
+    ``span`` standard deviations of ``log sigma`` on each side), moving with the bulk (mean
+    and std without diffusion, quartiles with it; ``min_width``: smallest grid scale in
+    ``log sigma``).  ``rtol``: local
     error per step (max of the W1 distance in ``log sigma`` and the L1 distance of the cell
     masses); ``dt``: fixed steps instead (still shortened so that the grid shrinks by at most
     40% per step); ``max_step``: cap on the step.  ``kernel``: ``"fft"`` (fast, exact to
@@ -722,8 +796,15 @@ def solve(
         Include the diffusion (entropy/temperature) term.
     cells : int, default 256
         Number of grid cells, >= 8.
-    span : float, default 10.0
-        Standard deviations of ``log sigma`` covered on each side, >= 2.
+    span : float, default 5.0
+        Least half-width of the grid in standard deviations of ``log sigma``, >= 2.
+    tail : float, default 1e-10
+        Mass trimmed beyond each end: the initial grid covers the initial density's support
+        with at most ``tail`` beyond each end (padded by 15% of its width), in ``(0, 1e-3)``.
+    adapt : bool, default False
+        Regrid during the run (conservative, positive, second-order remap) whenever the
+        trimmed support nears a wall or fills less than 2/3 of the grid (attr ``regrids``).
+        Experimental: a remap changes the discrete ``F`` (it can rise at a save).
     rescaled : bool or None, default None
         Times in ``tau = N t`` (None: the model's default).
     rtol : float, default 1e-5
@@ -750,9 +831,9 @@ def solve(
     ------
     ValueError
         ``bad <name>=...`` for an invalid argument (``model``, ``times``, ``diffusion``,
-        ``cells``, ``span``, ``rtol``, ``dt``, ``max_step``, ``min_width``, ``support``,
-        ``kernel``, ``max_steps``, ``initial`` (not callable or samples, non-positive samples,
-        no mass on the grid)).
+        ``cells``, ``span``, ``tail``, ``adapt``, ``rtol``, ``dt``, ``max_step``,
+        ``min_width``, ``support``, ``kernel``, ``max_steps``, ``initial`` (not callable or
+        samples, non-positive samples, no mass on the grid)).
     RuntimeError
         Step size underflow, more than ``max_steps`` steps, or non-positive/non-finite masses.
     """
@@ -761,6 +842,7 @@ def solve(
     rescaled = model._rescaled(rescaled)
     times = check_times(times)
     diffusion = _check_bool(diffusion, "diffusion")
+    adapt = _check_bool(adapt, "adapt")
     cells = check_integer(cells, "cells", minimum=8)
     span = check_positive(span, "span")
     if span < 2:
@@ -887,7 +969,7 @@ def solve(
         if diffusion:
             free = new_free
             frozen_steps += int(frozen)
-        new_edges = _regrid(scheme, masses, m, s, span, tail, min_width)
+        new_edges = _regrid(scheme, masses, m, s, span, tail, min_width) if adapt else None
         if new_edges is not None:
             masses = remap(masses, scheme.xi_edges, new_edges)
             scheme.set_edges(new_edges)
@@ -916,6 +998,7 @@ def solve(
         "steps": steps,
         "rejected_steps": rejected,
         "frozen_grid_steps": frozen_steps,
+        "adapt": int(adapt),
         "regrids": regrids,
         "scheme": "co-moving ALE finite volumes in log sigma, "
         + ("Scharfetter-Gummel" if diffusion else "upwind")
@@ -940,8 +1023,9 @@ def _regrid(
     (else the grid grows, by 40% of the support's width on that side), and fill at least 2/3
     of it (else the grid shrinks onto it).  Floor: ``2 span`` standard deviations of ``rho``
     and ``2 span min_width`` in ``rho``, so that a numerical Dirac mass is not chased.  The
-    grid does not reach below ``rho = -600`` (``sigma ~ 1e-261``; the mass of a slowly decaying
-    tail toward ``sigma = 0`` below it stays at the wall).
+    grid does not reach below ``rho = -600`` (``sigma ~ 1e-261``) nor, at finite ``N``, below
+    ``rho = -17.3 N`` (mobility ``e^{-2 rho/N} <= 1e15``); the mass of a slowly decaying tail
+    toward ``sigma = 0`` below it stays at the wall.
     """
     edges = scheme.xi_edges
     support = _trimmed_support(masses, edges, tail)
@@ -949,14 +1033,24 @@ def _regrid(
     floor = 2.0 * span * max(std, min_width / s)
     a, b = _target_extent(support, floor)
     pad = 0.15 * (support[1] - support[0])
-    grown = (support[0] - edges[0] < 0.5 * pad, edges[-1] - support[1] < 0.5 * pad)
+    # grow where the support nears a wall, or where the density does not decay toward it fast
+    # enough for the mass beyond (a wall cuts the tail) to be below tail
+    grown = (
+        support[0] - edges[0] < 0.5 * pad or tail_beyond(masses, 0.0, 0) > tail,
+        edges[-1] - support[1] < 0.5 * pad or tail_beyond(masses, 0.0, -1) > tail,
+    )
     if any(grown):
         a, b = _target_extent(support, floor, grown)
     elif edges[-1] - edges[0] <= 1.5 * (b - a):
         return None
-    a = max(a, (_RHO_MIN - m) / s)
-    if grown[0] and not grown[1] and a <= edges[0]:
-        return None  # already at the floor of rho
+    # lowest edge: sigma ~ 1e-261, and a mobility N e^{-2 rho/N} at most ~1e15 (beyond, the
+    # implicit solves lose the conservation of mass to round-off)
+    rho_min = _RHO_MIN if scheme.model.infinite else max(_RHO_MIN, -17.3 * scheme.model.depth)
+    lowest = (rho_min - m) / s
+    if a < lowest:
+        a = lowest
+        if not grown[1] and edges[0] <= lowest + 0.01 * (b - a):
+            return None  # the grid already reaches the floor of rho
     return np.linspace(a, b, edges.size)
 
 
