@@ -21,12 +21,20 @@ with mobility ``a = N e^{-2 rho/N}`` per unit ``t``, ``e^{-2 rho/N}`` per unit `
 ``a = 1`` at ``N = inf`` (rescaled time only).  ``diffusion=False`` drops the ``1/beta`` terms
 (pure aggregation).  The interaction weight is ``W = (d-1)/(2 beta)`` for the model as given.
 
-Space.  A co-moving uniform grid ``rho = m(t) + s(t) xi``, ``xi`` in ``[-L, L]`` (``L = span``,
-``cells`` cells of width ``dxi``).  The grid obeys the ODE ``dm/dt`` = rate of change of the mean
-of ``rho``, ``d log s/dt`` = that of its standard deviation (both from the PDE's moment
-identities, plus a weak pull onto the masses' moments), so a bump that narrows toward a Dirac
-mass keeps a fixed number of cells and only the nonlinear part of the velocity crosses cells.
-``s`` stops at ``min_width`` (then the bump narrows inside the grid, a numerical Dirac mass).
+Space.  A co-moving uniform grid ``rho = m(t) + s(t) xi`` (``cells`` cells of width ``dxi``).
+The initial grid covers the initial density's support trimmed at ``tail`` (mass ``<= tail``
+beyond each end, padded by 15% of its width, at least ``span`` standard deviations on each
+side).  Without diffusion the grid obeys the ODE ``dm/dt`` = rate of change of the mean of
+``rho``, ``d log s/dt`` = that of its standard deviation (the PDE's moment identities, free of
+the upwind scheme's numerical diffusion), so a bump that narrows toward a Dirac mass keeps a
+fixed number of cells and only the nonlinear part of the velocity crosses cells.  With
+diffusion it follows the quartiles instead (centre ``(q_1 + q_3)/2``, scale
+``(q_3 - q_1)/1.349``, ``dq/dt = -a dmu/drho`` at ``q``): the std of ``rho`` is dominated by the
+slowly decaying tail toward ``sigma = 0`` and its growth dragged the cells through the bump.
+Both add a weak pull onto the masses' centre and scale.  ``s`` stops at ``min_width`` (then the
+bump narrows inside the grid, a numerical Dirac mass).  ``adapt=True`` also regrids during the
+run (``remap``: conservative, positive, second order) when the trimmed support nears a wall or
+fills less than 2/3 of the grid.
 Unknowns are the cell masses ``M_i``.
 Arbitrary Lagrangian-Eulerian finite volumes: ``dM_i/dt = -(J_{i+1/2} - J_{i-1/2})`` with the
 flux relative to the moving edges (edge velocity ``w``), zero flux at both ends.  With diffusion
@@ -335,30 +343,16 @@ class _Scheme:
     def moment_rates(
         self, dv: np.ndarray, weights: np.ndarray, m: float, s: float
     ) -> tuple[float, float]:
-        """``d/dt`` of the mean and variance of ``rho``.
-
-        Without diffusion, those of the PDE (not the upwind scheme): ``E[b]`` and
-        ``2 E[(rho - mu) b]`` with the drift ``b = -a dV/drho`` (cell-centre average of the edge
-        values), free of the upwind scheme's numerical diffusion, so that the grid follows a
-        bump that narrows toward a Dirac mass.
-
-        With diffusion, those of the fixed-grid Scharfetter-Gummel scheme (second order):
-        ``h sum_e J_e`` and ``2 h sum_e J_e (rho_e - mu)`` over the inner edges ``e``.  The
-        PDE's form ``E[b] + E[a']/beta + [a f]_walls/beta`` is the same quantity but a sum of
-        terms that cancel where the density is locally in equilibrium; the mobility
-        ``a = N e^{-2 rho/N}`` is ``~ 1e11`` at a wall near ``sigma = 1e-11`` (an initial density
-        with a tail toward ``sigma = 0``), and the cancellation error of those terms drove the
-        grid's scale to ``ds/dt ~ -4e3`` and the step size to underflow at ``(d, N, p, beta) =
-        (2, 2, 2, 0.5)``.  The fluxes ``J`` are themselves ~0 there, no cancellation.
+        """``d/dt`` of the mean and variance of ``rho`` under the PDE without diffusion (not
+        the upwind scheme): ``E[b]`` and ``2 E[(rho - mu) b]`` with the drift
+        ``b = -a dV/drho`` (cell-centre average of the edge values), free of the upwind
+        scheme's numerical diffusion, so that the grid follows a bump that narrows toward a
+        Dirac mass.  (With diffusion the grid follows the quartiles instead: ``grid_rates``.
+        The PDE's moment identity there adds ``E[a']/beta`` and wall terms ``[a f]/beta``
+        that cancel catastrophically where the mobility ``a = N e^{-2 rho/N}`` is ~1e11.)
         """
         h = s * self.dxi
         xi_bar = float(weights @ self.xi)
-        if self.diffusion:
-            alpha, gamma = self.coefficients(dv, 0.0, m, s)
-            flux = alpha * weights[:-1] - gamma * weights[1:]
-            mean_rate = h * float(flux.sum())
-            var_rate = 2.0 * h * s * float(flux @ (self.xi_inner - xi_bar))
-            return mean_rate, var_rate
         u = -self.model._time_factor(m + s * self.xi_inner, self.rescaled) * dv / h
         b = np.empty(self.n)
         b[1:-1] = 0.5 * (u[1:] + u[:-1])
