@@ -43,7 +43,7 @@ from dlnsim.particles.model import Model
 from dlnsim.particles.validation import check_integer, check_positive, fail
 from dlnsim.particles.version import __version__
 
-from .solver import one_minus, toeplitz_apply
+from .solver import one_minus, tail_beyond, toeplitz_apply
 
 __all__ = ["equilibrium", "check_equilibrium_exists"]
 
@@ -138,21 +138,6 @@ def _fixed_point(grid: _Grid, masses: np.ndarray, tol: float, max_iter: int):
     )
 
 
-def _tail_beyond(masses: np.ndarray, h: float, side: int) -> float:
-    """Estimated mass beyond one end of the grid (``side = 0`` left, ``-1`` right), from the
-    geometric decay of the last cells (infinite when the density does not decay there)."""
-    if side == 0:
-        end, nxt = masses[0], masses[min(8, masses.size - 1)]
-    else:
-        end, nxt = masses[-1], masses[max(-9, -masses.size)]
-    if end <= 0:
-        return 0.0
-    ratio = (end / nxt) ** (1.0 / 8.0) if nxt > 0 else math.inf
-    if not ratio < 1.0:
-        return math.inf
-    return float(end * ratio / (1.0 - ratio))
-
-
 def equilibrium(
     model: Model,
     *,
@@ -234,7 +219,7 @@ def equilibrium(
         else:  # the previous solution (constant beyond its ends)
             start = np.exp(np.interp(grid.x, prev_x, np.log(np.maximum(masses, 1e-300))))
         masses, residual, iterations = _fixed_point(grid, start / start.sum(), tol, max_iter)
-        left, right = _tail_beyond(masses, h, 0), _tail_beyond(masses, h, -1)
+        left, right = tail_beyond(masses, h, 0), tail_beyond(masses, h, -1)
         if left <= tail and right <= tail:
             break
         prev_x = grid.x

@@ -21,12 +21,20 @@ with mobility ``a = N e^{-2 rho/N}`` per unit ``t``, ``e^{-2 rho/N}`` per unit `
 ``a = 1`` at ``N = inf`` (rescaled time only).  ``diffusion=False`` drops the ``1/beta`` terms
 (pure aggregation).  The interaction weight is ``W = (d-1)/(2 beta)`` for the model as given.
 
-Space.  A co-moving uniform grid ``rho = m(t) + s(t) xi``, ``xi`` in ``[-L, L]`` (``L = span``,
-``cells`` cells of width ``dxi``).  The grid obeys the ODE ``dm/dt`` = rate of change of the mean
-of ``rho``, ``d log s/dt`` = that of its standard deviation (both from the PDE's moment
-identities, plus a weak pull onto the masses' moments), so a bump that narrows toward a Dirac
-mass keeps a fixed number of cells and only the nonlinear part of the velocity crosses cells.
-``s`` stops at ``min_width`` (then the bump narrows inside the grid, a numerical Dirac mass).
+Space.  A co-moving uniform grid ``rho = m(t) + s(t) xi`` (``cells`` cells of width ``dxi``).
+The initial grid covers the initial density's support trimmed at ``tail`` (mass ``<= tail``
+beyond each end, padded by 15% of its width, at least ``span`` standard deviations on each
+side).  Without diffusion the grid obeys the ODE ``dm/dt`` = rate of change of the mean of
+``rho``, ``d log s/dt`` = that of its standard deviation (the PDE's moment identities, free of
+the upwind scheme's numerical diffusion), so a bump that narrows toward a Dirac mass keeps a
+fixed number of cells and only the nonlinear part of the velocity crosses cells.  With
+diffusion it follows the quartiles instead (centre ``(q_1 + q_3)/2``, scale
+``(q_3 - q_1)/1.349``, ``dq/dt = -a dmu/drho`` at ``q``): the std of ``rho`` is dominated by the
+slowly decaying tail toward ``sigma = 0`` and its growth dragged the cells through the bump.
+Both add a weak pull onto the masses' centre and scale.  ``s`` stops at ``min_width`` (then the
+bump narrows inside the grid, a numerical Dirac mass).  ``adapt=True`` also regrids during the
+run (``remap``: conservative, positive, second order) when the trimmed support nears a wall or
+fills less than 2/3 of the grid.
 Unknowns are the cell masses ``M_i``.
 Arbitrary Lagrangian-Eulerian finite volumes: ``dM_i/dt = -(J_{i+1/2} - J_{i-1/2})`` with the
 flux relative to the moving edges (edge velocity ``w``), zero flux at both ends.  With diffusion
@@ -89,9 +97,11 @@ from dlnsim.particles.validation import (
 )
 from dlnsim.particles.version import __version__
 
-__all__ = ["solve", "kernel_potential", "kernel_jumps"]
+__all__ = ["solve", "kernel_potential", "kernel_jumps", "remap", "tail_beyond"]
 
 _GAUSS = {k: np.polynomial.legendre.leggauss(k) for k in (4, 6, 8)}  # nodes, weights on [-1, 1]
+_IQR = 1.3489795003921634  # interquartile range of the standard normal distribution
+_RHO_MIN = -600.0  # lowest grid edge in log sigma (below, exp underflows in the outputs' sums)
 _SCAN = 4096  # points of the scan that locates a callable initial density
 _DISSIPATION_SLACK = 1e-11  # relative rise of the discrete F that the step guard tolerates
 
@@ -276,15 +286,20 @@ class _Scheme:
     kernel: str
 
     def __post_init__(self) -> None:
-        self.n = self.xi_edges.size - 1
-        self.dxi = float(self.xi_edges[1] - self.xi_edges[0])
-        self.xi = 0.5 * (self.xi_edges[1:] + self.xi_edges[:-1])
-        self.xi_inner = self.xi_edges[1:-1]
+        self.set_edges(self.xi_edges)
         m = self.model
         self.weight = (m.width - 1) / (2.0 * m.beta)
         self.jacobian = 0.0 if (m.infinite or not self.diffusion) else 1.0 / (m.depth * m.beta)
-        self._tables: dict[float, np.ndarray] = {}  # jump tables of the last two spacings
         self.pull_rate = 0.0  # least rate at which the grid is pulled onto the moments
+
+    def set_edges(self, xi_edges: np.ndarray) -> None:
+        """Use the uniform reference edges ``xi_edges`` (after a regrid)."""
+        self.xi_edges = xi_edges
+        self.n = xi_edges.size - 1
+        self.dxi = float(xi_edges[1] - xi_edges[0])
+        self.xi = 0.5 * (xi_edges[1:] + xi_edges[:-1])
+        self.xi_inner = xi_edges[1:-1]
+        self._tables = {}
 
     def _table(self, h: float) -> np.ndarray:
         table = self._tables.get(h)
@@ -328,34 +343,23 @@ class _Scheme:
     def moment_rates(
         self, dv: np.ndarray, weights: np.ndarray, m: float, s: float
     ) -> tuple[float, float]:
-        """``d/dt`` of the mean and variance of ``rho`` under the PDE (not the scheme):
-
-        ``E[b] + E[a']/beta`` and ``2 E[(rho - mu) b] + 2 E[a + (rho - mu) a']/beta`` with the
-        drift ``b = -a dV/drho`` (cell-centre average of the edge values) and ``a' = -2a/N``,
-        plus the boundary terms ``[a g' f]/beta`` of the zero-flux walls.  Free of the scheme's
-        numerical diffusion, so the grid follows the true dynamics.
+        """``d/dt`` of the mean and variance of ``rho`` under the PDE without diffusion (not
+        the upwind scheme): ``E[b]`` and ``2 E[(rho - mu) b]`` with the drift
+        ``b = -a dV/drho`` (cell-centre average of the edge values), free of the upwind
+        scheme's numerical diffusion, so that the grid follows a bump that narrows toward a
+        Dirac mass.  (With diffusion the grid follows the quartiles instead: ``grid_rates``.
+        The PDE's moment identity there adds ``E[a']/beta`` and wall terms ``[a f]/beta``
+        that cancel catastrophically where the mobility ``a = N e^{-2 rho/N}`` is ~1e11.)
         """
         h = s * self.dxi
+        xi_bar = float(weights @ self.xi)
         u = -self.model._time_factor(m + s * self.xi_inner, self.rescaled) * dv / h
         b = np.empty(self.n)
         b[1:-1] = 0.5 * (u[1:] + u[:-1])
         b[0], b[-1] = 1.5 * u[0] - 0.5 * u[1], 1.5 * u[-1] - 0.5 * u[-2]
-        xi_bar = float(weights @ self.xi)
         y = s * (self.xi - xi_bar)  # rho - mean, without the cancellation of m + s xi - mean
         mean_rate = float(weights @ b)
         var_rate = 2.0 * float(weights @ (y * (b - mean_rate)))
-        if self.diffusion:
-            beta = self.model.beta
-            a = self.model._time_factor(m + s * self.xi, self.rescaled)
-            slope = 0.0 if self.model.infinite else -2.0 / self.model.depth  # a'/a
-            mean_rate += slope * float(weights @ a) / beta
-            var_rate += 2.0 * float(weights @ (a * (1.0 + slope * y))) / beta
-            # boundary terms of the integration by parts: the walls carry no flux
-            walls = m + s * self.xi_edges[[0, -1]]
-            a_f = self.model._time_factor(walls, self.rescaled) * weights[[0, -1]] / h
-            mean_rate += float(a_f[0] - a_f[1]) / beta
-            y_walls = s * (self.xi_edges[[0, -1]] - xi_bar)
-            var_rate += 2.0 * float(a_f[0] * y_walls[0] - a_f[1] * y_walls[1]) / beta
         return mean_rate, var_rate
 
     def edges(self, m: float, s: float) -> np.ndarray:
@@ -365,19 +369,59 @@ class _Scheme:
     def grid_rates(
         self, dv: np.ndarray, masses: np.ndarray, m: float, s: float, min_width: float
     ) -> tuple[float, float, float, float, float]:
-        """``(mass, mean - m, std, dm/dt, ds/dt)``: the grid follows the PDE's moment rates.
+        """``(mass, centre - m, scale, dm/dt, ds/dt)``: the grid follows the density's bulk.
 
-        ``ds/dt = s d(log std)/dt``, not below 0 once ``s`` has reached ``min_width`` and not
-        above 0 while the masses' std is below ``s / 2`` (a bump narrower than the floor).
+        Without diffusion the centre and scale are the mean and std of ``rho`` and the rates
+        are the PDE's moment rates (``ds/dt = s d(log std)/dt``).  With diffusion they are those
+        of the quartiles ``q_1, q_3``: centre ``(q_1 + q_3)/2``, scale ``(q_3 - q_1)/1.349``
+        (the std of a Gaussian), ``dq/dt = J(q)/f(q) = -a d(mu)/drho`` at ``q``.  The std of
+        ``rho`` is dominated by a slowly decaying tail toward ``sigma = 0`` (``e^{rho/N}``),
+        whose growth moved the edges of a std-following grid through the bump at ~100 per unit
+        time at ``(d, N, p, beta) = (2, 2, 2, 0.5)``, and the steps shrank to 1e-6.
+
+        ``ds/dt`` is not below 0 once ``s`` has reached ``min_width`` and not above 0 while the
+        scale is below ``s / 2`` (a bump narrower than the floor).
         """
-        total, offset, std = self.moments(masses, m, s)
-        mean_rate, var_rate = self.moment_rates(dv, masses / total, m, s)
-        s_rate = s * var_rate / (2.0 * std * std)
+        if self.diffusion:
+            total, offset, std, mean_rate, s_rate = self.quartile_rates(dv, masses, m, s)
+        else:
+            total, offset, std = self.moments(masses, m, s)
+            mean_rate, var_rate = self.moment_rates(dv, masses / total, m, s)
+            s_rate = s * var_rate / (2.0 * std * std)
         if std < 0.5 * s:  # a bump narrower than the grid (at min_width): it does not widen
             s_rate = min(s_rate, 0.0)
         if s <= min_width * (1.0 + 1e-9):
             s_rate = max(s_rate, 0.0)
         return total, offset, std, mean_rate, s_rate
+
+    def quartile_rates(
+        self, dv: np.ndarray, masses: np.ndarray, m: float, s: float
+    ) -> tuple[float, float, float, float, float]:
+        """``(mass, centre - m, scale, d centre/dt, d scale/dt)`` of the quartiles (with
+        diffusion; see ``grid_rates``): the CDF linear in each cell, ``dq/dt`` the velocity
+        ``J/f`` interpolated linearly between the cell's edges."""
+        total = float(masses.sum())
+        w = masses / total
+        cum = np.concatenate(([0.0], np.cumsum(w)))
+        h = s * self.dxi
+        # the PDE's velocity -a (V' + (log f)'/beta) at the inner edges (centred differences:
+        # no upwind numerical diffusion, which at high Peclet number kept the grid from
+        # following a narrowing bump)
+        a = self.model._time_factor(m + s * self.xi_inner, self.rescaled)
+        logw = np.log(np.maximum(w, 1e-300))
+        vel = -a * (dv + np.diff(logw) / self.model.beta) / h
+        xi_q, rate_q = [], []
+        for q in (0.25, 0.75):
+            i = int(np.clip(np.searchsorted(cum, q, side="right") - 1, 0, self.n - 1))
+            frac = min(max((q - cum[i]) / w[i], 0.0), 1.0) if w[i] > 0 else 0.5
+            xi_q.append(self.xi_edges[i] + frac * self.dxi)
+            left, right = vel[max(i - 1, 0)], vel[min(i, self.n - 2)]  # edges i and i + 1
+            rate_q.append(left + frac * (right - left))
+        iqr = max(xi_q[1] - xi_q[0], 1e-3 * self.dxi)
+        offset = s * 0.5 * (xi_q[0] + xi_q[1])
+        scale = s * iqr / _IQR
+        # d log(scale)/dt = (r_3 - r_1) / (s iqr): ds/dt = s d log(scale)/dt
+        return total, offset, scale, 0.5 * (rate_q[0] + rate_q[1]), (rate_q[1] - rate_q[0]) / iqr
 
     def step(
         self,
@@ -461,6 +505,115 @@ def _wasserstein(m1: np.ndarray, e1: np.ndarray, m2: np.ndarray, e2: np.ndarray)
     return float(0.5 * ((gap[1:] + gap[:-1]) @ np.diff(q)))
 
 
+def tail_beyond(masses: np.ndarray, h: float, side: int) -> float:
+    """Estimated mass beyond one end of the grid, from the geometric decay of the last cells.
+
+    Parameters
+    ----------
+    masses : numpy.ndarray
+        Cell masses on a uniform grid.
+    h : float
+        The cell width (unused: the decay is measured per cell).
+    side : int
+        0 for the left end, -1 for the right end.
+
+    Returns
+    -------
+    float
+        ``M_end r / (1 - r)`` with ``r`` the mean decay ratio per cell over the last 8 cells
+        (``inf`` when the density does not decay toward that end).
+    """
+    if side == 0:
+        end, nxt = masses[0], masses[min(8, masses.size - 1)]
+    else:
+        end, nxt = masses[-1], masses[max(-9, -masses.size)]
+    if end <= 0:
+        return 0.0
+    ratio = (end / nxt) ** (1.0 / 8.0) if nxt > 0 else math.inf
+    if not ratio < 1.0:
+        return math.inf
+    return float(end * ratio / (1.0 - ratio))
+
+
+def _trimmed_support(masses: np.ndarray, edges: np.ndarray, tail: float) -> tuple[float, float]:
+    """``[a, b]`` (cell edges) outside which the masses sum to at most ``tail`` on each side."""
+    cum = np.cumsum(masses)
+    total = cum[-1]
+    lo = int(np.searchsorted(cum, tail * total, side="right"))
+    hi = int(np.searchsorted(cum, (1.0 - tail) * total, side="left"))
+    lo, hi = min(lo, masses.size - 1), max(min(hi, masses.size - 1), lo)
+    return float(edges[lo]), float(edges[hi + 1])
+
+
+def _target_extent(
+    support: tuple[float, float], floor: float, grown: tuple[bool, bool] = (False, False)
+) -> tuple[float, float]:
+    """The grid extent for a trimmed support: padded by 15% of its width on each side (40% on
+    a side where the grid grows), at least ``floor`` wide."""
+    a, b = support
+    width = b - a
+    a -= (0.4 if grown[0] else 0.15) * width
+    b += (0.4 if grown[1] else 0.15) * width
+    if b - a < floor:
+        mid = 0.5 * (a + b)
+        a, b = mid - 0.5 * floor, mid + 0.5 * floor
+    return a, b
+
+
+def remap(masses: np.ndarray, edges: np.ndarray, new_edges: np.ndarray) -> np.ndarray:
+    """Cell masses on ``new_edges`` of the density with cell masses ``masses`` on ``edges``.
+
+    The density is reconstructed piecewise linearly (minmod-limited slopes, so non-negative
+    and equal to the cell averages on average), its cumulative distribution (piecewise
+    quadratic) is differenced at ``new_edges``: second order for smooth densities, positive,
+    and conservative (the mass outside ``new_edges`` goes to the end cells).
+
+    Parameters
+    ----------
+    masses : numpy.ndarray
+        Cell masses ``>= 0`` on ``edges``.
+    edges : numpy.ndarray
+        Increasing cell edges (uniformly spaced), ``masses.size + 1`` of them.
+    new_edges : numpy.ndarray
+        Increasing cell edges of the new grid, at least 3.
+
+    Returns
+    -------
+    numpy.ndarray
+        The new cell masses, ``>= 0``, summing to ``masses.sum()`` up to round-off.
+
+    Raises
+    ------
+    ValueError
+        ``bad edges=...`` / ``bad new_edges=...`` when not increasing or of the wrong size.
+    """
+    masses = np.asarray(masses, dtype=np.float64)
+    edges = np.asarray(edges, dtype=np.float64)
+    new_edges = np.asarray(new_edges, dtype=np.float64)
+    if edges.shape != (masses.size + 1,) or not np.all(np.diff(edges) > 0):
+        raise fail("edges", edges.shape, "must be masses.size + 1 increasing cell edges")
+    if new_edges.ndim != 1 or new_edges.size < 3 or not np.all(np.diff(new_edges) > 0):
+        raise fail("new_edges", new_edges.shape, "must be >= 3 increasing cell edges")
+    h = np.diff(edges)
+    u = masses / h
+    du = np.diff(u) / (0.5 * (h[1:] + h[:-1]))
+    slope = np.zeros_like(u)
+    slope[1:-1] = np.where(
+        du[1:] * du[:-1] > 0, np.sign(du[1:]) * np.minimum(np.abs(du[1:]), np.abs(du[:-1])), 0.0
+    )
+    cum = np.concatenate(([0.0], np.cumsum(masses)))
+    x = np.clip(new_edges, edges[0], edges[-1])
+    i = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, masses.size - 1)
+    y = x - edges[i]
+    # int_{e_i}^{x} (u_i + slope_i (t - c_i)) dt, c_i the cell centre
+    cdf = cum[i] + u[i] * y + 0.5 * slope[i] * y * (y - h[i])
+    cdf = np.maximum.accumulate(np.clip(cdf, 0.0, cum[-1]))
+    out = np.diff(cdf)
+    out[0] += cdf[0]
+    out[-1] += cum[-1] - cdf[-1]
+    return out
+
+
 def _solve_tridiagonal(alpha: np.ndarray, gamma: np.ndarray, dt: float, rhs: np.ndarray):
     """Solve ``(I - dt A) M = rhs``, ``(A M)_i = -(J_{i+1/2} - J_{i-1/2})`` (an M-matrix)."""
     n = rhs.size
@@ -502,8 +655,10 @@ def _rho_density(fn: Callable, rho: np.ndarray) -> np.ndarray:
     return vals * sigma
 
 
-def _locate(fn: Callable, support, centre: float) -> tuple[float, float, float, float]:
-    """Mean and std of ``rho`` and the range where the density is non-negligible.
+def _locate(
+    fn: Callable, support, centre: float, tail: float
+) -> tuple[float, float, float, float]:
+    """Mean and std of ``rho`` and its trimmed support (mass ``<= tail`` beyond each end).
 
     Scans ``support`` (default ``centre * 10^(+-8)``) and zooms in on the non-negligible range
     (values above ``1e-16`` of the maximum) until it spans the scan.
@@ -529,7 +684,9 @@ def _locate(fn: Callable, support, centre: float) -> tuple[float, float, float, 
     weights = vals / vals.sum()
     mean = float(weights @ rho)
     std = math.sqrt(max(float(weights @ (rho - mean) ** 2), 0.0) + step**2 / 12.0)
-    return mean, std, float(new_lo), float(new_hi)
+    scan_edges = np.append(rho - 0.5 * step, rho[-1] + 0.5 * step)
+    lo, hi = _trimmed_support(weights, scan_edges, tail)
+    return mean, std, lo, hi
 
 
 def _masses_from_callable(fn: Callable, xi_edges: np.ndarray, m: float, s: float) -> np.ndarray:
@@ -585,7 +742,9 @@ def solve(
     *,
     diffusion: bool = True,
     cells: int = 256,
-    span: float = 10.0,
+    span: float = 5.0,
+    tail: float = 1e-10,
+    adapt: bool = False,
     rescaled: bool | None = None,
     rtol: float = 1e-5,
     dt: float | None = None,
@@ -603,8 +762,10 @@ def solve(
     bandwidth in ``log sigma``, at least ``min_width``).  ``times``: increasing, ``>= 0``; in
     ``t``, or ``tau = N t`` when ``rescaled`` (default and only choice at ``depth = inf``).
 
-    ``cells`` cells cover ``span`` standard deviations of ``log sigma`` on each side of the
-    mean, following both (``min_width``: smallest grid std in ``log sigma``).  ``rtol``: local
+    ``cells`` cells cover the initial density's support trimmed at ``tail`` (at least
+    ``span`` standard deviations of ``log sigma`` on each side), moving with the bulk (mean
+    and std without diffusion, quartiles with it; ``min_width``: smallest grid scale in
+    ``log sigma``).  ``rtol``: local
     error per step (max of the W1 distance in ``log sigma`` and the L1 distance of the cell
     masses); ``dt``: fixed steps instead (still shortened so that the grid shrinks by at most
     40% per step); ``max_step``: cap on the step.  ``kernel``: ``"fft"`` (fast, exact to
@@ -629,8 +790,15 @@ def solve(
         Include the diffusion (entropy/temperature) term.
     cells : int, default 256
         Number of grid cells, >= 8.
-    span : float, default 10.0
-        Standard deviations of ``log sigma`` covered on each side, >= 2.
+    span : float, default 5.0
+        Least half-width of the grid in standard deviations of ``log sigma``, >= 2.
+    tail : float, default 1e-10
+        Mass trimmed beyond each end: the initial grid covers the initial density's support
+        with at most ``tail`` beyond each end (padded by 15% of its width), in ``(0, 1e-3)``.
+    adapt : bool, default False
+        Regrid during the run (conservative, positive, second-order remap) whenever the
+        trimmed support nears a wall or fills less than 2/3 of the grid (attr ``regrids``).
+        Experimental: a remap changes the discrete ``F`` (it can rise at a save).
     rescaled : bool or None, default None
         Times in ``tau = N t`` (None: the model's default).
     rtol : float, default 1e-5
@@ -657,9 +825,9 @@ def solve(
     ------
     ValueError
         ``bad <name>=...`` for an invalid argument (``model``, ``times``, ``diffusion``,
-        ``cells``, ``span``, ``rtol``, ``dt``, ``max_step``, ``min_width``, ``support``,
-        ``kernel``, ``max_steps``, ``initial`` (not callable or samples, non-positive samples,
-        no mass on the grid)).
+        ``cells``, ``span``, ``tail``, ``adapt``, ``rtol``, ``dt``, ``max_step``,
+        ``min_width``, ``support``, ``kernel``, ``max_steps``, ``initial`` (not callable or
+        samples, non-positive samples, no mass on the grid)).
     RuntimeError
         Step size underflow, more than ``max_steps`` steps, or non-positive/non-finite masses.
     """
@@ -668,6 +836,7 @@ def solve(
     rescaled = model._rescaled(rescaled)
     times = check_times(times)
     diffusion = _check_bool(diffusion, "diffusion")
+    adapt = _check_bool(adapt, "adapt")
     cells = check_integer(cells, "cells", minimum=8)
     span = check_positive(span, "span")
     if span < 2:
@@ -680,6 +849,9 @@ def solve(
     min_width = check_positive(min_width, "min_width")
     if min_width > 0.1:
         raise fail("min_width", min_width, "must be <= 0.1 (a width in log sigma)")
+    tail = check_positive(tail, "tail")
+    if tail >= 1e-3:
+        raise fail("tail", tail, "must be < 1e-3 (the mass trimmed beyond each end of the grid)")
     support = _check_support(support)
     kernel = check_choice(kernel, "kernel", ("fft", "direct"))
     max_steps = check_integer(max_steps, "max_steps")
@@ -688,10 +860,10 @@ def solve(
     if callable(initial):
         star = model.equilibrium()
         centre = math.log(star) if star > 0 else 0.0
-        mean, std, lo, hi = _locate(initial, support, centre)
+        mean, std, lo, hi = _locate(initial, support, centre, tail)
         std = max(std, min_width)
-        half = max(span, (mean - lo) / std, (hi - mean) / std)
-        xi_edges = np.linspace(-half, half, cells + 1)
+        a, b = _target_extent(((lo - mean) / std, (hi - mean) / std), 2.0 * span)
+        xi_edges = np.linspace(a, b, cells + 1)
         masses = _masses_from_callable(initial, xi_edges, mean, std)
         label = f"callable {getattr(initial, '__name__', type(initial).__name__)}"
     else:
@@ -706,8 +878,9 @@ def solve(
         mean = float(rho.mean())
         std = math.sqrt(float(rho.var()) + bandwidth**2)
         reach = 5.0 * bandwidth
-        half = max(span, (mean - rho.min() + reach) / std, (rho.max() + reach - mean) / std)
-        xi_edges = np.linspace(-half, half, cells + 1)
+        extent = ((rho.min() - reach - mean) / std, (rho.max() + reach - mean) / std)
+        a, b = _target_extent(extent, 2.0 * span)
+        xi_edges = np.linspace(a, b, cells + 1)
         masses = _masses_from_samples(rho, bandwidth, xi_edges, mean, std)
         label = f"{samples.size} samples (kernel density, bandwidth {bandwidth:.3g} in log sigma)"
     total0 = float(masses.sum())
@@ -734,7 +907,7 @@ def solve(
         k_out += 1
     dt_try = dt_fixed
     free = scheme.free_energy(masses, m, s) if diffusion else 0.0
-    frozen_steps = 0
+    frozen_steps = regrids = 0
     while k_out < times.size:
         if dt_fixed is not None:
             dt_try = dt_fixed
@@ -790,6 +963,13 @@ def solve(
         if diffusion:
             free = new_free
             frozen_steps += int(frozen)
+        new_edges = _regrid(scheme, masses, m, s, span, tail, min_width) if adapt else None
+        if new_edges is not None:
+            masses = remap(masses, scheme.xi_edges, new_edges)
+            scheme.set_edges(new_edges)
+            regrids += 1
+            if diffusion:
+                free = scheme.free_energy(masses, m, s)
         t = times[k_out] if step == times[k_out] - t else t + step
         while k_out < times.size and times[k_out] <= t:
             out_masses[k_out], out_grid[k_out] = masses, (m, s)
@@ -801,7 +981,8 @@ def solve(
         "rescaled_time": int(rescaled),
         "diffusion": int(diffusion),
         "cells": cells,
-        "span": float(xi_edges[-1]),
+        "span": span,
+        "tail": tail,
         "rtol": rtol,
         "dt": "adaptive" if dt_fixed is None else dt_fixed,
         "max_step": "none" if max_step == math.inf else max_step,
@@ -811,12 +992,60 @@ def solve(
         "steps": steps,
         "rejected_steps": rejected,
         "frozen_grid_steps": frozen_steps,
+        "adapt": int(adapt),
+        "regrids": regrids,
         "scheme": "co-moving ALE finite volumes in log sigma, "
         + ("Scharfetter-Gummel" if diffusion else "upwind")
         + " flux, MPRK22 (positive, conservative) + Heun grid, W1/L1 step control",
         "dlnsim_version": __version__,
     }
     return _dataset(scheme, times, out_masses, out_grid, rescaled, attrs)
+
+
+def _regrid(
+    scheme: _Scheme,
+    masses: np.ndarray,
+    m: float,
+    s: float,
+    span: float,
+    tail: float,
+    min_width: float,
+) -> np.ndarray | None:
+    """New reference edges when the grid no longer fits the trimmed support, else None.
+
+    The support (mass ``<= tail`` beyond each end) plus its padding must lie inside the grid
+    (else the grid grows, by 40% of the support's width on that side), and fill at least 2/3
+    of it (else the grid shrinks onto it).  Floor: ``2 span`` standard deviations of ``rho``
+    and ``2 span min_width`` in ``rho``, so that a numerical Dirac mass is not chased.  The
+    grid does not reach below ``rho = -600`` (``sigma ~ 1e-261``) nor, at finite ``N``, below
+    ``rho = -17.3 N`` (mobility ``e^{-2 rho/N} <= 1e15``); the mass of a slowly decaying tail
+    toward ``sigma = 0`` below it stays at the wall.
+    """
+    edges = scheme.xi_edges
+    support = _trimmed_support(masses, edges, tail)
+    _, _, std = scheme.moments(masses, 0.0, 1.0)  # std in xi
+    floor = 2.0 * span * max(std, min_width / s)
+    a, b = _target_extent(support, floor)
+    pad = 0.15 * (support[1] - support[0])
+    # grow where the support nears a wall, or where the density does not decay toward it fast
+    # enough for the mass beyond (a wall cuts the tail) to be below tail
+    grown = (
+        support[0] - edges[0] < 0.5 * pad or tail_beyond(masses, 0.0, 0) > tail,
+        edges[-1] - support[1] < 0.5 * pad or tail_beyond(masses, 0.0, -1) > tail,
+    )
+    if any(grown):
+        a, b = _target_extent(support, floor, grown)
+    elif edges[-1] - edges[0] <= 1.5 * (b - a):
+        return None
+    # lowest edge: sigma ~ 1e-261, and a mobility N e^{-2 rho/N} at most ~1e15 (beyond, the
+    # implicit solves lose the conservation of mass to round-off)
+    rho_min = _RHO_MIN if scheme.model.infinite else max(_RHO_MIN, -17.3 * scheme.model.depth)
+    lowest = (rho_min - m) / s
+    if a < lowest:
+        a = lowest
+        if not grown[1] and edges[0] <= lowest + 0.01 * (b - a):
+            return None  # the grid already reaches the floor of rho
+    return np.linspace(a, b, edges.size)
 
 
 def _dataset(
