@@ -40,10 +40,11 @@ from scipy.fft import next_fast_len
 from dlnsim.particles.datasets import provenance
 from dlnsim.particles.entropy import psi
 from dlnsim.particles.model import Model
+from dlnsim.particles.pairsum.coefficients import one_minus
 from dlnsim.particles.validation import check_integer, check_positive, fail
 from dlnsim.particles.version import __version__
 
-from .solver import one_minus, tail_beyond, toeplitz_apply
+from .solver import Scheme, tail_beyond, toeplitz_apply
 
 __all__ = ["equilibrium", "check_equilibrium_exists"]
 
@@ -231,7 +232,6 @@ def equilibrium(
 
 
 def _equilibrium_dataset(model, grid: _Grid, masses, residual, iterations, tail) -> xr.Dataset:
-    from .solver import _Scheme
 
     x, h = grid.x, grid.h
     sigma = np.exp(x)
@@ -241,7 +241,7 @@ def _equilibrium_dataset(model, grid: _Grid, masses, residual, iterations, tail)
     mean = float(masses @ sigma)
     var = float(masses @ (sigma - mean) ** 2)
     xi_edges = np.arange(grid.n + 1) * h
-    scheme = _Scheme(model, True, model._rescaled(None), xi_edges, "fft")
+    scheme = Scheme(model, True, model.resolve_rescaled(None), xi_edges, "fft")
     free = scheme.free_energy(masses, grid.lo, 1.0)  # x_i = lo + 1 * xi_i
     jac = 0.0 if model.infinite else 1.0 / (model.depth * model.beta)
     attrs = {

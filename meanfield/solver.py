@@ -88,6 +88,7 @@ from scipy.special import ndtr
 from dlnsim.particles.datasets import provenance
 from dlnsim.particles.entropy import log_kernel, psi
 from dlnsim.particles.model import Model
+from dlnsim.particles.pairsum.coefficients import one_minus
 from dlnsim.particles.validation import (
     check_choice,
     check_integer,
@@ -107,22 +108,6 @@ _DISSIPATION_SLACK = 1e-11  # relative rise of the discrete F that the step guar
 
 
 # ------------------------------------------------------------------ nonlocal term
-def one_minus(depth: int | float) -> float:
-    """``1 - 1/N`` (1 at ``N = inf``): the weight of the linear part of ``log k_N`` in ``rho``.
-
-    Parameters
-    ----------
-    depth : int or float
-        The depth ``N >= 1`` or ``math.inf``.
-
-    Returns
-    -------
-    float
-        ``1 - 1/N``.
-    """
-    return 1.0 if depth == math.inf else 1.0 - 1.0 / depth
-
-
 def toeplitz_apply(table: np.ndarray, masses: np.ndarray, n_out: int) -> np.ndarray:
     """``out_k = sum_j table[k - j + n - 1] M_j`` for ``k < n_out`` (linear convolution by FFT).
 
@@ -276,8 +261,24 @@ def _bernoulli(z: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class _Scheme:
-    """The semi-discrete operator on the co-moving grid ``rho = m + s xi``."""
+class Scheme:
+    """The semi-discrete operator on the co-moving grid ``rho = m + s xi`` (theory.md 13.7):
+    cell fluxes, the nonlocal term and the grid's own motion, shared by ``solve`` and
+    ``meanfield.equilibrium``.
+
+    Parameters
+    ----------
+    model : Model
+        The particle model whose density is evolved.
+    diffusion : bool
+        Whether the ``1/beta`` diffusion term is on.
+    rescaled : bool
+        Time ``tau = N t`` if True, ``t`` if False.
+    xi_edges : numpy.ndarray
+        The ``n + 1`` reference cell edges in ``xi``.
+    kernel : str
+        How the nonlocal term is summed (``"fft"`` or ``"direct"``).
+    """
 
     model: Model
     diffusion: bool
@@ -330,7 +331,7 @@ class _Scheme:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Edge flux ``J = alpha M_i - gamma M_{i+1}`` relative to edges moving at ``w``."""
         h = s * self.dxi
-        a = self.model._time_factor(m + s * self.xi_inner, self.rescaled)
+        a = self.model.time_factor(m + s * self.xi_inner, self.rescaled)
         dv_eff = dv + h * w / a
         if self.diffusion:
             beta = self.model.beta
@@ -353,7 +354,7 @@ class _Scheme:
         """
         h = s * self.dxi
         xi_bar = float(weights @ self.xi)
-        u = -self.model._time_factor(m + s * self.xi_inner, self.rescaled) * dv / h
+        u = -self.model.time_factor(m + s * self.xi_inner, self.rescaled) * dv / h
         b = np.empty(self.n)
         b[1:-1] = 0.5 * (u[1:] + u[:-1])
         b[0], b[-1] = 1.5 * u[0] - 0.5 * u[1], 1.5 * u[-1] - 0.5 * u[-2]
@@ -407,7 +408,7 @@ class _Scheme:
         # the PDE's velocity -a (V' + (log f)'/beta) at the inner edges (centred differences:
         # no upwind numerical diffusion, which at high Peclet number kept the grid from
         # following a narrowing bump)
-        a = self.model._time_factor(m + s * self.xi_inner, self.rescaled)
+        a = self.model.time_factor(m + s * self.xi_inner, self.rescaled)
         logw = np.log(np.maximum(w, 1e-300))
         vel = -a * (dv + np.diff(logw) / self.model.beta) / h
         xi_q, rate_q = [], []
@@ -833,7 +834,7 @@ def solve(
     """
     if not isinstance(model, Model):
         raise fail("model", model, "must be a particles.Model")
-    rescaled = model._rescaled(rescaled)
+    rescaled = model.resolve_rescaled(rescaled)
     times = check_times(times)
     diffusion = _check_bool(diffusion, "diffusion")
     adapt = _check_bool(adapt, "adapt")
@@ -887,7 +888,7 @@ def solve(
     if not (math.isfinite(total0) and total0 > 0):
         raise fail("initial", initial, "the initial density has no mass on the grid")
     masses = masses / total0
-    scheme = _Scheme(model, diffusion, rescaled, xi_edges, kernel)
+    scheme = Scheme(model, diffusion, rescaled, xi_edges, kernel)
     scheme.pull_rate = 1.0 / float(times[-1]) if times[-1] > 0 else 0.0
     m, s = mean, std
     if callable(initial):  # centre the grid on the discrete moments (the scan's are O(h^2) off)
@@ -1003,7 +1004,7 @@ def solve(
 
 
 def _regrid(
-    scheme: _Scheme,
+    scheme: Scheme,
     masses: np.ndarray,
     m: float,
     s: float,
@@ -1049,7 +1050,7 @@ def _regrid(
 
 
 def _dataset(
-    scheme: _Scheme,
+    scheme: Scheme,
     times: np.ndarray,
     masses: np.ndarray,
     grid: np.ndarray,

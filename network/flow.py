@@ -185,7 +185,7 @@ def gradient_flow(
     """
     if not isinstance(model, MatrixModel):
         raise fail("model", model, "must be a network.MatrixModel")
-    rescaled = model._rescaled(rescaled)
+    rescaled = model.resolve_rescaled(rescaled)
     x0 = model._check(x0, "X0")
     if x0.ndim > 3:
         raise fail("X0", x0.shape, "must have shape (d, d) or (members, d, d)")

@@ -159,7 +159,25 @@ class MatrixModel:
             **self.energy.describe(),
         }
 
-    def _rescaled(self, rescaled: bool | None) -> bool:
+    def resolve_rescaled(self, rescaled: bool | None) -> bool:
+        """The time of the save times, as ``particles.Model.resolve_rescaled`` (theory.md 1.4).
+
+        Parameters
+        ----------
+        rescaled : bool or None
+            ``True`` for ``tau = N t``, ``False`` for ``t``; ``None`` for the default (``t``,
+            or ``tau`` at ``N = inf``).
+
+        Returns
+        -------
+        bool
+            Whether the time is ``tau``.
+
+        Raises
+        ------
+        ValueError
+            ``bad rescaled=...`` for a non-bool or ``False`` at ``N = inf``.
+        """
         if rescaled is None:
             return self.infinite
         if not isinstance(rescaled, bool):
@@ -194,7 +212,7 @@ class MatrixModel:
         ValueError
             ``bad sigma=...`` or ``bad rescaled=...``.
         """
-        rescaled = self._rescaled(rescaled)
+        rescaled = self.resolve_rescaled(rescaled)
         s = np.asarray(sigma, dtype=np.float64)
         if s.ndim < 1 or s.shape[-1] != self.width or not np.all(np.isfinite(s)) or np.any(s < 0):
             raise fail(
@@ -243,7 +261,7 @@ class MatrixModel:
             or not math.isfinite(power)
         ):
             raise fail("power", power, "must be a finite real number")
-        rescaled = self._rescaled(rescaled)
+        rescaled = self.resolve_rescaled(rescaled)
         u, s, vt = np.linalg.svd(x)
         k = self._kernel(s, rescaled)
         frame = np.swapaxes(u, -1, -2) @ p @ np.swapaxes(vt, -1, -2)
@@ -348,7 +366,7 @@ class MatrixModel:
         ValueError
             ``bad X=...`` or ``bad rescaled=...``.
         """
-        rescaled = self._rescaled(rescaled)
+        rescaled = self.resolve_rescaled(rescaled)
         return self._velocity(self._check(x), rescaled)
 
     def _velocity(self, x: np.ndarray, rescaled: bool) -> np.ndarray:

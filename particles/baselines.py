@@ -314,7 +314,6 @@ class DysonModel:
             return False
         raise fail("rescaled", rescaled, "Dyson Brownian motion has only the time t (None/False)")
 
-    _rescaled = resolve_rescaled  # the name particles.ensemble used before
 
     def check_state(self, x: object, name: str = "sigma0") -> np.ndarray:
         """Finite eigenvalues, last axis of length ``n``, each row strictly decreasing."""

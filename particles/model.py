@@ -151,7 +151,6 @@ class Model:
             raise fail("rescaled", rescaled, "depth=inf has only the rescaled time tau = N t")
         return rescaled
 
-    _rescaled = resolve_rescaled  # the name other layers used before (ensemble, meanfield)
 
     def _rho(self, x: np.ndarray, coords: str) -> np.ndarray:
         check_choice(coords, "coords", coords_mod.COORDINATES)
@@ -403,7 +402,6 @@ class Model:
         w = np.exp(-2.0 * rho / self.depth)
         return w if rescaled else self.depth * w
 
-    _time_factor = time_factor  # the name meanfield.solver used before
 
     def velocity(
         self, x: np.ndarray, coords: str = "sigma", rescaled: bool | None = None
