@@ -53,21 +53,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import xarray as xr
 
-from dlnsim.particles.datasets import clean_attrs, provenance
 from dlnsim.particles.driver import (
     check_index,
     check_members,
     noise_batch_steps,
     run_steps,
 )
-from dlnsim.particles.ensemble import BIT_GENERATOR, SEEDING_SCHEME
 from dlnsim.particles.proximal import acceptance_rng
 from dlnsim.particles.validation import (
     check_bool,
-    check_integer,
-    check_memory,
     check_positive,
     check_times,
     fail,
@@ -75,7 +70,7 @@ from dlnsim.particles.validation import (
 
 from .system import Frame, frame, from_frame, to_frame
 
-__all__ = ["MatrixBlock", "MatrixLangevin", "langevin_ensemble", "simulate_matrix_members"]
+__all__ = ["MatrixBlock", "MatrixLangevin", "simulate_matrix_members"]
 
 _log = logging.getLogger("dlnsim.network")
 
@@ -389,211 +384,3 @@ def simulate_matrix_members(
         accepted=stats["accepted"],
         steps=stats["steps"],
     )
-
-
-# ------------------------------------------------------------------ the ensemble
-SCHEME = "Euler-Maruyama in X, noise sqrt(2 T h) U (sqrt(K) o Z) V^T (theory.md 12.5)"
-MATRIX_STEP_BYTES = 32 * 2**20  #: target size of one chunk's saved ``X`` block (automatic chunks)
-
-
-def _describe(model: Any) -> dict[str, object]:
-    describe = getattr(model, "describe", None)
-    if callable(describe):
-        return dict(describe())
-    depth = "inf" if model.depth == math.inf else str(model.depth)
-    energy = model.energy.describe() if hasattr(model.energy, "describe") else {}
-    return {"width": model.width, "depth": depth, "beta": model.beta, **energy}
-
-
-def langevin_ensemble(
-    model: Any,
-    X0: np.ndarray,
-    times: np.ndarray,
-    members: int,
-    dt: float,
-    seed: int | None = None,
-    metropolis: bool = False,
-    *,
-    temperature: float | None = None,
-    rescaled: bool | None = None,
-    chunk_size: int | None = None,
-) -> xr.Dataset:
-    """Run ``members`` independent trajectories of the matrix Langevin equation of ``model``,
-    saved at ``times`` (theory.md section 12.5; scheme and seeding in the module docstring).
-
-    Member ``k`` draws its noise only from ``(seed, k)`` (as ``particles.langevin_ensemble``),
-    so the dataset is bitwise the same for any ``chunk_size``.  The members are run in chunks
-    of ``chunk_size`` consecutive members, in this process (``simulate_matrix_members`` per
-    chunk: the per-block engine the particle ensemble runner drives).
-
-    Parameters
-    ----------
-    model : MatrixModel
-        The model (``width``, ``depth``, ``beta``, ``energy``).
-    X0 : array_like
-        The start: one ``(d, d)`` matrix for all members or ``(members, d, d)``, finite and
-        invertible.
-    times : array_like
-        Save times, 1-D, finite, >= 0, strictly increasing (in ``t``, or ``tau = N t`` if
-        rescaled).
-    members : int
-        Number of trajectories, >= 1.
-    dt : float
-        The largest step, > 0.
-    seed : int or None, default None
-        Seed >= 0; None draws one (logged at INFO on ``dlnsim.network`` and stored).
-    metropolis : bool, default False
-        Metropolis-adjust every step against the exact stationary density
-        ``exp(-F_beta / T) det(A_X)^{-1/2}`` (no step-size bias in stationary statistics;
-        needs ``T > 0``).
-    temperature : float or None, default None
-        Noise temperature ``T >= 0``; None for ``1 / beta``.
-    rescaled : bool or None, default None
-        Whether ``times`` are in ``tau = N t`` (None: ``t``, or ``tau`` at ``N = inf``).
-    chunk_size : int or None, default None
-        Members per chunk, >= 1 (it changes no value); None keeps a chunk's saved ``X`` under
-        ``MATRIX_STEP_BYTES``.
-
-    Returns
-    -------
-    xarray.Dataset
-        ``X`` (``member, time, row, col``), ``sigma`` (``member, time, particle``,
-        descending), ``energy`` and ``free_energy`` (``member, time``), ``X0``, ``failed``,
-        ``failed_time``, ``last_finite`` (``member, row, col``), ``accepted`` (per member:
-        accepted proposals, or steps without ``metropolis``) and ``steps``; the parameters,
-        seed, scheme and provenance in ``attrs``.
-
-    Raises
-    ------
-    ValueError
-        ``bad <name>=...`` for an invalid argument (``model``, ``X0``, ``times``,
-        ``members``, ``dt``, ``seed``, ``metropolis``, ``temperature``, ``rescaled``,
-        ``chunk_size``), or a run too large for memory.
-    """
-    model = _check_model(model)
-    d = int(model.width)
-    members = check_integer(members, "members", 1)
-    dt = check_positive(dt, "dt")
-    times = check_times(times)
-    if not float(times[-1]) / dt < 2.0**53:
-        raise fail("dt", dt, f"gives more than 2^53 steps to t={times[-1]:g}")
-    rescaled = _rescaled(model, rescaled)
-    temp = _temperature(model, temperature)
-    metropolis = check_bool(metropolis, "metropolis")
-    if metropolis and temp == 0.0:
-        raise fail("metropolis", metropolis, "needs a positive temperature")
-    starts = _check_start(X0, d)
-    if starts.ndim == 2:
-        starts = np.broadcast_to(starts, (members, d, d))
-    elif starts.ndim != 3 or starts.shape[0] != members:
-        raise fail("X0", starts.shape, f"must have shape ({d}, {d}) or ({members}, {d}, {d})")
-    check_memory(8.0 * members * times.size * (d * d + d + 2), "members", members)
-    if seed is None:
-        seed = int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
-        _log.info("seed = %d (drawn; stored in the dataset's attrs)", seed)
-    seed = check_index(seed, "seed")
-    if chunk_size is None:
-        chunk_size = max(1, MATRIX_STEP_BYTES // (8 * times.size * d * d))
-    chunk_size = min(check_integer(chunk_size, "chunk_size", 1), members)
-
-    blocks = []
-    for lo in range(0, members, chunk_size):
-        hi = min(lo + chunk_size, members)
-        blocks.append(
-            simulate_matrix_members(
-                model,
-                np.ascontiguousarray(starts[lo:hi]),
-                np.arange(lo, hi),
-                times,
-                dt,
-                seed,
-                temperature=temp,
-                rescaled=rescaled,
-                metropolis=metropolis,
-            )
-        )
-
-    def cat(name: str) -> np.ndarray:
-        return np.concatenate([getattr(b, name) for b in blocks])
-
-    failed_time = cat("failed_time")
-    n_failed = int(np.count_nonzero(~np.isnan(failed_time)))
-    if n_failed:
-        _log.warning("%d of %d members failed (non-finite or singular state)", n_failed, members)
-    time_name = "rescaled time tau = N t" if rescaled else "time t"
-    mat = ("member", "time", "row", "col")
-    ds = xr.Dataset(
-        {
-            "X": (mat, cat("x"), {"long_name": "end-to-end matrix X", "units": "1"}),
-            "sigma": (
-                ("member", "time", "particle"),
-                cat("sigma"),
-                {"long_name": "singular value of the end-to-end matrix", "units": "1"},
-            ),
-            "energy": (
-                ("member", "time"),
-                cat("energy"),
-                {"long_name": "energy E(X)", "units": "1"},
-            ),
-            "free_energy": (
-                ("member", "time"),
-                cat("free_energy"),
-                {"long_name": "free energy F_beta = E - S_N / beta", "units": "1"},
-            ),
-            "X0": (
-                ("member", "row", "col"),
-                starts.copy(),
-                {"long_name": "initial matrix", "units": "1"},
-            ),
-            "failed": (
-                ("member",),
-                (~np.isnan(failed_time)).astype(np.int8),
-                {"long_name": "member failed (non-finite or singular state)"},
-            ),
-            "failed_time": (
-                ("member",),
-                failed_time,
-                {"long_name": "end of the failing step (NaN if none)", "units": "1"},
-            ),
-            "last_finite": (
-                ("member", "row", "col"),
-                cat("last_finite"),
-                {"long_name": "last finite state (the final state if the member did not fail)"},
-            ),
-            "accepted": (
-                ("member",),
-                cat("accepted"),
-                {"long_name": "accepted Metropolis proposals (all steps without the test)"},
-            ),
-            "steps": (("member",), cat("steps"), {"long_name": "steps taken"}),
-        },
-        coords={
-            "member": ("member", np.arange(members), {"long_name": "ensemble member"}),
-            "time": ("time", times, {"long_name": time_name, "units": "1"}),
-            "row": ("row", np.arange(d), {"long_name": "row index of X"}),
-            "col": ("col", np.arange(d), {"long_name": "column index of X"}),
-            "particle": (
-                "particle",
-                np.arange(1, d + 1),
-                {"long_name": "singular value index (1 = largest)"},
-            ),
-        },
-    )
-    ds.attrs.update(
-        provenance(
-            **_describe(model),
-            kind="network_langevin_ensemble",
-            rescaled_time=int(rescaled),
-            seed=str(seed),
-            seeding_scheme=SEEDING_SCHEME + "; Metropolis uniforms spawn_key=(member, 1)",
-            bit_generator=BIT_GENERATOR,
-            scheme=SCHEME + (", Metropolis-adjusted" if metropolis else ""),
-            dt=dt,
-            temperature=temp,
-            members=members,
-            chunk_size=chunk_size,
-            metropolis=int(metropolis),
-        )
-    )
-    ds.attrs = clean_attrs(ds.attrs)
-    return ds
