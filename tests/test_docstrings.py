@@ -56,6 +56,7 @@ MODULES = (
     # the ``run_*`` runners are checked too: the CLI's ``--help`` shows only the first paragraph
     # of their docstrings (``Experiment.doc``), so their numpy sections stay out of it
     "dlnsim.analysis.pipeline",
+    "dlnsim.network.ensemble",
     "dlnsim.network.langevin",
     "dlnsim.network.system",
 )
