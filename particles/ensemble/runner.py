@@ -82,9 +82,6 @@ class Dynamics(NamedTuple):
     layout: Any = None
 
 
-_Dynamics = Dynamics
-
-
 def langevin_ensemble(
     model: Model,
     sigma0: np.ndarray,
@@ -306,7 +303,7 @@ def _check_dynamics(
     temperature: object,
     rescaled: object,
     metropolis: object,
-) -> _Dynamics:
+) -> Dynamics:
     """The arguments that fix the trajectories, validated (``bad <name>=...`` otherwise)."""
     if not isinstance(model, Model | DysonModel):
         raise fail("model", model, "must be a particles.Model (or MatrixVariant, DysonModel)")
@@ -330,7 +327,7 @@ def _check_dynamics(
         )
     if metropolis and temperature == 0.0:
         raise fail("metropolis", metropolis, "needs a positive temperature")
-    return _Dynamics(model, starts, times, members, dt, temperature, rescaled, metropolis)
+    return Dynamics(model, starts, times, members, dt, temperature, rescaled, metropolis)
 
 
 def _check_starts(model: Any, sigma0: object, members: int) -> np.ndarray:
@@ -374,7 +371,7 @@ def _stored_chunk_size(path: Path | None, resuming: bool) -> int | None:
 
 
 def _run(
-    dynamics: _Dynamics,
+    dynamics: Dynamics,
     seed: object,
     execution: Execution,
     resuming: bool,
