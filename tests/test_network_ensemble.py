@@ -200,9 +200,10 @@ def test_a_failing_member_leaves_the_others_bitwise_unchanged():
     args = {"reductions": ALL, "progress": False}
     good = langevin_ensemble(mod, healthy, [0.5, 1.0], 4, 0.01, 1, **args)
     for chunk_size in (4, 1):
-        with pytest.warns(RuntimeWarning, match="member 1 failed"):
+        with pytest.warns(RuntimeWarning, match="member 1 failed") as record:
             ds = langevin_ensemble(mod, starts, [0.5, 1.0], 4, 0.01, 1, chunk_size=chunk_size,
                                    **args)  # fmt: skip
+        assert record[0].filename == __file__  # the warning points at the caller's line
         np.testing.assert_array_equal(ds.failed.values, [0, 1, 0, 0])
         assert 0 < ds.failed_time.values[1] <= 0.5
         assert np.isnan(ds.failed_time.values[[0, 2, 3]]).all()
@@ -216,6 +217,15 @@ def test_a_failing_member_leaves_the_others_bitwise_unchanged():
         np.testing.assert_allclose(
             ds.sigma_mean.values, ds.sigma.values[keep].mean(axis=0), rtol=1e-13
         )
+
+
+def test_particle_failure_warnings_still_point_at_the_caller():
+    """``particles.langevin_ensemble`` now calls the shared ``run_ensemble``: its warnings
+    must still name the caller's line (planted: the old stack levels point into runner.py)."""
+    with pytest.warns(RuntimeWarning, match="member 0 failed") as record:
+        particle_ensemble(Model(3, 2, 1.0, Schatten(2)), [1e150, 1.0, 0.5], TIMES, 1, DT, 1,
+                          progress=False)  # fmt: skip
+    assert record[0].filename == __file__
 
 
 # ------------------------------------------------------------- the dataset

@@ -47,7 +47,7 @@ __all__ = ["Dynamics", "langevin_ensemble", "memory_estimate", "options", "run_e
 _log = logging.getLogger("dlnsim.ensemble")
 _MAX_WARNINGS = 20
 #: Frames from the warning calls below up to the caller of ``langevin_ensemble``.
-_STACK = {"_summary": 5, "_warn_failures": 6}
+_STACK = {"_summary": 6, "_warn_failures": 7}
 
 
 class Dynamics(NamedTuple):
