@@ -119,9 +119,9 @@ def test_bitwise_on_a_worker_process(reference, external_scheduler):
 def test_store_interrupted_then_resumed(reference, tmp_path, monkeypatch):
     """Ctrl-C in the third chunk leaves a readable, verifiable partial store; ``resume``
     (seed and chunk size from the store) runs only the missing chunks and gives the same bits;
-    a damaged chunk is recomputed.  Planted: writing the chunk_done flag before the data
-    (``ZarrSink.write``) leaves chunk 2 flagged with NaN data; resume then skips it and the
-    result differs (X, and verify_store reports damage)."""
+    a damaged chunk is recomputed.  Planted: ``ZarrSink.write`` returning before it sets
+    ``chunk_done`` fails (chunk_done stays [0, 0, 0]); dropping the member-keyed streams fails
+    the bitwise comparison after the resume."""
     path = tmp_path / "m.zarr"
     real = ens_chunk.run_chunk
     calls = []
@@ -192,22 +192,24 @@ def test_a_failing_member_leaves_the_others_bitwise_unchanged():
     flagged, its failure time and last finite state recorded, it is left out of the
     reductions, and members 0, 2.. are bitwise those of a run where member 1 is healthy,
     in one chunk and in chunks of 1.  Planted: not dropping failed members from the
-    reductions (``use`` all True in ``run_chunk``) makes sigma_count 6 and the mean NaN."""
+    reductions (``use`` all True in ``run_chunk``) counts it at t = 0 (sigma_count 4)."""
     mod = matrix_model(2, 2, 1.0, Schatten(4))
     starts = np.stack([np.eye(2), 100.0 * np.eye(2), 0.5 * np.eye(2), 0.8 * np.eye(2)])
     healthy = starts.copy()
     healthy[1] = 0.7 * np.eye(2)
     args = {"reductions": ALL, "progress": False}
-    good = langevin_ensemble(mod, healthy, [0.5, 1.0], 4, 0.01, 1, **args)
+    times = [0.0, 0.5, 1.0]  # at t = 0 member 1 is still finite: excluded all the same
+    good = langevin_ensemble(mod, healthy, times, 4, 0.01, 1, **args)
     for chunk_size in (4, 1):
         with pytest.warns(RuntimeWarning, match="member 1 failed") as record:
-            ds = langevin_ensemble(mod, starts, [0.5, 1.0], 4, 0.01, 1, chunk_size=chunk_size,
+            ds = langevin_ensemble(mod, starts, times, 4, 0.01, 1, chunk_size=chunk_size,
                                    **args)  # fmt: skip
         assert record[0].filename == __file__  # the warning points at the caller's line
         np.testing.assert_array_equal(ds.failed.values, [0, 1, 0, 0])
         assert 0 < ds.failed_time.values[1] <= 0.5
         assert np.isnan(ds.failed_time.values[[0, 2, 3]]).all()
-        assert np.isnan(ds.X.values[1]).all() and np.isfinite(ds.last_finite.values[1]).all()
+        assert np.array_equal(ds.X.values[1, 0], starts[1])
+        assert np.isnan(ds.X.values[1, 1:]).all() and np.isfinite(ds.last_finite.values[1]).all()
         assert np.abs(ds.last_finite.values[1]).max() > 100.0  # on its way out, not the start
         assert ds.attrs["n_failed"] == 1 and "member 1" in ds.attrs["failures"]
         keep = [0, 2, 3]
