@@ -1,6 +1,5 @@
 """The deep linear network at the level of the end-to-end matrix ``X`` (theory.md section 12)."""
 
-from .ensemble import langevin_ensemble
-from .langevin import MatrixBlock, simulate_matrix_members
+from .langevin import MatrixBlock, langevin_ensemble, simulate_matrix_members
 
 __all__ = ["MatrixBlock", "langevin_ensemble", "simulate_matrix_members"]

@@ -39,6 +39,11 @@ Euler for the flow of section 12.3).  Every operation is per member (batched LAP
 BLAS products act matrix by matrix), so a member's path is bitwise independent of the other
 members of its block.
 
+Ensembles.  ``langevin_ensemble`` validates a run and hands it to the particles' ensemble runner
+(``particles.ensemble.runner.run_ensemble``) with the layout ``network.ensemble.MATRIX``: the
+executors, chunking, Zarr store (checksums, resume, lock), failure records and reductions are
+the particles' ones.
+
 Step grid and faults as ``particles.langevin.simulate_members``: each save interval is split
 into ``ceil(length / dt)`` equal steps; a member whose state becomes non-finite or singular
 (``sigma_d = 0``: the frame is undefined) stops, its later saved states are NaN,
@@ -49,10 +54,13 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import xarray as xr
 
 from dlnsim.particles.driver import (
     check_index,
@@ -60,17 +68,22 @@ from dlnsim.particles.driver import (
     noise_batch_steps,
     run_steps,
 )
+from dlnsim.particles.ensemble import Execution, Output, Storage
+from dlnsim.particles.ensemble.options import UNSET
+from dlnsim.particles.ensemble.runner import Dynamics, options, run_ensemble
 from dlnsim.particles.proximal import acceptance_rng
 from dlnsim.particles.validation import (
     check_bool,
+    check_integer,
     check_positive,
     check_times,
     fail,
 )
 
+from .ensemble import MATRIX
 from .system import Frame, frame, from_frame, to_frame
 
-__all__ = ["MatrixBlock", "MatrixLangevin", "simulate_matrix_members"]
+__all__ = ["MatrixBlock", "MatrixLangevin", "langevin_ensemble", "simulate_matrix_members"]
 
 _log = logging.getLogger("dlnsim.network")
 
@@ -384,3 +397,127 @@ def simulate_matrix_members(
         accepted=stats["accepted"],
         steps=stats["steps"],
     )
+
+
+# ------------------------------------------------------------------ the ensemble
+def _check_starts(model: Any, x0: object, members: int, temperature: float) -> np.ndarray:
+    """``(members, d, d)`` starts (one start is broadcast), invertible with a finite energy."""
+    d = int(model.width)
+    starts = _check_start(x0, d)
+    if starts.ndim not in (2, 3) or (starts.ndim == 3 and starts.shape[0] != members):
+        raise fail("X0", starts.shape, f"must have shape ({d}, {d}) or ({members}, {d}, {d})")
+    stack = starts.reshape(-1, d, d)
+    bad = MatrixLangevin(model, stack, temperature, False).bad_start()
+    if bad.any():
+        rows = np.flatnonzero(bad)[:5].tolist()
+        raise fail("X0", f"members {rows}", "must be invertible with a finite energy")
+    if starts.ndim == 2:
+        starts = np.broadcast_to(starts, (members, d, d))
+    return np.ascontiguousarray(starts)
+
+
+def langevin_ensemble(
+    model: Any,
+    X0: np.ndarray,  # noqa: N803 - the matrix, as in the theory
+    times: np.ndarray,
+    members: int,
+    dt: float,
+    seed: int | None = None,
+    metropolis: bool = False,
+    *,
+    temperature: float | None = None,
+    rescaled: bool | None = None,
+    execution: Execution | None = None,
+    storage: Storage | None = None,
+    output: Output | None = None,
+    chunk_size: int | None = UNSET,
+    store: str | os.PathLike | None = UNSET,
+    resume: bool = UNSET,
+    client: Any | None = UNSET,
+    scheduler: str | None = UNSET,
+    reductions: Iterable[str] | str = UNSET,
+    save_members: bool = UNSET,
+    progress: bool | None = UNSET,
+    overwrite: bool = UNSET,
+    cluster_timeout: float = UNSET,
+) -> xr.Dataset:
+    """Run ``members`` independent trajectories of the matrix Langevin equation of ``model``,
+    saved at ``times`` (theory.md section 12.5; scheme and seeding in ``network.langevin``).
+
+    The run goes through the particles' ensemble runner (module docstring): ``client``,
+    ``scheduler``, ``chunk_size``, ``store``, ``resume``, ``overwrite``, ``progress``,
+    ``reductions``, ``save_members``, ``cluster_timeout`` and the grouped options
+    ``execution``, ``storage``, ``output`` mean what they mean for
+    ``particles.langevin_ensemble``.  Member ``k`` draws its noise only from ``(seed, k)``, so
+    the dataset is bitwise the same for any chunking, on any cluster and serially.  The
+    reductions (``"sigma"``, ``"free_energy"``, ``"spread"``) are over the singular values
+    ``sigma`` and ``F_beta`` of the members that did not fail.
+
+    Parameters
+    ----------
+    model : MatrixModel
+        The model (``width``, ``depth``, ``beta``, ``energy``; ``describe()`` if it has one).
+    X0 : array_like
+        The start: one ``(d, d)`` matrix for all members or ``(members, d, d)``, finite and
+        invertible with a finite energy.
+    times : array_like
+        Save times, 1-D, finite, >= 0, strictly increasing (in ``t``, or ``tau = N t`` if
+        rescaled).
+    members : int
+        Number of trajectories, >= 1.
+    dt : float
+        The largest step, > 0.
+    seed : int or None, default None
+        Seed >= 0; None draws one (logged at INFO on ``dlnsim`` and stored; on resume the
+        stored one).
+    metropolis : bool, default False
+        Metropolis-adjust every step against the exact stationary density
+        ``exp(-F_beta / T) det(A_X)^{-1/2}`` (needs ``T > 0``).
+    temperature : float or None, default None
+        Noise temperature ``T >= 0``; None for ``1 / beta``.
+    rescaled : bool or None, default None
+        Whether ``times`` are in ``tau = N t`` (None: ``t``, or ``tau`` at ``N = inf``).
+    execution, storage, output : Execution, Storage, Output or None
+        Grouped options, as in ``particles.langevin_ensemble``.
+    chunk_size, store, resume, client, scheduler, reductions, save_members
+        As in ``particles.langevin_ensemble``.
+    progress, overwrite, cluster_timeout
+        As in ``particles.langevin_ensemble``.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``X`` (``member, time, row, col``), ``sigma`` (``member, time, particle``,
+        descending), ``energy`` and ``free_energy`` (``member, time``) unless
+        ``save_members=False``; ``X0``, ``last_finite`` (``member, row, col``), ``failed``,
+        ``failed_time``, ``accepted`` (accepted proposals, or steps without ``metropolis``),
+        ``steps``; ``<name>_mean``, ``<name>_var``, ``<name>_count`` per reduction; the
+        parameters, seed, scheme and provenance in ``attrs`` (``kind`` =
+        ``network_langevin_ensemble``).  Lazy on the store when ``store`` is given.
+
+    Raises
+    ------
+    ValueError
+        ``bad <name>=...`` for an invalid argument (``model``, ``X0``, ``times``,
+        ``members``, ``dt``, ``seed``, ``metropolis``, ``temperature``, ``rescaled``,
+        ``chunk_size``, ``store``, ...), a store of another kind or other parameters on
+        ``resume``, or a run too large for memory; ``StoreError``/``StoreLocked`` as for the
+        particles.
+    TimeoutError
+        When no worker or scheduler is reachable within ``cluster_timeout``.
+    """
+    execution, storage, output = options(locals())
+    model = _check_model(model)
+    members = check_integer(members, "members", 1)
+    dt = check_positive(dt, "dt")
+    times = check_times(times)
+    if not float(times[-1]) / dt < 2.0**53:
+        raise fail("dt", dt, f"gives more than 2^53 steps to t={times[-1]:g}")
+    rescaled = _rescaled(model, rescaled)
+    temp = _temperature(model, temperature)
+    metropolis = check_bool(metropolis, "metropolis")
+    if metropolis and temp == 0.0:
+        raise fail("metropolis", metropolis, "needs a positive temperature")
+    starts = _check_starts(model, X0, members, temp)
+    dynamics = Dynamics(model, starts, times, members, dt, temp, rescaled, metropolis, MATRIX)
+    return run_ensemble(dynamics, seed, execution, storage, output)

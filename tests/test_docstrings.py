@@ -46,6 +46,7 @@ MODULES = (
     "dlnsim.particles.ensemble.sinks",
     "dlnsim.particles.ensemble.tree",
     "dlnsim.particles.ensemble.zarr_sink",
+    "dlnsim.network.ensemble",
     "dlnsim.particles.datasets",
     "dlnsim.particles.store",
     "dlnsim.meanfield.solver",
@@ -56,7 +57,6 @@ MODULES = (
     # the ``run_*`` runners are checked too: the CLI's ``--help`` shows only the first paragraph
     # of their docstrings (``Experiment.doc``), so their numpy sections stay out of it
     "dlnsim.analysis.pipeline",
-    "dlnsim.network.ensemble",
     "dlnsim.network.langevin",
     "dlnsim.network.system",
 )
