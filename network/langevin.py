@@ -39,6 +39,11 @@ Euler for the flow of section 12.3).  Every operation is per member (batched LAP
 BLAS products act matrix by matrix), so a member's path is bitwise independent of the other
 members of its block.
 
+Ensembles.  ``langevin_ensemble`` validates a run and hands it to the particles' ensemble runner
+(``particles.ensemble.runner.run_ensemble``) with the layout ``network.ensemble.MATRIX``: the
+executors, chunking, Zarr store (checksums, resume, lock), failure records and reductions are
+the particles' ones.
+
 Step grid and faults as ``particles.langevin.simulate_members``: each save interval is split
 into ``ceil(length / dt)`` equal steps; a member whose state becomes non-finite or singular
 (``sigma_d = 0``: the frame is undefined) stops, its later saved states are NaN,
@@ -49,30 +54,33 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from dlnsim.particles.datasets import clean_attrs, provenance
 from dlnsim.particles.driver import (
     check_index,
     check_members,
     noise_batch_steps,
     run_steps,
 )
-from dlnsim.particles.ensemble import BIT_GENERATOR, SEEDING_SCHEME
+from dlnsim.particles.ensemble import Execution, Output, Storage
+from dlnsim.particles.ensemble.options import UNSET
+from dlnsim.particles.ensemble.runner import Dynamics, options, run_ensemble
 from dlnsim.particles.proximal import acceptance_rng
 from dlnsim.particles.validation import (
     check_bool,
     check_integer,
-    check_memory,
     check_positive,
     check_times,
     fail,
 )
 
+from .ensemble import MATRIX
 from .system import Frame, frame, from_frame, to_frame
 
 __all__ = ["MatrixBlock", "MatrixLangevin", "langevin_ensemble", "simulate_matrix_members"]
@@ -392,22 +400,25 @@ def simulate_matrix_members(
 
 
 # ------------------------------------------------------------------ the ensemble
-SCHEME = "Euler-Maruyama in X, noise sqrt(2 T h) U (sqrt(K) o Z) V^T (theory.md 12.5)"
-MATRIX_STEP_BYTES = 32 * 2**20  #: target size of one chunk's saved ``X`` block (automatic chunks)
-
-
-def _describe(model: Any) -> dict[str, object]:
-    describe = getattr(model, "describe", None)
-    if callable(describe):
-        return dict(describe())
-    depth = "inf" if model.depth == math.inf else str(model.depth)
-    energy = model.energy.describe() if hasattr(model.energy, "describe") else {}
-    return {"width": model.width, "depth": depth, "beta": model.beta, **energy}
+def _check_starts(model: Any, x0: object, members: int, temperature: float) -> np.ndarray:
+    """``(members, d, d)`` starts (one start is broadcast), invertible with a finite energy."""
+    d = int(model.width)
+    starts = _check_start(x0, d)
+    if starts.ndim not in (2, 3) or (starts.ndim == 3 and starts.shape[0] != members):
+        raise fail("X0", starts.shape, f"must have shape ({d}, {d}) or ({members}, {d}, {d})")
+    stack = starts.reshape(-1, d, d)
+    bad = MatrixLangevin(model, stack, temperature, False).bad_start()
+    if bad.any():
+        rows = np.flatnonzero(bad)[:5].tolist()
+        raise fail("X0", f"members {rows}", "must be invertible with a finite energy")
+    if starts.ndim == 2:
+        starts = np.broadcast_to(starts, (members, d, d))
+    return np.ascontiguousarray(starts)
 
 
 def langevin_ensemble(
     model: Any,
-    X0: np.ndarray,
+    X0: np.ndarray,  # noqa: N803 - the matrix, as in the theory
     times: np.ndarray,
     members: int,
     dt: float,
@@ -416,23 +427,39 @@ def langevin_ensemble(
     *,
     temperature: float | None = None,
     rescaled: bool | None = None,
-    chunk_size: int | None = None,
+    execution: Execution | None = None,
+    storage: Storage | None = None,
+    output: Output | None = None,
+    chunk_size: int | None = UNSET,
+    store: str | os.PathLike | None = UNSET,
+    resume: bool = UNSET,
+    client: Any | None = UNSET,
+    scheduler: str | None = UNSET,
+    reductions: Iterable[str] | str = UNSET,
+    save_members: bool = UNSET,
+    progress: bool | None = UNSET,
+    overwrite: bool = UNSET,
+    cluster_timeout: float = UNSET,
 ) -> xr.Dataset:
     """Run ``members`` independent trajectories of the matrix Langevin equation of ``model``,
-    saved at ``times`` (theory.md section 12.5; scheme and seeding in the module docstring).
+    saved at ``times`` (theory.md section 12.5; scheme and seeding in ``network.langevin``).
 
-    Member ``k`` draws its noise only from ``(seed, k)`` (as ``particles.langevin_ensemble``),
-    so the dataset is bitwise the same for any ``chunk_size``.  The members are run in chunks
-    of ``chunk_size`` consecutive members, in this process (``simulate_matrix_members`` per
-    chunk: the per-block engine the particle ensemble runner drives).
+    The run goes through the particles' ensemble runner (module docstring): ``client``,
+    ``scheduler``, ``chunk_size``, ``store``, ``resume``, ``overwrite``, ``progress``,
+    ``reductions``, ``save_members``, ``cluster_timeout`` and the grouped options
+    ``execution``, ``storage``, ``output`` mean what they mean for
+    ``particles.langevin_ensemble``.  Member ``k`` draws its noise only from ``(seed, k)``, so
+    the dataset is bitwise the same for any chunking, on any cluster and serially.  The
+    reductions (``"sigma"``, ``"free_energy"``, ``"spread"``) are over the singular values
+    ``sigma`` and ``F_beta`` of the members that did not fail.
 
     Parameters
     ----------
     model : MatrixModel
-        The model (``width``, ``depth``, ``beta``, ``energy``).
+        The model (``width``, ``depth``, ``beta``, ``energy``; ``describe()`` if it has one).
     X0 : array_like
         The start: one ``(d, d)`` matrix for all members or ``(members, d, d)``, finite and
-        invertible.
+        invertible with a finite energy.
     times : array_like
         Save times, 1-D, finite, >= 0, strictly increasing (in ``t``, or ``tau = N t`` if
         rescaled).
@@ -441,37 +468,46 @@ def langevin_ensemble(
     dt : float
         The largest step, > 0.
     seed : int or None, default None
-        Seed >= 0; None draws one (logged at INFO on ``dlnsim.network`` and stored).
+        Seed >= 0; None draws one (logged at INFO on ``dlnsim`` and stored; on resume the
+        stored one).
     metropolis : bool, default False
         Metropolis-adjust every step against the exact stationary density
-        ``exp(-F_beta / T) det(A_X)^{-1/2}`` (no step-size bias in stationary statistics;
-        needs ``T > 0``).
+        ``exp(-F_beta / T) det(A_X)^{-1/2}`` (needs ``T > 0``).
     temperature : float or None, default None
         Noise temperature ``T >= 0``; None for ``1 / beta``.
     rescaled : bool or None, default None
         Whether ``times`` are in ``tau = N t`` (None: ``t``, or ``tau`` at ``N = inf``).
-    chunk_size : int or None, default None
-        Members per chunk, >= 1 (it changes no value); None keeps a chunk's saved ``X`` under
-        ``MATRIX_STEP_BYTES``.
+    execution, storage, output : Execution, Storage, Output or None
+        Grouped options, as in ``particles.langevin_ensemble``.
+    chunk_size, store, resume, client, scheduler, reductions, save_members
+        As in ``particles.langevin_ensemble``.
+    progress, overwrite, cluster_timeout
+        As in ``particles.langevin_ensemble``.
 
     Returns
     -------
     xarray.Dataset
         ``X`` (``member, time, row, col``), ``sigma`` (``member, time, particle``,
-        descending), ``energy`` and ``free_energy`` (``member, time``), ``X0``, ``failed``,
-        ``failed_time``, ``last_finite`` (``member, row, col``), ``accepted`` (per member:
-        accepted proposals, or steps without ``metropolis``) and ``steps``; the parameters,
-        seed, scheme and provenance in ``attrs``.
+        descending), ``energy`` and ``free_energy`` (``member, time``) unless
+        ``save_members=False``; ``X0``, ``last_finite`` (``member, row, col``), ``failed``,
+        ``failed_time``, ``accepted`` (accepted proposals, or steps without ``metropolis``),
+        ``steps``; ``<name>_mean``, ``<name>_var``, ``<name>_count`` per reduction; the
+        parameters, seed, scheme and provenance in ``attrs`` (``kind`` =
+        ``network_langevin_ensemble``).  Lazy on the store when ``store`` is given.
 
     Raises
     ------
     ValueError
         ``bad <name>=...`` for an invalid argument (``model``, ``X0``, ``times``,
         ``members``, ``dt``, ``seed``, ``metropolis``, ``temperature``, ``rescaled``,
-        ``chunk_size``), or a run too large for memory.
+        ``chunk_size``, ``store``, ...), a store of another kind or other parameters on
+        ``resume``, or a run too large for memory; ``StoreError``/``StoreLocked`` as for the
+        particles.
+    TimeoutError
+        When no worker or scheduler is reachable within ``cluster_timeout``.
     """
+    execution, storage, output = options(locals())
     model = _check_model(model)
-    d = int(model.width)
     members = check_integer(members, "members", 1)
     dt = check_positive(dt, "dt")
     times = check_times(times)
@@ -482,118 +518,6 @@ def langevin_ensemble(
     metropolis = check_bool(metropolis, "metropolis")
     if metropolis and temp == 0.0:
         raise fail("metropolis", metropolis, "needs a positive temperature")
-    starts = _check_start(X0, d)
-    if starts.ndim == 2:
-        starts = np.broadcast_to(starts, (members, d, d))
-    elif starts.ndim != 3 or starts.shape[0] != members:
-        raise fail("X0", starts.shape, f"must have shape ({d}, {d}) or ({members}, {d}, {d})")
-    check_memory(8.0 * members * times.size * (d * d + d + 2), "members", members)
-    if seed is None:
-        seed = int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
-        _log.info("seed = %d (drawn; stored in the dataset's attrs)", seed)
-    seed = check_index(seed, "seed")
-    if chunk_size is None:
-        chunk_size = max(1, MATRIX_STEP_BYTES // (8 * times.size * d * d))
-    chunk_size = min(check_integer(chunk_size, "chunk_size", 1), members)
-
-    blocks = []
-    for lo in range(0, members, chunk_size):
-        hi = min(lo + chunk_size, members)
-        blocks.append(
-            simulate_matrix_members(
-                model,
-                np.ascontiguousarray(starts[lo:hi]),
-                np.arange(lo, hi),
-                times,
-                dt,
-                seed,
-                temperature=temp,
-                rescaled=rescaled,
-                metropolis=metropolis,
-            )
-        )
-
-    def cat(name: str) -> np.ndarray:
-        return np.concatenate([getattr(b, name) for b in blocks])
-
-    failed_time = cat("failed_time")
-    n_failed = int(np.count_nonzero(~np.isnan(failed_time)))
-    if n_failed:
-        _log.warning("%d of %d members failed (non-finite or singular state)", n_failed, members)
-    time_name = "rescaled time tau = N t" if rescaled else "time t"
-    mat = ("member", "time", "row", "col")
-    ds = xr.Dataset(
-        {
-            "X": (mat, cat("x"), {"long_name": "end-to-end matrix X", "units": "1"}),
-            "sigma": (
-                ("member", "time", "particle"),
-                cat("sigma"),
-                {"long_name": "singular value of the end-to-end matrix", "units": "1"},
-            ),
-            "energy": (
-                ("member", "time"),
-                cat("energy"),
-                {"long_name": "energy E(X)", "units": "1"},
-            ),
-            "free_energy": (
-                ("member", "time"),
-                cat("free_energy"),
-                {"long_name": "free energy F_beta = E - S_N / beta", "units": "1"},
-            ),
-            "X0": (
-                ("member", "row", "col"),
-                starts.copy(),
-                {"long_name": "initial matrix", "units": "1"},
-            ),
-            "failed": (
-                ("member",),
-                (~np.isnan(failed_time)).astype(np.int8),
-                {"long_name": "member failed (non-finite or singular state)"},
-            ),
-            "failed_time": (
-                ("member",),
-                failed_time,
-                {"long_name": "end of the failing step (NaN if none)", "units": "1"},
-            ),
-            "last_finite": (
-                ("member", "row", "col"),
-                cat("last_finite"),
-                {"long_name": "last finite state (the final state if the member did not fail)"},
-            ),
-            "accepted": (
-                ("member",),
-                cat("accepted"),
-                {"long_name": "accepted Metropolis proposals (all steps without the test)"},
-            ),
-            "steps": (("member",), cat("steps"), {"long_name": "steps taken"}),
-        },
-        coords={
-            "member": ("member", np.arange(members), {"long_name": "ensemble member"}),
-            "time": ("time", times, {"long_name": time_name, "units": "1"}),
-            "row": ("row", np.arange(d), {"long_name": "row index of X"}),
-            "col": ("col", np.arange(d), {"long_name": "column index of X"}),
-            "particle": (
-                "particle",
-                np.arange(1, d + 1),
-                {"long_name": "singular value index (1 = largest)"},
-            ),
-        },
-    )
-    ds.attrs.update(
-        provenance(
-            **_describe(model),
-            kind="network_langevin_ensemble",
-            rescaled_time=int(rescaled),
-            seed=str(seed),
-            seeding_scheme=SEEDING_SCHEME + "; Metropolis uniforms spawn_key=(member, 1)",
-            bit_generator=BIT_GENERATOR,
-            scheme=SCHEME + (", Metropolis-adjusted" if metropolis else ""),
-            dt=dt,
-            temperature=temp,
-            members=members,
-            chunk_size=chunk_size,
-            metropolis=int(metropolis),
-        )
-    )
-    ds.attrs = clean_attrs(ds.attrs)
-    return ds
+    starts = _check_starts(model, X0, members, temp)
+    dynamics = Dynamics(model, starts, times, members, dt, temp, rescaled, metropolis, MATRIX)
+    return run_ensemble(dynamics, seed, execution, storage, output)

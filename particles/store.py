@@ -5,12 +5,13 @@ the decoded bytes of every array's region of that chunk (``chunk_sha256``, one d
 and array, in the order of the attribute ``chunk_hash_arrays``) before it flags the chunk done.
 The digest is of the data as a reader sees it, independent of the codecs: a deleted chunk file
 (read back as the fill value), a truncated or garbled one (undecodable or different bytes) and a
-flag set without data all fail the check.  The coordinates and ``sigma0`` are checked against
-the digests ``time_sha256`` and ``sigma0_sha256`` of the run's parameters, and the finished
-reductions against ``reductions_sha256``.  ``verify_store`` reports the state of a store;
-``--resume`` and the finishing step of a run recompute every damaged chunk (exact: a member's
-noise depends only on its seed) and rewrite damaged coordinates from the parameters.  Damage
-that cannot be repaired (a missing array, unreadable metadata) raises ``StoreError``.
+flag set without data all fail the check.  The coordinates and the start (``sigma0``, or the
+store's ``start_variable``: ``X0`` of a matrix ensemble, kind in ``KINDS``) are checked against
+the digests ``time_sha256`` and ``sigma0_sha256`` (``X0_sha256``) of the run's parameters,
+and the finished reductions against ``reductions_sha256``.  ``verify_store`` reports the state
+of a store; ``--resume`` and the finishing step of a run recompute every damaged chunk (exact: a
+member's noise depends only on its seed) and rewrite damaged coordinates from the parameters.
+Damage that cannot be repaired (a missing array, unreadable metadata) raises ``StoreError``.
 
 Lock.  A writer holds an exclusive ``flock`` on the file ``<store>.lock`` beside the store
 (holding its pid, host and start time) for the whole run; a second writer fails at once with
@@ -42,9 +43,13 @@ import numpy as np
 
 from .validation import fail
 
-__all__ = ["StoreError", "StoreLocked", "verify_store"]
+__all__ = ["KINDS", "StoreError", "StoreLocked", "verify_store"]
+
+#: The ``kind`` attributes of the ensemble stores (particles; matrices of ``dlnsim.network``).
+KINDS = ("langevin_ensemble", "network_langevin_ensemble")
 
 log = logging.getLogger("dlnsim.store")
+
 
 class StoreError(ValueError):
     """A store that cannot be used or repaired (missing array, unreadable metadata, ...)."""
@@ -185,6 +190,23 @@ def open_root(path: Path, mode: str = "r") -> Any:
         ) from None
 
 
+def start_name(attrs: Any) -> str:
+    """The name of a store's start variable: ``start_variable`` (matrix stores: ``X0``), else
+    ``sigma0``.
+
+    Parameters
+    ----------
+    attrs : Mapping
+        The store's attributes.
+
+    Returns
+    -------
+    str
+        The variable name.
+    """
+    return str(attrs.get("start_variable", "sigma0"))
+
+
 def check_structure(root: Any, path: Path, reductions: Iterable[str]) -> None:
     """``StoreError`` unless every array of the layout is present with readable metadata.
 
@@ -203,7 +225,7 @@ def check_structure(root: Any, path: Path, reductions: Iterable[str]) -> None:
         ``bad store=...`` (missing or unreadable array, wrong member count) or
         ``bad store attribute ...`` (damaged metadata).
     """
-    names = [*_arrays(root.attrs), "chunk_done", "chunk_sha256", "sigma0", "time"]
+    names = [*_arrays(root.attrs), "chunk_done", "chunk_sha256", start_name(root.attrs), "time"]
     for r in reductions:
         names += [f"{r}_mean", f"{r}_var", f"{r}_count"]
     members = _attr_int(root.attrs, "members")
@@ -326,7 +348,8 @@ def verify_layout(root: Any) -> list[str]:
     members = _attr_int(attrs, "members")
     n_chunks = _attr_int(attrs, "n_chunks")
     bad = []
-    for name in ("time", "sigma0"):
+    start = start_name(attrs)
+    for name in ("time", start):
         try:
             ok = hex_digest(name, np.asarray(root[name][...])) == attrs.get(f"{name}_sha256")
         except Exception:  # noqa: BLE001
@@ -335,7 +358,7 @@ def verify_layout(root: Any) -> list[str]:
             bad.append(name)
     expected = {"member": np.arange(members), "chunk": np.arange(n_chunks)}
     with contextlib.suppress(Exception):
-        expected["particle"] = np.arange(1, root["sigma0"].shape[-1] + 1)
+        expected["particle"] = np.arange(1, root[start].shape[-1] + 1)
     for name, want in expected.items():
         try:
             ok = np.array_equal(np.asarray(root[name][...]), want)
@@ -436,7 +459,7 @@ def verify_store(path: str | os.PathLike) -> dict[str, Any]:
     try:
         root = open_root(path)
         attrs = root.attrs
-        if attrs.get("kind") != "langevin_ensemble":
+        if attrs.get("kind") not in KINDS:
             raise StoreError(f"bad store={str(path)!r}: not a dlnsim langevin_ensemble store")
         if "chunk_sha256" not in root or "chunk_hash_arrays" not in attrs:
             out["state"] = "unverifiable"

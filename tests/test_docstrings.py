@@ -52,6 +52,7 @@ MODULES = (
     "dlnsim.particles.ensemble.sinks",
     "dlnsim.particles.ensemble.tree",
     "dlnsim.particles.ensemble.zarr_sink",
+    "dlnsim.network.ensemble",
     "dlnsim.particles.datasets",
     "dlnsim.particles.store",
     "dlnsim.meanfield.solver",

@@ -418,7 +418,7 @@ def test_a_failing_member_leaves_the_others_alone():
         ({"model": object()}, "model"),
         ({"X0": np.ones((2, 2))}, "X0"),
         ({"X0": np.full((3, 3), np.nan)}, "X0"),
-        ({"X0": np.zeros((3, 3))}, "x0"),
+        ({"X0": np.zeros((3, 3))}, "X0"),
         ({"times": [1.0, 0.5]}, "times"),
         ({"members": 0}, "members"),
         ({"dt": -1.0}, "dt"),

@@ -19,8 +19,11 @@ The modules, one per concern:
 - ``runner``: the entry point ``langevin_ensemble`` (validation, lock, seed) and
   ``memory_estimate``;
 - ``options``: the grouped options ``Execution``, ``Storage``, ``Output``;
-- ``plan``: the ``Plan`` (chunks, tasks, run attributes) and the declared store layout;
-- ``chunk``: the task ``run_chunk`` and its single call into the engine (``simulate``);
+- ``plan``: the ``Plan`` (chunks, tasks, run attributes), the declared store layout and the
+  ``Layout`` of a member's state (``PARTICLES``; the matrix ensemble of ``dlnsim.network``
+  passes ``network.ensemble.MATRIX`` through ``runner.run_ensemble``);
+- ``chunk``: the task ``run_chunk`` (it calls ``layout.block``) and the single call into the
+  particle engines (``simulate``);
 - ``tree``: the reduction tree;
 - ``executors``: in-process, Dask client, address or ``local_cluster()``;
 - ``sinks``: the ``Sink`` protocol and the in-memory sink; ``zarr_sink``: the Zarr store

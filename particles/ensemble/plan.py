@@ -7,6 +7,12 @@ every result variable (dims, dtype, fill value meaning "not computed yet", attrs
 ``chunk_sha256`` and the reduction tree nodes ``<name>_partial``).  ``Plan.attrs`` are the run's
 parameters: those compared on resume (``zarr_sink.check_resume``) are among them.  The layout is
 ``STORE_FORMAT``; a change of it needs a new format number.
+
+What a member's state is (its variables, their dims, the coordinates, the engine that runs a
+block of members) is the plan's ``layout``: ``PARTICLES`` (``ParticleLayout``: the singular
+values, dims ``member, time, particle``) unless the caller passes another one (the matrix
+Langevin ensemble of ``dlnsim.network`` passes its ``MatrixLayout``: states ``X`` with dims
+``member, time, row, col``).  The runner, the sinks and the store only ever ask the layout.
 """
 
 from __future__ import annotations
@@ -15,22 +21,26 @@ import importlib.metadata
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
 from .. import store as _store
 from ..datasets import clean_attrs, provenance
 from ..model import Model
+from . import chunk as _chunk
 from .tree import STATS, dyadic_blocks
 
 __all__ = [
+    "PARTICLES",
     "BIT_GENERATOR",
     "CHUNK_BYTES",
     "CHUNK_PAIR_WORK",
     "REDUCTIONS",
     "SEEDING_SCHEME",
     "STORE_FORMAT",
+    "Layout",
+    "ParticleLayout",
     "Plan",
     "Variable",
     "default_chunk_size",
@@ -146,6 +156,148 @@ def reduced_dims(name: str) -> tuple[str, ...]:
     return ("time", "particle") if name == "sigma" else ("time",)
 
 
+class Layout(Protocol):
+    """What a kind of member state declares to the runner (a structural type).
+
+    ``kind`` is the result's and the store's ``kind`` attribute (a resume refuses a store of
+    another kind); ``start`` names the start variable (``sigma0``, ``X0``); ``trajectories``
+    are the per-time variables a chunk returns only with ``save_members``.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        A protocol is not instantiated.
+    """
+
+    kind: str
+    start: str
+    trajectories: tuple[str, ...]
+
+    def describe(self, model: Any) -> dict[str, Any]:
+        """The model's parameters as attributes (compared on resume)."""
+        ...
+
+    def sizes(self, model: Any) -> dict[str, int]:
+        """The lengths of the state's dimensions (``particle``, ``row``, ...)."""
+        ...
+
+    def coords(self, model: Any) -> dict[str, Any]:
+        """The state's coordinates: name -> ``(dim, values, attrs)``."""
+        ...
+
+    def variables(self, model: Any, save_members: bool, metropolis: bool) -> dict[str, Variable]:
+        """The per-member result variables (trajectories first), without the reductions."""
+        ...
+
+    def chunk_arrays(self, save_members: bool, metropolis: bool) -> list[str]:
+        """The per-member arrays a finished chunk writes, in the order of their checksums."""
+        ...
+
+    def state_size(self, width: int) -> int:
+        """Numbers saved per member and save time (memory and chunk-size estimates)."""
+        ...
+
+    def attrs(self) -> dict[str, Any]:
+        """Extra run attributes of this kind (empty for the particles)."""
+        ...
+
+    def block(
+        self,
+        model: Any,
+        starts: np.ndarray,
+        members: np.ndarray,
+        times: np.ndarray,
+        dt: float,
+        seed: int,
+        temperature: float,
+        rescaled: bool,
+        metropolis: bool,
+        energies: bool,
+    ) -> dict[str, np.ndarray]:
+        """The engine's per-member arrays of a block of members: ``sigma`` and
+        ``failed_time`` always, ``free_energy`` with ``energies``, the trajectories and the
+        other ``chunk_arrays`` (but ``failed``)."""
+        ...
+
+
+class ParticleLayout:
+    """The particle ensemble: states are the ``d`` singular values (dims ``member, time,
+    particle``), run by ``chunk.simulate`` (``particles.langevin`` or the baselines).
+
+    The layout of ``STORE_FORMAT`` 2: unchanged by the introduction of layouts.
+    """
+
+    kind = "langevin_ensemble"
+    start = "sigma0"
+    trajectories = ("sigma", "energy", "free_energy")
+
+    def __reduce__(self) -> str:
+        return "PARTICLES"  # the one instance, pickled by reference
+
+    def describe(self, model: Any) -> dict[str, Any]:
+        """``model.describe()``."""
+        return model.describe()
+
+    def sizes(self, model: Any) -> dict[str, int]:
+        """``particle``: ``d``."""
+        return {"particle": model.width}
+
+    def coords(self, model: Any) -> dict[str, Any]:
+        """The ``particle`` coordinate ``1 .. d``."""
+        return {
+            "particle": (
+                "particle",
+                np.arange(1, model.width + 1),
+                {"long_name": "singular value index (1 = largest at t = 0)"},
+            )
+        }
+
+    def variables(self, model: Any, save_members: bool, metropolis: bool) -> dict[str, Variable]:
+        """``sigma``, ``energy``, ``free_energy`` (with ``save_members``), ``sigma0``,
+        ``reflections``, ``accepted`` (``metropolis``), ``failed``, ``failed_time``,
+        ``last_finite``."""
+        out = _trajectory_variables(model) if save_members else {}
+        out.update(_member_variables(metropolis))
+        return out
+
+    def chunk_arrays(self, save_members: bool, metropolis: bool) -> list[str]:
+        """The trajectories (``save_members``), ``reflections``, ``accepted`` (``metropolis``),
+        ``failed_time``, ``last_finite``, ``failed``."""
+        names = list(self.trajectories) if save_members else []
+        names += ["reflections", *(["accepted"] if metropolis else [])]
+        return names + ["failed_time", "last_finite", "failed"]
+
+    def state_size(self, width: int) -> int:
+        """``d``."""
+        return width
+
+    def attrs(self) -> dict[str, Any]:
+        """None."""
+        return {}
+
+    def block(
+        self,
+        model: Any,
+        starts: np.ndarray,
+        members: np.ndarray,
+        times: np.ndarray,
+        dt: float,
+        seed: int,
+        temperature: float,
+        rescaled: bool,
+        metropolis: bool,
+        energies: bool,
+    ) -> dict[str, np.ndarray]:
+        """``chunk.particle_block``."""
+        return _chunk.particle_block(
+            model, starts, members, times, dt, seed, temperature, rescaled, metropolis, energies
+        )
+
+
+#: The particle layout (the default of ``Plan``).
+PARTICLES = ParticleLayout()
+
+
 def _version(package: str) -> str:
     try:
         return importlib.metadata.version(package)
@@ -169,6 +321,8 @@ class Plan:
         The validated arguments of ``langevin_ensemble``.
     attrs : dict
         The run's parameters as dataset attributes (``run_attrs``).
+    layout : Layout or None, default None
+        What a member's state is (module docstring); None for ``PARTICLES``.
     """
 
     model: Model
@@ -184,6 +338,11 @@ class Plan:
     save_members: bool
     metropolis: bool = False
     attrs: dict[str, str | int | float] = field(default_factory=dict)
+    layout: Any = None
+
+    def __post_init__(self) -> None:
+        if self.layout is None:
+            self.layout = PARTICLES
 
     @property
     def n_chunks(self) -> int:
@@ -236,6 +395,7 @@ class Plan:
             "reductions": self.reductions,
             "save_members": self.save_members,
             "metropolis": self.metropolis,
+            "layout": self.layout,
         }
 
     def sizes(self) -> dict[str, int]:
@@ -249,7 +409,7 @@ class Plan:
         return {
             "member": self.members,
             "time": self.times.size,
-            "particle": self.model.width,
+            **self.layout.sizes(self.model),
             "chunk": self.n_chunks,
             "slot": self.slots,
             "stat": len(STATS),
@@ -263,8 +423,7 @@ class Plan:
         dict
             Name -> ``Variable``.
         """
-        out = _trajectory_variables(self.model) if self.save_members else {}
-        out.update(_member_variables(self.metropolis))
+        out = self.layout.variables(self.model, self.save_members, self.metropolis)
         for name in self.reductions:
             out.update(_reduction_variables(name))
         return out
@@ -278,9 +437,7 @@ class Plan:
         list of str
             Variable names.
         """
-        names = ["sigma", "energy", "free_energy"] if self.save_members else []
-        names += ["reflections", *(["accepted"] if self.metropolis else [])]
-        names += ["failed_time", "last_finite", "failed"]
+        names = self.layout.chunk_arrays(self.save_members, self.metropolis)
         return names + [f"{name}_partial" for name in self.reductions]
 
     def store_variables(self) -> dict[str, Variable]:
@@ -309,7 +466,8 @@ class Plan:
         return out
 
     def coords(self) -> dict[str, Any]:
-        """The coordinates ``member``, ``time``, ``particle`` (as in ``trajectory_dataset``).
+        """The coordinates ``member``, ``time`` and the layout's (``particle``, as in
+        ``trajectory_dataset``).
 
         Returns
         -------
@@ -320,11 +478,7 @@ class Plan:
         return {
             "member": ("member", np.arange(self.members), {"long_name": "ensemble member"}),
             "time": ("time", self.times, {"long_name": time_name, "units": "1"}),
-            "particle": (
-                "particle",
-                np.arange(1, self.model.width + 1),
-                {"long_name": "singular value index (1 = largest at t = 0)"},
-            ),
+            **self.layout.coords(self.model),
         }
 
     def store_coords(self) -> dict[str, Any]:
@@ -351,7 +505,8 @@ class Plan:
     @cached_property
     def provenance(self) -> dict[str, str | int | float]:
         """The provenance attributes every result of this run shares (computed once)."""
-        return provenance(**self.model.describe(), rescaled_time=int(self.rescaled))
+        describe = self.layout.describe(self.model)
+        return provenance(**describe, rescaled_time=int(self.rescaled))
 
     def run_attrs(self) -> dict[str, str | int | float]:
         """The run's parameters as dataset attributes (those checked on resume among them).
@@ -363,11 +518,12 @@ class Plan:
         """
         steps = math.ceil(float(self.times[-1]) / self.dt)
         work = float(self.members) * max(steps, 1) * self.model.width**2
+        start = self.layout.start
         return clean_attrs(
             {
-                **self.model.describe(),
+                **self.layout.describe(self.model),
                 "rescaled_time": int(self.rescaled),
-                "kind": "langevin_ensemble",
+                "kind": self.layout.kind,
                 "seed": str(self.seed),
                 "seeding_scheme": SEEDING_SCHEME,
                 "bit_generator": BIT_GENERATOR,
@@ -390,7 +546,8 @@ class Plan:
                 "checksum": "sha256 of each finished chunk's decoded data per array (chunk_sha256)",
                 "chunk_hash_arrays": ",".join(self.chunk_arrays()),
                 "time_sha256": _store.hex_digest("time", self.times),
-                "sigma0_sha256": _store.hex_digest("sigma0", self.starts),
+                f"{start}_sha256": _store.hex_digest(start, self.starts),
+                **self.layout.attrs(),
             }
         )
 

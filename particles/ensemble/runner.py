@@ -37,30 +37,49 @@ from ..validation import (
 )
 from .executors import Where, run_dask, run_in_process, scoped_timeout
 from .options import UNSET, Execution, Output, Storage, field_names, group
-from .plan import CHUNK_BYTES, Plan, default_chunk_size
+from .plan import CHUNK_BYTES, PARTICLES, Plan, default_chunk_size
 from .sinks import MemorySink, Sink
 from .tree import TreeSweep
 from .zarr_sink import ZarrSink, check_resume, stored_value
 
-__all__ = ["langevin_ensemble", "memory_estimate"]
+__all__ = ["Dynamics", "langevin_ensemble", "memory_estimate", "options", "run_ensemble"]
 
 _log = logging.getLogger("dlnsim.ensemble")
 _MAX_WARNINGS = 20
 #: Frames from the warning calls below up to the caller of ``langevin_ensemble``.
-_STACK = {"_summary": 5, "_warn_failures": 6}
+_STACK = {"_summary": 6, "_warn_failures": 7}
 
 
-class _Dynamics(NamedTuple):
-    """The validated arguments that fix the trajectories (besides the seed)."""
+class Dynamics(NamedTuple):
+    """The validated arguments that fix the trajectories (besides the seed).
 
-    model: Model
-    starts: np.ndarray  # (members, d), rows sorted descending
+    Parameters
+    ----------
+    model : object
+        The dynamics (``Model``, a baseline, or the layout's model).
+    starts : numpy.ndarray
+        ``(members, ...)`` one start per member (particles: ``(members, d)`` sorted rows).
+    times : numpy.ndarray
+        Save times.
+    members : int
+        Number of members.
+    dt, temperature : float
+        Step and noise temperature.
+    rescaled, metropolis : bool
+        Time ``tau = N t``; Metropolis-adjusted steps.
+    layout : Layout or None, default None
+        What a member's state is (``plan.Layout``); None for the particles.
+    """
+
+    model: Any
+    starts: np.ndarray
     times: np.ndarray
     members: int
     dt: float
     temperature: float
     rescaled: bool
     metropolis: bool
+    layout: Any = None
 
 
 def langevin_ensemble(
@@ -206,20 +225,68 @@ def langevin_ensemble(
     TimeoutError
         When no worker or scheduler is reachable within ``cluster_timeout``.
     """
-    flat = locals()
-    execution, storage, output = (
-        group(kind, given, name, {key: flat[key] for key in field_names(kind)})
-        for kind, given, name in (
-            (Execution, execution, "execution"),
-            (Storage, storage, "storage"),
-            (Output, output, "output"),
-        )
-    )
+    execution, storage, output = options(locals())
     dynamics = _check_dynamics(model, sigma0, times, members, dt, temperature, rescaled, metropolis)
+    return run_ensemble(dynamics, seed, execution, storage, output)
+
+
+def options(flat: Mapping[str, Any]) -> tuple[Execution, Storage, Output]:
+    """The grouped options from the keywords of a ``langevin_ensemble`` call.
+
+    Parameters
+    ----------
+    flat : Mapping
+        The call's arguments by name: ``execution``, ``storage``, ``output`` and the flat
+        keywords they group (``UNSET`` where not given).
+
+    Returns
+    -------
+    tuple
+        ``(Execution, Storage, Output)``, validated.
+
+    Raises
+    ------
+    ValueError
+        ``bad <name>=...`` for an invalid option or a keyword given with its group.
+    """
+    return tuple(  # type: ignore[return-value]
+        group(kind, flat[name], name, {key: flat[key] for key in field_names(kind)})
+        for kind, name in ((Execution, "execution"), (Storage, "storage"), (Output, "output"))
+    )
+
+
+def run_ensemble(
+    dynamics: Dynamics, seed: object, execution: Execution, storage: Storage, output: Output
+) -> xr.Dataset:
+    """Run validated ``dynamics`` with the options (the body of ``langevin_ensemble``, shared
+    with ``network.langevin_ensemble``): memory check, the store's lock, seed, chunk size,
+    plan, execution.
+
+    Parameters
+    ----------
+    dynamics : Dynamics
+        The validated dynamics (its ``layout`` says what a state is).
+    seed : int or None
+        Seed >= 0, or None (stored one on resume, else drawn and logged).
+    execution, storage, output : Execution, Storage, Output
+        The grouped options (``options``).
+
+    Returns
+    -------
+    xarray.Dataset
+        The result (lazy on the store when there is one).
+
+    Raises
+    ------
+    ValueError
+        As ``langevin_ensemble``.
+    """
+    width, n_times, members = dynamics.model.width, dynamics.times.size, dynamics.members
+    layout = dynamics.layout or PARTICLES
     check_memory(
-        memory_estimate(members, dynamics.times.size, model.width, execution.chunk_size,
-                        storage.path is not None),
-        *_size_name(members, model.width, dynamics.times.size),
+        memory_estimate(members, n_times, width, execution.chunk_size, storage.path is not None,
+                        state_size=layout.state_size(width)),
+        *_size_name(members, width, n_times),
     )  # fmt: skip
     path = storage.path
     # the existence checks and everything after happen under the store's lock
@@ -236,7 +303,7 @@ def _check_dynamics(
     temperature: object,
     rescaled: object,
     metropolis: object,
-) -> _Dynamics:
+) -> Dynamics:
     """The arguments that fix the trajectories, validated (``bad <name>=...`` otherwise)."""
     if not isinstance(model, Model | DysonModel):
         raise fail("model", model, "must be a particles.Model (or MatrixVariant, DysonModel)")
@@ -260,7 +327,7 @@ def _check_dynamics(
         )
     if metropolis and temperature == 0.0:
         raise fail("metropolis", metropolis, "needs a positive temperature")
-    return _Dynamics(model, starts, times, members, dt, temperature, rescaled, metropolis)
+    return Dynamics(model, starts, times, members, dt, temperature, rescaled, metropolis)
 
 
 def _check_starts(model: Any, sigma0: object, members: int) -> np.ndarray:
@@ -304,7 +371,7 @@ def _stored_chunk_size(path: Path | None, resuming: bool) -> int | None:
 
 
 def _run(
-    dynamics: _Dynamics,
+    dynamics: Dynamics,
     seed: object,
     execution: Execution,
     resuming: bool,
@@ -315,17 +382,19 @@ def _run(
     seed = _resolve_seed(seed, path, resuming)
     chunk_size = execution.chunk_size or _stored_chunk_size(path, resuming)
     model, members, times = dynamics.model, dynamics.members, dynamics.times
+    layout = dynamics.layout or PARTICLES
     with (
         scoped_timeout(execution.cluster_timeout),
         Where(execution.client, execution.scheduler) as where,
     ):
         if chunk_size is None:
             threads = where.get(members).threads
-            chunk_size = default_chunk_size(members, times.size, model.width, threads)
+            width = layout.state_size(model.width)
+            chunk_size = default_chunk_size(members, times.size, width, threads)
         plan = Plan(
             model, dynamics.starts, times, members, dynamics.dt, seed, dynamics.temperature,
             dynamics.rescaled, min(chunk_size, members), output.reductions,  # type: ignore[arg-type]
-            output.save_members, dynamics.metropolis,
+            output.save_members, dynamics.metropolis, layout=layout,
         )  # fmt: skip
         plan.attrs = plan.run_attrs()
         if resuming:
@@ -343,7 +412,12 @@ def _size_name(members: int, width: int, n_times: int) -> tuple[str, str]:
 
 
 def memory_estimate(
-    members: int, n_times: int, width: int, chunk_size: object, store: bool
+    members: int,
+    n_times: int,
+    width: int,
+    chunk_size: object,
+    store: bool,
+    state_size: int | None = None,
 ) -> float:
     """Bytes a run holds at most: per-member arrays, the result in memory without a store, and
     a few copies of one chunk's trajectories (``CHUNK_BYTES`` when the chunk size is automatic).
@@ -360,12 +434,15 @@ def memory_estimate(
         The ``chunk_size`` argument (a positive int, or anything else for automatic).
     store : bool
         Whether the result goes to a store (not held in memory).
+    state_size : int or None, default None
+        Numbers saved per member and time (``Layout.state_size``); None for ``width``.
 
     Returns
     -------
     float
         The estimate in bytes.
     """
+    width = width if state_size is None else state_size
     per_member = 8.0 * (4 * width + 8)  # starts and their sorted copy, flags, failure records
     result = 0.0 if store else 8.0 * members * n_times * (width + 2)
     chunk = chunk_size if isinstance(chunk_size, int) and chunk_size > 0 else members

@@ -79,7 +79,7 @@ class MemorySink:
             name: np.full(tuple(sizes[d] for d in var.dims), var.fill, dtype=var.dtype)
             for name, var in self.schema.items()
         }
-        self.arrays["sigma0"][...] = plan.starts
+        self.arrays[plan.layout.start][...] = plan.starts
 
     def open(self) -> tuple[set[int], bool]:
         """Nothing is done yet.
@@ -161,7 +161,7 @@ class MemorySink:
         Returns
         -------
         xarray.Dataset
-            Dims ``member, time, particle``.
+            Dims ``member, time`` and the layout's (``particle``).
         """
         data = {name: (v.dims, self.arrays[name], v.attrs) for name, v in self.schema.items()}
         return xr.Dataset(data, coords=self.plan.coords(), attrs=dict(self.attrs))

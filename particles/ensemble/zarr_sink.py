@@ -94,7 +94,7 @@ class ZarrSink:
             _log.warning("dlnsim: %s: rewriting damaged %s", self.path, ", ".join(layout))
             coords = plan.store_coords()
             for name in layout:
-                root[name][...] = plan.starts if name == "sigma0" else coords[name][1]
+                root[name][...] = plan.starts if name == plan.layout.start else coords[name][1]
         done, unreadable = _store.flagged_chunks(root, plan.n_chunks)
         damage = {**unreadable, **_store.verify_chunks(root, sorted(done))}
         complete = int(root.attrs.get("complete", 0)) == 1
@@ -164,7 +164,7 @@ class ZarrSink:
             shape = tuple(sizes[d] for d in var.dims)
             # one Zarr chunk per work chunk: along ``member`` and ``chunk``
             chunks = tuple(_chunk_length(d, sizes[d], plan.chunk_size) for d in var.dims)
-            if name == "sigma0":
+            if name == plan.layout.start:
                 values: Any = plan.starts
             elif isinstance(var.fill, float) and math.isnan(var.fill):
                 values = da.full(shape, np.nan, dtype=var.dtype, chunks=chunks)  # never written
@@ -308,8 +308,10 @@ def check_resume(path: Path, plan: Plan) -> None:
         raise fail("store", str(path), "is not a directory (not a dlnsim ensemble store)")
     root = _store.open_root(path)  # attributes only: the arrays are verified later
     attrs = dict(root.attrs)
-    if attrs.get("kind") != "langevin_ensemble" or "chunk_done" not in root:
-        raise fail("store", str(path), "is not a dlnsim langevin_ensemble store")
+    kind = plan.attrs["kind"]
+    if attrs.get("kind") != kind or "chunk_done" not in root:
+        found = f" (it holds a {attrs['kind']})" if attrs.get("kind") in _store.KINDS else ""
+        raise fail("store", str(path), f"is not a dlnsim {kind} store{found}")
     if attrs.get("store_format") != STORE_FORMAT:
         raise fail(
             "store",
@@ -317,7 +319,8 @@ def check_resume(path: Path, plan: Plan) -> None:
             f"has layout {attrs.get('store_format')}, not {STORE_FORMAT} (written by another "
             "dlnsim version, without checksums): rerun with --overwrite",
         )
-    keys = ["system", *plan.model.describe(), "rescaled_time", "seed", "dt", "temperature"]
+    describe = plan.layout.describe(plan.model)
+    keys = ["system", *describe, "rescaled_time", "seed", "dt", "temperature"]
     keys += ["members", "chunk_size", "reductions", "save_members", "metropolis"]
     for key in keys:
         if attrs.get(key) != plan.attrs.get(key):
@@ -327,8 +330,9 @@ def check_resume(path: Path, plan: Plan) -> None:
     # compared with the recorded digests, not the stored arrays (which may be damaged)
     if attrs.get("time_sha256") != plan.attrs["time_sha256"]:
         raise fail("times", plan.times.size, f"do not match the times stored in {path}")
-    if attrs.get("sigma0_sha256") != plan.attrs["sigma0_sha256"]:
-        raise fail("sigma0", plan.starts.shape, f"does not match sigma0 stored in {path}")
+    start = plan.layout.start
+    if attrs.get(f"{start}_sha256") != plan.attrs[f"{start}_sha256"]:
+        raise fail(start, plan.starts.shape, f"does not match {start} stored in {path}")
 
 
 def stored_value(path: Path, key: str) -> object:
