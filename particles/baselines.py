@@ -205,13 +205,13 @@ class MatrixVariant(Model):
         """``d2F/drho drho`` including the orbit term (no argument checks)."""
         return super().hessian_rho(rho) - self._orbit_hessian_rho(rho) / self.beta
 
-    def chart_entropy_gradient(self, x: np.ndarray, coords: str = "sigma") -> np.ndarray:
+    def entropy_gradient(self, x: np.ndarray, coords: str = "sigma") -> np.ndarray:
         """Euclidean gradient of ``S_N + O`` in the chart ``coords``."""
         rho = self._rho(x, coords)
         g = dln_entropy_gradient(rho, self.depth) + self._orbit_gradient_rho(rho)
         return coords_mod.gradient_from_rho(g, rho, coords, self.depth)
 
-    def chart_entropy_hessian(self, x: np.ndarray, coords: str = "sigma") -> np.ndarray:
+    def entropy_hessian(self, x: np.ndarray, coords: str = "sigma") -> np.ndarray:
         """Euclidean Hessian of ``S_N + O`` in the chart ``coords``."""
         rho = self._rho(x, coords)
         g = dln_entropy_gradient(rho, self.depth) + self._orbit_gradient_rho(rho)

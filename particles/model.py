@@ -283,7 +283,7 @@ class Model:
         hess[..., idx, idx] += h_e
         return hess
 
-    def chart_entropy_gradient(self, x: np.ndarray, coords: str = "sigma") -> np.ndarray:
+    def entropy_gradient(self, x: np.ndarray, coords: str = "sigma") -> np.ndarray:
         """Euclidean gradient of ``S_N`` in the chart ``coords`` at the point ``x``.
 
         Parameters
@@ -307,7 +307,7 @@ class Model:
         g = entropy_gradient_rho(rho, self.depth)
         return coords_mod.gradient_from_rho(g, rho, coords, self.depth)
 
-    def chart_entropy_hessian(self, x: np.ndarray, coords: str = "sigma") -> np.ndarray:
+    def entropy_hessian(self, x: np.ndarray, coords: str = "sigma") -> np.ndarray:
         """Euclidean Hessian of ``S_N`` in the chart ``coords``, shape ``(..., d, d)``.
 
         Parameters
@@ -797,8 +797,8 @@ class Model:
         """
         check_choice(geometry, "geometry", ("euclidean", "riemannian"))
         if geometry == "euclidean":
-            return np.linalg.eigvalsh(self.chart_entropy_hessian(sigma, "sigma"))
+            return np.linalg.eigvalsh(self.entropy_hessian(sigma, "sigma"))
         if self.infinite:
-            return np.linalg.eigvalsh(self.chart_entropy_hessian(self._rho(sigma, "sigma"), "rho"))
+            return np.linalg.eigvalsh(self.entropy_hessian(self._rho(sigma, "sigma"), "rho"))
         u = np.power(check_singular_values(sigma, self.width, "sigma"), 1.0 / self.depth)
-        return np.linalg.eigvalsh(self.chart_entropy_hessian(u, "u")) / self.depth
+        return np.linalg.eigvalsh(self.entropy_hessian(u, "u")) / self.depth
