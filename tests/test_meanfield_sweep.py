@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlnsim.meanfield import solve
+from dlnsim.meanfield import equilibrium, solve
 from dlnsim.particles import Model, Schatten
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -32,6 +32,9 @@ SUBSET = [
     ((3, 3, 1.5, 1e4), "bimodal", False),
     ((64, 2, 1.0, 0.5), "below", False),
     ((8, math.inf, 4.0, 10.0), "narrow", False),
+    # N = inf, d <= 3 with diffusion: no equilibrium (meanfield.equilibrium raises, naming the
+    # cause), but a finite horizon is well posed and runs (the density spreads toward sigma = 0)
+    ((3, math.inf, 2.0, 10.0), "narrow", True),
 ]
 
 
@@ -50,3 +53,6 @@ def test_sweep_keeps_mass_positivity_and_dissipation(args, shape, diffusion):
     if diffusion:
         free = ds.free_energy.values
         assert np.all(np.diff(free) <= 2e-11 * (1.0 + np.abs(free[:-1]))), np.diff(free)
+    if n == math.inf and d <= 3 and diffusion:
+        with pytest.raises(ValueError, match=r"bad width=3: .*no equilibrium for d <= 3"):
+            equilibrium(model)
