@@ -776,7 +776,9 @@ def solve(
     ``sum(density * cell_width) = 1``), ``cell_width``, 2-D coordinates ``sigma`` (cell
     centres in ``sigma``), ``sigma_lower``/``sigma_upper`` (cell edges) since the grid moves,
     1-D ``xi`` (the co-moving cell coordinate: ``log sigma = grid_center + grid_scale xi``), and
-    per time ``free_energy``, ``mass``, ``sigma_mean``, ``sigma_std``, ``grid_center``,
+    per time ``free_energy``, ``mass``, ``sigma_mean``, ``sigma_std``, ``sigma_de_mean``
+    (``E[sigma e'(sigma)]``; moments by midpoint sums over the cell centres in ``log sigma``,
+    spectrally accurate, not the moments of the piecewise-constant ``density``), ``grid_center``,
     ``grid_scale``.
 
     Parameters
@@ -1064,13 +1066,19 @@ def _dataset(
     centre = lower + 0.5 * width
     density = masses / width
     mass = masses.sum(axis=1)
-    # mean and std of sigma: the piecewise-constant density has cell mean = arithmetic centre
-    q = 0.5 * (np.expm1(s * scheme.xi_edges[None, :-1]) + np.expm1(s * scheme.xi_edges[None, 1:]))
+    # moments of sigma by the scheme's own quadrature: the masses are point values at the cell
+    # centres x_i (the SG flux is exact for the discrete Gibbs state M_i ~ exp(-beta V(x_i)) h),
+    # so midpoint sums in log sigma are spectrally accurate for a smooth density, where the
+    # moments of the piecewise-constant `density` in sigma are only O(h^2) (1.4e-3 in E[sigma],
+    # 1.1e-2 in Var[sigma] at (d, N, p, beta) = (16, 4, 2, 32), 256 cells; theory.md 13.7);
+    # e^{x_i} = e^m (1 + q_i) with q = expm1(s xi): no cancellation in the variance
+    x = m + s * scheme.xi[None, :]
+    q = np.expm1(s * scheme.xi[None, :])
     q_bar = (masses * q).sum(axis=1) / mass
     scale = np.exp(m[:, 0])
     mean = scale * (1.0 + q_bar)
-    var = (masses * ((q - q_bar[:, None]) ** 2 + (width / scale[:, None]) ** 2 / 12.0)).sum(1)
-    std = scale * np.sqrt(var / mass)
+    std = scale * np.sqrt((masses * (q - q_bar[:, None]) ** 2).sum(axis=1) / mass)
+    de_mean = (masses * scheme.model.energy.log_derivatives(x)[0]).sum(axis=1) / mass
     free = np.array(
         [scheme.free_energy(mk, mk_m, mk_s) for mk, (mk_m, mk_s) in zip(masses, grid, strict=True)]
     )
@@ -1098,6 +1106,11 @@ def _dataset(
             ),
             "sigma_mean": ("time", mean, {"long_name": "mean of sigma", "units": "1"}),
             "sigma_std": ("time", std, {"long_name": "standard deviation of sigma", "units": "1"}),
+            "sigma_de_mean": (
+                "time",
+                de_mean,
+                {"long_name": "E[sigma e'(sigma)] (virial moment)", "units": "1"},
+            ),
             "grid_center": (
                 "time",
                 grid[:, 0],
