@@ -31,8 +31,6 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from dlnsim.particles import Schatten
-from dlnsim.particles.datasets import provenance
 from dlnsim.analysis import experiments as _registry
 from dlnsim.analysis.experiments.base import Experiment
 from dlnsim.analysis.experiments.params import (
@@ -45,6 +43,8 @@ from dlnsim.analysis.experiments.params import (
     positive,
     schema_of,
 )
+from dlnsim.particles import Schatten
+from dlnsim.particles.datasets import provenance
 from dlnsim.particles.validation import check_integer, check_positive, fail
 
 from .energies import Completion, Spectral
