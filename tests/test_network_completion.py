@@ -1,6 +1,7 @@
 """The completion experiment (issue 15 item 7; theory.md section 12): a tiny version end to end,
 its parameter checks, and (behind DLNSIM_FULL_COMPLETION=1) the full size."""
 
+import dataclasses
 import math
 import os
 
@@ -130,6 +131,14 @@ def test_parameters_from_a_table_equal_the_constructor():
                                "beta_observation": 1})  # fmt: skip
     assert p == c.CompletionParams(observations=(3, 9), size=4, beta_observation=1)
     assert p.observations == (3, 9) and c.FULL.size == 30
+    # the full-size config of examples/experiments.toml is completion.FULL
+    from pathlib import Path
+
+    from dlnsim.analysis.pipeline import load_config
+
+    experiments, _ = load_config(Path(__file__).parents[1] / "examples" / "experiments.toml")
+    table = next(e for e in experiments if e.get("kind") == "completion")
+    assert c.EXPERIMENT.validate(table) == dataclasses.replace(c.FULL, name=table["name"])
 
 
 @pytest.mark.skipif(
