@@ -65,26 +65,26 @@ __all__ = [
 log = logging.getLogger("dlnsim.network.completion")
 
 
-def _int_list(value: object, name: str) -> tuple[int, ...]:
-    """A non-empty list (or tuple) of integers >= 1, as a tuple; raises ``ValueError``."""
+def _int_list(value: object, name: str) -> list[int]:
+    """A non-empty list (or tuple) of integers >= 1, as a list; raises ``ValueError``."""
     if not isinstance(value, list | tuple) or not value:
         raise fail(name, value, "must be a non-empty list of integers >= 1")
-    return tuple(check_integer(v, name, 1) for v in value)
+    return [check_integer(v, name, 1) for v in value]
 
 
-def _increasing(value: object, name: str) -> tuple[int, ...]:
-    """A non-empty increasing list of integers >= 1, as a tuple; raises ``ValueError``."""
+def _increasing(value: object, name: str) -> list[int]:
+    """A non-empty increasing list of integers >= 1, as a list; raises ``ValueError``."""
     values = _int_list(value, name)
     if any(b <= a for a, b in zip(values, values[1:], strict=False)):
-        raise fail(name, list(values), "must be increasing integers")
+        raise fail(name, values, "must be increasing integers")
     return values
 
 
-def _positive_list(value: object, name: str) -> tuple[float, ...]:
-    """A list (or tuple) of finite reals > 0, as a tuple; raises ``ValueError``."""
+def _positive_list(value: object, name: str) -> list[float]:
+    """A list (or tuple) of finite reals > 0, as a list; raises ``ValueError``."""
     if not isinstance(value, list | tuple):
         raise fail(name, value, "must be a list of reals > 0")
-    return tuple(check_positive(v, name) for v in value)
+    return [check_positive(v, name) for v in value]
 
 
 @documented
@@ -100,17 +100,17 @@ class CompletionParams:
     name: str = name_param("completion")
     size: int = param(8, integer(2), int, "matrix size n (the matrices are n x n)")
     rank: int = param(1, integer(1), int, "rank r of the ground truth (<= size)")
-    observations: tuple[int, ...] = param(
+    observations: list[int] = param(
         [12, 26, 40], _increasing, cli_list, "numbers m of observed entries, increasing, <= n^2"
     )
-    depths: tuple[int, ...] = param([1, 2, 3, 4], _int_list, cli_list, "depths N at beta = inf")
+    depths: list[int] = param([1, 2, 3, 4], _int_list, cli_list, "depths N at beta = inf")
     init: float = param(
         0.3, positive, float, "singular value of every layer at the start (X0 = init^N Q)"
     )
     t_end: float = param(
         10.0, positive, float, "flow time (= lr * steps of the trained factors)", unit="t"
     )
-    betas: tuple[float, ...] = param(
+    betas: list[float] = param(
         [10.0, 1000.0], _positive_list, cli_list, "inverse temperatures of the entropy sweep"
     )
     weight: float = param(
@@ -136,7 +136,7 @@ class CompletionParams:
             raise fail("rank", values["rank"], f"must be <= size={n}")
         obs = values["observations"]
         if obs[-1] > n * n:
-            raise fail("observations", list(obs), f"must be increasing integers in [1, {n * n}]")
+            raise fail("observations", obs, f"must be increasing integers in [1, {n * n}]")
         k = values["beta_observation"]
         if k >= len(obs):
             raise fail("beta_observation", k, f"must index observations (< {len(obs)})")
