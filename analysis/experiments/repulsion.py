@@ -559,7 +559,7 @@ class RepulsionParams:
     """The parameters of the ``repulsion`` experiment (``[[experiment]] kind = "repulsion"``)."""
 
     name: str = name_param("repulsion")
-    rows: int = param(250, integer(50), int, "configurations per system")
+    rows: int = param(400, integer(50), int, "configurations per system")
     seed: int = param(0, integer(0), int, "seed")
     dt: float = param(1e-3, positive, float, "largest Langevin time step", unit="t")
     systems: list[dict[str, Any]] = param([], _systems, None, "system tables ([]: the defaults)")
