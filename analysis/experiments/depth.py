@@ -378,7 +378,7 @@ class DepthParams:
     dt: float = param(0.01, positive, float, "Langevin time step (rescaled)", unit="tau")
     seed: int = param(0, integer(0), int, "seed")
     ensemble_tau_end: float = param(
-        20.0, positive, float, "final rescaled time of ensembles", unit="tau"
+        10.0, positive, float, "final rescaled time of ensembles", unit="tau"
     )
     format: list[str] = format_param()
 
