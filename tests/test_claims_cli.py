@@ -329,6 +329,13 @@ def check_default_run_outputs(out: Path, stdout: str) -> None:
         assert name in labels, name
     assert {"mean_ratio", "gamma", "gamma_low", "gamma_high", "small_fraction", "step",
             "acceptance"} <= set(rep.data_vars)  # fmt: skip
+    # completion.nc: the small matrix-completion experiment (n = 8, rank 1, N = 1..4) and its
+    # table in the summary
+    comp = load(out / "completion.nc")
+    assert (out / "completion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert comp.target.shape == (8, 8) and list(comp.depth.values) == [1, 2, 3, 4]
+    assert np.all(np.isfinite(comp.error.values)) and np.all(np.isfinite(comp.beta_error.values))
+    assert "completion: n=8, rank 1" in stdout and "trained factors (N=3" in stdout
     # summary.txt is what was printed: sigma_* and F_beta predicted vs reached, the rates,
     # the ensemble table, the W1/L1 floors, the verdict and the depth orders
     summary = (out / "summary.txt").read_text()

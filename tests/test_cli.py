@@ -48,7 +48,7 @@ def test_default_run_writes_dataset_figures_and_summary(tmp_path):
 
 def test_example_config_runs(tmp_path):
     experiments, out = load_config(ROOT / "examples" / "experiments.toml")
-    assert out == "dlnsim-example-out" and len(experiments) == 2
+    assert out == "dlnsim-example-out" and len(experiments) == 3
     small = tmp_path / "small.toml"
     small.write_text(
         '[[experiment]]\nkind = "flow"\nwidth = 3\ndepth = "inf"\nbeta = 1.0\nmembers = 2\n'

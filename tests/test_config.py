@@ -358,6 +358,7 @@ def test_load_config_keeps_its_contract():
     assert out == "dlnsim-example-out" and [e["name"] for e in experiments] == [
         "figure1",
         "infinite_depth",
+        "completion_full",
     ]
 
 

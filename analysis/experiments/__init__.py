@@ -18,10 +18,23 @@ from dlnsim.particles.validation import fail
 
 from .base import Experiment, Result
 
-__all__ = ["BUILTIN", "DEFAULT_EXPERIMENTS", "EXPERIMENTS", "Experiment", "Result", "register"]
+__all__ = [
+    "BUILTIN",
+    "DEFAULT_EXPERIMENTS",
+    "EXPERIMENTS",
+    "EXTERNAL",
+    "Experiment",
+    "Result",
+    "register",
+]
 
 #: The modules (in this package) of the built-in kinds, each with an ``EXPERIMENT``.
 BUILTIN: tuple[str, ...] = ("flow", "ensemble", "meanfield", "repulsion", "depth")
+
+#: Modules of other packages whose ``EXPERIMENT`` is registered after the built-ins (and runs in
+#: the default ``dlnsim run``).  Such a module imports this registry; if it is imported first it
+#: is still incomplete here and registers itself at its end.
+EXTERNAL: tuple[str, ...] = ("dlnsim.network.completion",)
 
 #: Every experiment kind by name, in the order of ``dlnsim --help``.
 EXPERIMENTS: dict[str, Experiment] = {}
@@ -58,5 +71,13 @@ def register(experiment: Experiment, *, replace: bool = False) -> Experiment:
 for _module in BUILTIN:
     register(importlib.import_module(f"{__name__}.{_module}").EXPERIMENT)
 
-#: The experiments of ``dlnsim run`` without a config: every built-in kind on its defaults.
-DEFAULT_EXPERIMENTS: list[dict[str, Any]] = [{"kind": kind} for kind in BUILTIN]
+for _path in EXTERNAL:
+    _experiment = getattr(importlib.import_module(_path), "EXPERIMENT", None)
+    if _experiment is not None and _experiment.kind not in EXPERIMENTS:
+        register(_experiment)
+
+#: The experiments of ``dlnsim run`` without a config: every built-in and external kind on its
+#: defaults (the kinds of ``EXTERNAL`` are named by their module's last part).
+DEFAULT_EXPERIMENTS: list[dict[str, Any]] = [
+    {"kind": kind} for kind in (*BUILTIN, *(path.rsplit(".", 1)[1] for path in EXTERNAL))
+]

@@ -374,11 +374,11 @@ class DepthParams:
     )
     tau_end: float = param(3.0, positive, float, "final rescaled time of the flows", unit="tau")
     n_times: int = param(31, integer(2), int, "save times of the flows")
-    members: int = param(64, integer(0), int, "ensemble size (0: no ensembles)")
+    members: int = param(32, integer(0), int, "ensemble size (0: no ensembles)")
     dt: float = param(0.01, positive, float, "Langevin time step (rescaled)", unit="tau")
     seed: int = param(0, integer(0), int, "seed")
     ensemble_tau_end: float = param(
-        20.0, positive, float, "final rescaled time of ensembles", unit="tau"
+        10.0, positive, float, "final rescaled time of ensembles", unit="tau"
     )
     format: list[str] = format_param()
 

@@ -59,7 +59,7 @@ class MeanfieldParams:
     depth: int | float = param(4, check_depth, cli_number, "depth N >= 2 or 'inf'")
     p: float = param(2.0, positive, float, "Schatten exponent p")
     times: list[float] = param([0.0, 0.2, 0.5, 1.0], time_list, cli_list, "comparison times")
-    n_samples: int = param(1024, integer(2), int, "pooled samples per width")
+    n_samples: int = param(512, integer(2), int, "pooled samples per width")
     dt: float = param(1e-3, positive, float, "Langevin time step", unit="t")
     seed: int = param(0, integer(0), int, "seed")
     cells: int = param(128, integer(8), int, "PDE cells")
