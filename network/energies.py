@@ -35,8 +35,26 @@ __all__ = ["MatrixEnergy", "Completion", "Regression", "Sensing", "Spectral", "S
 _DENSE_SEARCH_LIMIT = 4096
 
 
-def _check_matrix(x: object, name: str) -> np.ndarray:
-    """A finite float64 array of shape ``(..., d, d)``."""
+def check_matrix(x: object, name: str) -> np.ndarray:
+    """A finite float64 array of shape ``(..., d, d)`` (the argument check of ``network``).
+
+    Parameters
+    ----------
+    x : array_like
+        The matrices.
+    name : str
+        The argument's name, for the error message.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``x`` as float64, shape ``(..., d, d)``.
+
+    Raises
+    ------
+    ValueError
+        ``bad <name>=...`` if ``x`` is not a finite real array of square matrices.
+    """
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError):
@@ -67,7 +85,7 @@ class MatrixEnergy(ABC):
         """Parameters for dataset attributes (``energy`` names the family)."""
 
     def _check(self, x: object) -> np.ndarray:
-        arr = _check_matrix(x, "X")
+        arr = check_matrix(x, "X")
         if self.width is not None and arr.shape[-1] != self.width:
             raise fail("X", arr.shape, f"must be (..., {self.width}, {self.width}) for this energy")
         return arr
@@ -172,7 +190,7 @@ class Completion(MatrixEnergy):
         m = np.asarray(mask)
         if m.dtype != bool or m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 1:
             raise fail("mask", getattr(mask, "shape", mask), "must be a square 2-d bool array")
-        t = _check_matrix(target, "target")
+        t = check_matrix(target, "target")
         if t.shape != m.shape:
             raise fail("target", t.shape, f"must have the mask's shape {m.shape}")
         self.mask = m.copy()
@@ -223,7 +241,7 @@ class Regression(MatrixEnergy):
     """
 
     def __init__(self, target: np.ndarray) -> None:
-        t = _check_matrix(target, "target")
+        t = check_matrix(target, "target")
         if t.ndim != 2:
             raise fail("target", t.shape, "must be one (d, d) matrix")
         self.target = t.copy()
@@ -265,7 +283,7 @@ class Sensing(MatrixEnergy):
     """
 
     def __init__(self, operators: np.ndarray, measurements: np.ndarray) -> None:
-        a = _check_matrix(operators, "operators")
+        a = check_matrix(operators, "operators")
         if a.ndim != 3:
             raise fail("operators", a.shape, "must have shape (K, d, d)")
         try:

@@ -20,7 +20,7 @@ import xarray as xr
 from dlnsim.particles.datasets import provenance
 from dlnsim.particles.validation import check_depth, check_integer, check_positive, fail
 
-from .energies import MatrixEnergy, _check_matrix
+from .energies import MatrixEnergy, check_matrix
 from .model import effective_rank
 
 __all__ = ["balanced_factors", "train_factors", "product", "balance_defect"]
@@ -54,7 +54,7 @@ def balanced_factors(x0: np.ndarray, depth: int, seed: int | None = None) -> np.
     ValueError
         ``bad X0=...``, ``bad depth=...`` or ``bad seed=...``.
     """
-    x0 = _check_matrix(x0, "X0")
+    x0 = check_matrix(x0, "X0")
     if x0.ndim != 2:
         raise fail("X0", x0.shape, "must be one (d, d) matrix")
     n = check_depth(depth)
@@ -77,7 +77,7 @@ def balanced_factors(x0: np.ndarray, depth: int, seed: int | None = None) -> np.
 
 
 def _check_factors(factors: object) -> np.ndarray:
-    w = _check_matrix(factors, "factors")
+    w = check_matrix(factors, "factors")
     if w.ndim != 3:
         raise fail("factors", w.shape, "must have shape (N, d, d)")
     return w

@@ -24,7 +24,7 @@ from dlnsim.particles.entropy import entropy_gradient as entropy_gradient_rho
 from dlnsim.particles.entropy import log_kernel
 from dlnsim.particles.validation import check_depth, check_width, fail
 
-from .energies import MatrixEnergy, _check_matrix
+from .energies import MatrixEnergy, check_matrix
 
 __all__ = ["MatrixModel", "UnconfinedWarning", "effective_rank"]
 
@@ -187,7 +187,7 @@ class MatrixModel:
         return rescaled
 
     def _check(self, x: object, name: str = "X") -> np.ndarray:
-        arr = _check_matrix(x, name)
+        arr = check_matrix(x, name)
         if arr.shape[-1] != self.width:
             raise fail(name, arr.shape, f"must have shape (..., {self.width}, {self.width})")
         return arr
