@@ -123,11 +123,13 @@ def test_normals_depend_only_on_seed_member_step():
 
 def test_normality_of_the_normals():
     """10^6 normals (1000 members x 250 steps x 4): moments within 5 standard errors of the
-    normal's, KS distance within the 1e-4 level critical value.  Mean (SE 1/sqrt(n)) catches a
-    bias in the angle (e.g. cos(theta + offset)); variance (SE sqrt(2/n)) a wrong radius factor
-    (sqrt(-log u) instead of sqrt(-2 log u)); skewness (SE sqrt(6/n)) and excess kurtosis (SE
-    sqrt(24/n)) a distorted radius or a uniform not on (0, 1]; KS the shape, e.g. a word
-    truncated to too few bits or correlated angle and radius words."""
+    normal's, KS distance within the 1e-4 level critical value.  Mean (SE 1/sqrt(n)) catches an
+    angle that does not cover the whole turn (theta in [0, pi): sin >= 0); variance (SE
+    sqrt(2/n)) a wrong radius factor (sqrt(-log u) instead of sqrt(-2 log u)) or a uniform on
+    (0, 1/2]; skewness (SE sqrt(6/n)) and excess kurtosis (SE sqrt(24/n)) a distorted radius;
+    KS the shape, e.g. the angle and the radius taken from the same word.  A constant angle
+    offset or sign leaves the law normal: test_compiled_normals_equal_reference_bitwise's
+    comparison with libm catches those."""
     z = philox.normals(2026, np.arange(1000), 0, 250, 4).ravel()
     n = z.size
     assert n == 10**6
