@@ -32,13 +32,15 @@ Normals from the words (Box-Muller, portable)
 ---------------------------------------------
 For a pair of words ``(a, b)``: ``u = (a >> 11) + 1`` times ``2^-53``, a uniform in ``(0, 1]``
 on the 53-bit grid (never 0: the log is finite), and ``n = b >> 11`` in ``[0, 2^53)``, the angle
-``theta = 2 pi n / 2^53 = pi n / 2^52``.  Then
+``theta = 2 pi n / 2^53``.  Then
 
     r = sqrt(-2 log u),   z0 = r cos(theta),   z1 = r sin(theta),
 
 with ``log`` = :func:`~dlnsim.particles.pairsum.portable.portable_log` and the cosine and sine
-from :func:`~dlnsim.particles.pairsum.portable.cospi` (``sin(pi n / 2^52) =
-cos(pi (2^51 - n) / 2^52)``, the angle reduced exactly in integers).  ``sqrt`` is correctly
+from one exact integer reduction of ``n`` to an octant and an offset ``x`` in ``[0, pi/4]``,
+then the Taylor polynomials of ``sin x`` and ``cos x`` that
+:func:`~dlnsim.particles.pairsum.portable.cospi` uses (``SIN_POLY``, ``COS_POLY``; ~1 ulp) and
+the octant's symmetries (no integer division, one reduction for both).  ``sqrt`` is correctly
 rounded IEEE arithmetic.  All of it is plain IEEE arithmetic in an order fixed by the source:
 the same bits on every CPU.  Since ``u >= 2^-53``, ``|z| <= sqrt(2 * 53 log 2) = 8.57``: the
 normal tail beyond 8.57 (probability 1e-17) is cut, far below anything a simulation can see.
@@ -49,7 +51,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .pairsum.portable import cospi, portable_log
+from .pairsum.coefficients import COS_POLY, SIN_POLY
+from .pairsum.portable import horner, portable_log
 from .validation import check_integer, fail
 
 __all__ = [
@@ -75,9 +78,10 @@ _S32 = np.uint64(32)
 _S11 = np.uint64(11)
 _ROUNDS = 10
 _TWO_M53 = 2.0**-53
-_HALF_TURN = np.int64(1) << 52  # theta = pi n / 2^52
-_QUARTER = np.int64(1) << 51
-_TURN_MASK = (np.int64(1) << 53) - 1
+_S50 = np.int64(50)
+_OCTANT = np.int64(1) << 50  # theta = 2 pi n / 2^53: an octant is 2^50 steps of n
+_OCT_MASK = _OCTANT - 1
+_PI_2M52 = np.pi * 2.0**-52  # x = r pi / 2^52 (r < 2^51: exact in float64)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -113,12 +117,34 @@ def philox4x64_10(c0, c1, c2, c3, k0, k1):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _sincos_turn(n):
+    """(cos, sin) of ``theta = 2 pi n / 2^53`` for an integer ``0 <= n < 2^53``, no libm call:
+    octant ``o = n >> 50``, offset ``r = n mod 2^50`` (reflected, ``2^50 - r``, in odd
+    octants), ``x = r pi / 2^52`` in ``[0, pi/4]`` (``r`` exact in float64), the Taylor
+    polynomials of ``sin x`` and ``cos x`` of ``cospi``, then the octant's symmetry."""
+    o = n >> _S50
+    r = n & _OCT_MASK
+    if o & 1:
+        r = _OCTANT - r
+    x = float(r) * _PI_2M52
+    z = x * x
+    sx = x + x * (z * horner(SIN_POLY, z))
+    cx = 1.0 + z * horner(COS_POLY, z)
+    c, s = (sx, cx) if ((o + 1) >> 1) & 1 else (cx, sx)
+    if ((o + 2) >> 2) & 1:
+        c = -c
+    if o >> 2:
+        s = -s
+    return c, s
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _box_muller(a, b):
     """Two standard normals from two uint64 words (the module docstring's transform)."""
     u = float((a >> _S11) + np.uint64(1)) * _TWO_M53
     r = np.sqrt(-2.0 * portable_log(u))
-    n = np.int64(b >> _S11)
-    return r * cospi(n, _HALF_TURN), r * cospi((_QUARTER - n) & _TURN_MASK, _HALF_TURN)
+    c, s = _sincos_turn(np.int64(b >> _S11))
+    return r * c, r * s
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -256,11 +282,18 @@ def philox4x64_10_reference(ctr, key):
     return np.stack([c0, c1, c2, c3], axis=-1)
 
 
+def _horner_np(c, z):
+    p = np.full_like(z, c[0])
+    for ck in c[1:]:
+        p = p * z + ck
+    return p
+
+
 def normals_reference(seed, members, step0, n_steps, d):
     """The noise stream of :func:`normals` in numpy (for tests; slow): the Philox blocks by
-    :func:`philox4x64_10_reference`, the uniforms and angles in numpy integer arithmetic, the
-    log by ``portable_vlog`` (the same bits as ``portable_log``) and the cosines by ``cospi``
-    element by element.
+    :func:`philox4x64_10_reference`, the uniforms, the angles' octant reduction and the sine and
+    cosine polynomials in numpy arithmetic (the same operations in the same order), the log by
+    ``portable_vlog`` (the same bits as ``portable_log``).
 
     Parameters
     ----------
@@ -291,8 +324,17 @@ def normals_reference(seed, members, step0, n_steps, d):
     portable_vlog(u, logu, np.empty(u.size, dtype=np.int64))
     r = np.sqrt(-2.0 * logu)
     n = (words[:, 1] >> np.uint64(11)).astype(np.int64)
-    n_sin = (_QUARTER - n) & _TURN_MASK
-    cos = np.array([cospi(k, _HALF_TURN) for k in n])
-    sin = np.array([cospi(k, _HALF_TURN) for k in n_sin])
+    o = n >> 50
+    off = n & ((1 << 50) - 1)
+    off = np.where(o & 1, (1 << 50) - off, off)
+    x = off.astype(np.float64) * _PI_2M52
+    z2 = x * x
+    sx = x + x * (z2 * _horner_np(SIN_POLY, z2))
+    cx = 1.0 + z2 * _horner_np(COS_POLY, z2)
+    swap = ((o + 1) >> 1) & 1 == 1
+    cos = np.where(swap, sx, cx)
+    sin = np.where(swap, cx, sx)
+    cos = np.where(((o + 2) >> 2) & 1 == 1, -cos, cos)
+    sin = np.where(o >> 2 == 1, -sin, sin)
     z = np.stack([r * cos, r * sin], axis=-1).reshape(members.size, n_steps, 4 * nblk)
     return np.ascontiguousarray(z[:, :, :d])
