@@ -52,11 +52,13 @@ import numba
 import numpy as np
 
 from .pairsum.coefficients import COS_POLY, SIN_POLY
-from .pairsum.portable import horner, portable_log
+from .pairsum.portable import horner, portable_log, portable_vlog
 from .validation import check_integer, fail
 
 __all__ = [
     "NOISE_SCHEME",
+    "WORK_SIZE",
+    "fill_member_normals",
     "fill_normals",
     "mulhi64",
     "normals",
@@ -168,12 +170,99 @@ def fill_normals(seed, member, step, out):
             out[i + 3] = z3
 
 
+_CHUNK = 64  # blocks per vectorized batch of _normals_kernel
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _mulhilo64(a, b):
+    """(high, low) 64-bit words of the exact product a * b (uint64), as ``mulhi64``."""
+    a0 = a & _LOW32
+    a1 = a >> _S32
+    b0 = b & _LOW32
+    b1 = b >> _S32
+    p00 = a0 * b0
+    p01 = a0 * b1
+    p10 = a1 * b0
+    mid = (p00 >> _S32) + (p01 & _LOW32) + (p10 & _LOW32)
+    hi = a1 * b1 + (p01 >> _S32) + (p10 >> _S32) + (mid >> _S32)
+    return hi, (mid << _S32) | (p00 & _LOW32)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _philox_batch(c, nb, k0, k1):
+    """Philox4x64-10 in place on the counters ``c[:, :nb]`` (shape (4, >= nb), uint64), one key:
+    the rounds outside, the blocks inside (a loop the compiler vectorizes; integer arithmetic,
+    so the bits are those of ``philox4x64_10``)."""
+    for r in range(_ROUNDS):
+        if r > 0:
+            k0 = k0 + _W0
+            k1 = k1 + _W1
+        for i in range(nb):
+            hi0, lo0 = _mulhilo64(_M0, c[0, i])
+            hi1, lo1 = _mulhilo64(_M1, c[2, i])
+            x0 = hi1 ^ c[1, i] ^ k0
+            x2 = hi0 ^ c[3, i] ^ k1
+            c[0, i] = x0
+            c[1, i] = lo1
+            c[2, i] = x2
+            c[3, i] = lo0
+
+
+#: length of the float64 ``work`` array of :func:`fill_member_normals`
+WORK_SIZE = 14 * _CHUNK
+
+
+@numba.njit(cache=True, error_model="numpy")
+def fill_member_normals(seed, member, step0, out, work):
+    """out[t, :] = the normals of ``member`` at step ``step0 + t`` (``out`` float64, shape
+    (n_steps, d), C-contiguous), for compiled callers; ``seed``, ``member``, ``step0`` uint64,
+    ``work`` a float64 C-contiguous scratch array of ``WORK_SIZE`` elements.  The same bits as
+    :func:`fill_normals` row by row, computed in batches of ``_CHUNK`` blocks of the (step,
+    block) sequence: the Philox rounds and the log vectorized (``portable_vlog``, the bits of
+    ``portable_log`` for u >= 2^-53), the same arithmetic per element."""
+    n_steps = out.shape[0]
+    d = out.shape[1]
+    nblk = (d + 3) // 4
+    total = n_steps * nblk
+    ch = _CHUNK
+    c = work[: 4 * ch].view(np.uint64).reshape((4, ch))
+    u = work[4 * ch : 6 * ch]
+    logu = work[6 * ch : 8 * ch]
+    bits = work[8 * ch : 10 * ch].view(np.int64)
+    z = work[10 * ch : 14 * ch]
+    zero = np.uint64(0)
+    for start in range(0, total, ch):
+        nb = min(ch, total - start)
+        for j in range(nb):
+            g = start + j
+            c[0, j] = np.uint64(g % nblk)
+            c[1, j] = step0 + np.uint64(g // nblk)
+            c[2, j] = zero
+            c[3, j] = zero
+        _philox_batch(c, nb, seed, member)
+        for j in range(nb):
+            u[2 * j] = float((c[0, j] >> _S11) + np.uint64(1)) * _TWO_M53
+            u[2 * j + 1] = float((c[2, j] >> _S11) + np.uint64(1)) * _TWO_M53
+        portable_vlog(u[: 2 * nb], logu[: 2 * nb], bits[: 2 * nb])
+        for j in range(nb):
+            for h in range(2):
+                r = np.sqrt(-2.0 * logu[2 * j + h])
+                cs, sn = _sincos_turn(np.int64(c[2 * h + 1, j] >> _S11))
+                z[4 * j + 2 * h] = r * cs
+                z[4 * j + 2 * h + 1] = r * sn
+        for j in range(nb):
+            g = start + j
+            t = g // nblk
+            i0 = 4 * (g % nblk)
+            for q in range(min(4, d - i0)):
+                out[t, i0 + q] = z[4 * j + q]
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _normals_kernel(seed, members, step0, out):
+    work = np.empty(WORK_SIZE)
     for m in range(members.shape[0]):
-        member = np.uint64(members[m])
-        for t in range(out.shape[1]):
-            fill_normals(seed, member, np.uint64(step0 + t), out[m, t])
+        fill_member_normals(seed, np.uint64(members[m]), np.uint64(step0), out[m], work)
 
 
 def _check_args(seed, members, step0, n_steps, d):
@@ -305,8 +394,6 @@ def normals_reference(seed, members, step0, n_steps, d):
     numpy.ndarray
         float64, shape ``(len(members), n_steps, d)``.
     """
-    from .pairsum.portable import portable_vlog
-
     seed, members, step0, n_steps, d = _check_args(seed, members, step0, n_steps, d)
     nblk = (d + 3) // 4
     m, t, b = np.meshgrid(
