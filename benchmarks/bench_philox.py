@@ -5,9 +5,11 @@
 Standard normals per second, one thread, for the shape of case A (1000 members x 32 particles
 per step, 16 steps per call: 512 000 normals) and of case B (20 x 512, 16 steps):
 
-* ``philox.normals`` (compiled Philox4x64-10 + portable Box-Muller; what the fused step will
-  draw, one member and step at a time through ``fill_normals``);
-* ``fill_normals`` alone in a compiled loop with one reused row (no output array traffic);
+* ``philox.normals`` (compiled Philox4x64-10 + portable Box-Muller through
+  ``fill_member_normals``, one member at a time, the blocks of all its steps in vectorized
+  batches of 64: the path for a fused step that draws a save interval's noise at once);
+* ``fill_normals`` (the scalar path: one member and one step at a time, block by block) in a
+  compiled loop with one reused row;
 * numpy ``Generator(PCG64).standard_normal`` and ``Generator(Philox).standard_normal``
   (ziggurat, one stream) into a preallocated array of the same size;
 * numpy with one ``Generator(PCG64)`` per member (1000 small calls: the current engine's way).
@@ -74,7 +76,7 @@ def _case(members, d, rounds):
         "philox.normals (compiled)": _best(
             lambda: philox.normals(1, idx, 0, STEPS, d, out), rounds
         ),
-        "fill_normals loop (compiled)": _best(
+        "fill_normals row by row (compiled)": _best(
             lambda: _fill_loop(np.uint64(1), members, STEPS, row), rounds
         ),
         "numpy PCG64 standard_normal": _best(lambda: pcg.standard_normal(out=out), rounds),
