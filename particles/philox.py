@@ -28,6 +28,13 @@ key ``= (seed, member)``; counter ``= (block, step, 0, 0)``, where ``block = i /
 words (0, 1) gives normals ``4 block`` and ``4 block + 1``, words (2, 3) give ``4 block + 2``
 and ``4 block + 3``.  Counter words 2 and 3 are zero: they are left free for other streams.
 
+Entry points
+------------
+:func:`normals` (from Python: members x steps x d), and for compiled callers
+:func:`fill_normals` (one member, one step, block by block) and :func:`fill_member_normals`
+(one member, consecutive steps, the Philox rounds and the log vectorized over batches of 64
+blocks: 2-3x faster, the same bits).  :func:`normals_reference` is the numpy version.
+
 Normals from the words (Box-Muller, portable)
 ---------------------------------------------
 For a pair of words ``(a, b)``: ``u = (a >> 11) + 1`` times ``2^-53``, a uniform in ``(0, 1]``
@@ -87,8 +94,8 @@ _PI_2M52 = np.pi * 2.0**-52  # x = r pi / 2^52 (r < 2^51: exact in float64)
 
 
 @numba.njit(cache=True, error_model="numpy")
-def mulhi64(a, b):
-    """High 64 bits of the exact 128-bit product of two uint64 ``a``, ``b``, from the four
+def _mulhilo64(a, b):
+    """(high, low) 64-bit words of the exact 128-bit product a * b of two uint64, from the four
     32 x 32 -> 64-bit partial products (no carry is lost: ``mid < 3 * 2^32``)."""
     a0 = a & _LOW32
     a1 = a >> _S32
@@ -98,7 +105,14 @@ def mulhi64(a, b):
     p01 = a0 * b1
     p10 = a1 * b0
     mid = (p00 >> _S32) + (p01 & _LOW32) + (p10 & _LOW32)
-    return a1 * b1 + (p01 >> _S32) + (p10 >> _S32) + (mid >> _S32)
+    hi = a1 * b1 + (p01 >> _S32) + (p10 >> _S32) + (mid >> _S32)
+    return hi, (mid << _S32) | (p00 & _LOW32)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def mulhi64(a, b):
+    """High 64 bits of the exact 128-bit product of two uint64 ``a``, ``b`` (``_mulhilo64``)."""
+    return _mulhilo64(a, b)[0]
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -110,10 +124,8 @@ def philox4x64_10(c0, c1, c2, c3, k0, k1):
         if r > 0:
             k0 = k0 + _W0
             k1 = k1 + _W1
-        hi0 = mulhi64(_M0, c0)
-        lo0 = _M0 * c0
-        hi1 = mulhi64(_M1, c2)
-        lo1 = _M1 * c2
+        hi0, lo0 = _mulhilo64(_M0, c0)
+        hi1, lo1 = _mulhilo64(_M1, c2)
         c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
     return c0, c1, c2, c3
 
@@ -170,22 +182,7 @@ def fill_normals(seed, member, step, out):
             out[i + 3] = z3
 
 
-_CHUNK = 64  # blocks per vectorized batch of _normals_kernel
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _mulhilo64(a, b):
-    """(high, low) 64-bit words of the exact product a * b (uint64), as ``mulhi64``."""
-    a0 = a & _LOW32
-    a1 = a >> _S32
-    b0 = b & _LOW32
-    b1 = b >> _S32
-    p00 = a0 * b0
-    p01 = a0 * b1
-    p10 = a1 * b0
-    mid = (p00 >> _S32) + (p01 & _LOW32) + (p10 & _LOW32)
-    hi = a1 * b1 + (p01 >> _S32) + (p10 >> _S32) + (mid >> _S32)
-    return hi, (mid << _S32) | (p00 & _LOW32)
+_CHUNK = 64  # blocks per vectorized batch of fill_member_normals
 
 
 @numba.njit(cache=True, error_model="numpy")
