@@ -153,12 +153,24 @@ def _sincos_turn(n):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _box_muller(a, b):
-    """Two standard normals from two uint64 words (the module docstring's transform)."""
-    u = float((a >> _S11) + np.uint64(1)) * _TWO_M53
-    r = np.sqrt(-2.0 * portable_log(u))
+def _uniform53(a):
+    """u = ((a >> 11) + 1) 2^-53 in (0, 1] from a uint64 word (exact)."""
+    return float((a >> _S11) + np.uint64(1)) * _TWO_M53
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _polar(logu, b):
+    """The Box-Muller pair (r cos theta, r sin theta), r = sqrt(-2 log u) from ``logu``, theta
+    = 2 pi n / 2^53 from the angle word ``b`` (n = b >> 11)."""
+    r = np.sqrt(-2.0 * logu)
     c, s = _sincos_turn(np.int64(b >> _S11))
     return r * c, r * s
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _box_muller(a, b):
+    """Two standard normals from two uint64 words (the module docstring's transform)."""
+    return _polar(portable_log(_uniform53(a)), b)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -238,15 +250,12 @@ def fill_member_normals(seed, member, step0, out, work):
             c[3, j] = zero
         _philox_batch(c, nb, seed, member)
         for j in range(nb):
-            u[2 * j] = float((c[0, j] >> _S11) + np.uint64(1)) * _TWO_M53
-            u[2 * j + 1] = float((c[2, j] >> _S11) + np.uint64(1)) * _TWO_M53
+            u[2 * j] = _uniform53(c[0, j])
+            u[2 * j + 1] = _uniform53(c[2, j])
         portable_vlog(u[: 2 * nb], logu[: 2 * nb], bits[: 2 * nb])
         for j in range(nb):
             for h in range(2):
-                r = np.sqrt(-2.0 * logu[2 * j + h])
-                cs, sn = _sincos_turn(np.int64(c[2 * h + 1, j] >> _S11))
-                z[4 * j + 2 * h] = r * cs
-                z[4 * j + 2 * h + 1] = r * sn
+                z[4 * j + 2 * h], z[4 * j + 2 * h + 1] = _polar(logu[2 * j + h], c[2 * h + 1, j])
         for j in range(nb):
             g = start + j
             t = g // nblk
