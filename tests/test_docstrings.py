@@ -38,6 +38,7 @@ MODULES = (
     "dlnsim.particles.pairsum",
     "dlnsim.particles.pairsum.coefficients",
     "dlnsim.particles.pairsum.portable",
+    "dlnsim.particles.philox",
     "dlnsim.particles.pairsum.pairs",
     "dlnsim.particles.pairsum.exact",
     "dlnsim.particles.pairsum.lanes",

@@ -401,7 +401,7 @@ def test_no_fast_math_and_no_libm_in_kernels():
     the bits of two CPU targets; this test also covers what one machine cannot show (libm)."""
     found = []
     subpackage = [f"{pairsum.__name__}.{m.name}" for m in pkgutil.iter_modules(pairsum.__path__)]
-    for mod in [*map(importlib.import_module, subpackage), steppers]:
+    for mod in [*map(importlib.import_module, [*subpackage, "dlnsim.particles.philox"]), steppers]:
         for name, obj in vars(mod).items():
             compiled = isinstance(obj, numba.core.registry.CPUDispatcher)
             if compiled and obj.__module__ == mod.__name__:
