@@ -16,15 +16,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
-
-from dlnsim.meanfield import solve  # noqa: E402
+from dlnsim.meanfield import solve
 from dlnsim.particles import Model, Schatten  # noqa: E402
 
 WIDTHS = (2, 3, 8, 64, 1024)

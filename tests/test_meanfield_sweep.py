@@ -7,8 +7,8 @@ diffusion, the discrete free energy non-increasing at every save (up to the step
 is in the issue's closing note).
 """
 
+import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +17,14 @@ import pytest
 from dlnsim.meanfield import equilibrium, solve
 from dlnsim.particles import Model, Schatten
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from sweep_meanfield import initial  # noqa: E402
+# the sweep's initial data, loaded from the benchmark script without touching sys.path (a
+# source folder on sys.path would shadow the installed distribution's metadata)
+_SPEC = importlib.util.spec_from_file_location(
+    "sweep_meanfield", Path(__file__).resolve().parents[1] / "benchmarks" / "sweep_meanfield.py"
+)
+_SWEEP = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(_SWEEP)
+initial = _SWEEP.initial
 
 SUBSET = [
     # (d, N, p, beta), initial data, diffusion: every value of each axis at least once
