@@ -130,7 +130,7 @@ def test_parameters_from_a_table_equal_the_constructor():
     p = c.EXPERIMENT.validate({"kind": "completion", "observations": [3, 9], "size": 4,
                                "beta_observation": 1})  # fmt: skip
     assert p == c.CompletionParams(observations=(3, 9), size=4, beta_observation=1)
-    assert p.observations == [3, 9] and c.FULL.size == 30
+    assert p.observations == [3, 9] and (c.FULL.size, c.FULL.rank) == (100, 5)  # Arora et al.
     # the full-size config of examples/experiments.toml is completion.FULL
     from pathlib import Path
 
