@@ -42,6 +42,7 @@ import numpy as np
 from dlnsim.particles.energies import Energy
 from dlnsim.particles.entropy import log_kernel
 from dlnsim.particles.pairsum import entropy_gradient_rho as dln_entropy_gradient
+from dlnsim.particles.pairsum.coefficients import one_minus
 
 __all__ = ["Frame", "frame", "svd_stack", "to_frame", "from_frame"]
 
@@ -147,10 +148,10 @@ def _log_kernel_matrix(rho: np.ndarray, depth: int | float) -> tuple[np.ndarray,
     """
     m, d = rho.shape
     infinite = depth == math.inf
-    one_minus = 1.0 if infinite else 1.0 - 1.0 / depth
+    weight = one_minus(depth)
     logk = np.empty((m, d, d))
     idx = np.arange(d)
-    logk[:, idx, idx] = 2.0 * one_minus * rho + (0.0 if infinite else math.log(depth))
+    logk[:, idx, idx] = 2.0 * weight * rho + (0.0 if infinite else math.log(depth))
     if d == 1:
         return logk, np.zeros(m)
     iu, ju = np.triu_indices(d, 1)
@@ -255,13 +256,13 @@ def frame(
             logk = logk - math.log(time_scale)
         k = np.exp(logk)
         e_val, grad_e, de = _energy_parts(energy, x, sigma)
-        one_minus = 1.0 if depth == math.inf else 1.0 - 1.0 / depth
+        weight = one_minus(depth)
         if depth == 1:
             spectral = np.zeros_like(sigma)
         else:
             safe = np.where(singular[:, None], 0.0, rho)  # the compiled pair sums need finite rho
             grad_s = np.where(singular[:, None], np.nan, dln_entropy_gradient(safe, depth))
-            spectral = grad_s / beta + temperature * one_minus
+            spectral = grad_s / beta + temperature * weight
         kii = np.diagonal(k, axis1=1, axis2=2)
         # A_eff(grad S_N) / beta + Ito drift, diagonal in the frame: K_ii / sigma_i [ ... ]
         diag = np.exp(np.diagonal(logk, axis1=1, axis2=2) - rho) * spectral
