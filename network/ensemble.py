@@ -122,7 +122,8 @@ class MatrixLayout:
         return {
             "start_variable": self.start,
             "scheme": SCHEME,
-            "seeding_scheme": SEEDING_SCHEME + "; Metropolis uniforms spawn_key=(member, 1)",
+            "seeding_scheme": SEEDING_SCHEME
+            + "; Metropolis uniforms: numpy PCG64, SeedSequence(seed, spawn_key=(member, 1))",
         }
 
     def block(

@@ -63,8 +63,8 @@ import numpy as np
 import xarray as xr
 
 from dlnsim.particles.driver import (
-    check_index,
     check_members,
+    check_seed,
     noise_batch_steps,
     run_steps,
 )
@@ -373,7 +373,7 @@ def simulate_matrix_members(
     members = check_members(members, m)
     times = check_times(times)
     dt = check_positive(dt, "dt")
-    seed = check_index(seed, "seed")
+    seed = check_seed(seed)
     temp = _temperature(model, temperature)
     metropolis = check_bool(metropolis, "metropolis")
     if metropolis and temp == 0.0:

@@ -9,17 +9,23 @@ taken with a relative tolerance of ``1e-12``, so that ``0.3 / 0.1`` counts as 3 
 0`` only for ``t_0 = 0``).  Hence the results at a save time depend only on the step grid, and
 two runs whose grids coincide (e.g. save times that are multiples of ``dt``) agree bitwise.
 
-Noise.  Member ``k`` draws its increments only from ``member_rng(seed, k)``: one standard normal
-per state entry per step, in batches of ``K = noise_batch_steps(size)`` steps
-(``rng.standard_normal((K, *state_shape))``; ``K`` depends on the state size only).  Row ``j``
-drives step ``j`` whatever the step size, so a member's path does not depend on the other
-members of the block, on the block size or on how the save times are split.  With ``T = 0`` no
-noise is drawn.  A stepper may draw from further per-member streams of its own (the Metropolis
-uniforms, ``proximal.acceptance_rng``) at the same refills.
+Noise (``NOISE_SCHEME``, docs/theory.md 13.3).  Step ``s`` of the run (counted from 0 at
+``t = 0`` over all save intervals) of member ``k`` is driven by the standard normals
+``philox.normals(seed, [k], s, 1, size)``: a pure function of ``(seed, k, s)`` and the entry's
+index (a counter-based Philox4x64-10 stream), so a member's path does not depend on the other
+members of the block, on the block size, on how the save times are split, or on the machine.
+The loop draws them for the active rows in batches of ``K = noise_batch_steps(size)`` steps
+(``K`` depends on the state size only); an *interval stepper* (one with ``advance``, e.g. the
+chamber model's fused compiled step) draws the same normals itself, inside compiled code, for a
+whole save interval.  With ``T = 0`` no noise is drawn.  A stepper may draw from further
+per-member streams of its own (the Metropolis uniforms, ``proximal.acceptance_rng``) at the same
+refills.
 
 Failures.  A member whose step the stepper reports bad (the failure rule of
-``particles.system``) stops: its later saved outputs are NaN, ``failed_time`` is the end of the
-failing step and ``last_finite`` the outputs of the state before it.  Its rows are removed from
+``particles.system``; an interval stepper reports the index of the failing step within the
+interval and keeps the state before it) stops: its later saved outputs are NaN,
+``failed_time`` is the end of the failing step and ``last_finite`` the outputs of the state
+before it.  Its rows are removed from
 every array, so the other members are not affected (every operation is row-wise).
 """
 
@@ -33,18 +39,21 @@ from typing import Protocol
 
 import numpy as np
 
+from .philox import NOISE_SCHEME, normals
 from .steppers import EulerMaruyama
 from .system import System
 from .validation import check_positive, check_times, fail
 
 __all__ = [
+    "NOISE_SCHEME",
+    "IntervalStepper",
     "RunArgs",
     "RunResult",
     "Stepper",
     "check_index",
     "check_members",
     "check_run",
-    "member_rng",
+    "check_seed",
     "noise_batch_steps",
     "run_steps",
     "simulate",
@@ -112,32 +121,29 @@ def check_members(members: object, m: int) -> np.ndarray:
     return arr
 
 
-def member_rng(seed: int, member: int) -> np.random.Generator:
-    """PCG64 stream of one member: ``SeedSequence(seed, spawn_key=(member,))``.
-
-    This is the ``member``-th child of ``SeedSequence(seed).spawn(...)``: a member's noise
-    depends only on ``(seed, member)``, never on the block or worker that runs it.
+def check_seed(value: object) -> int:
+    """A seed of the noise stream: an integer ``0 <= seed < 2**128`` (the Philox key and counter
+    hold 128 bits of it; ``numpy.random.SeedSequence().entropy`` is such a number).
 
     Parameters
     ----------
-    seed : int
-        The root seed, >= 0.
-    member : int
-        The global member index, >= 0.
+    value : object
+        The seed.
 
     Returns
     -------
-    numpy.random.Generator
-        A PCG64 generator.
+    int
+        ``value`` as an int.
 
     Raises
     ------
     ValueError
-        If ``seed`` or ``member`` is not a non-negative integer.
+        ``bad seed=...`` unless ``value`` is an integer in ``[0, 2**128)``.
     """
-    seed = check_index(seed, "seed")
-    member = check_index(member, "member")
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(member,))))
+    seed = check_index(value, "seed")
+    if seed >= 2**128:
+        raise fail("seed", value, "must be below 2**128 (the noise stream keys 128 bits)")
+    return seed
 
 
 def noise_batch_steps(width: int) -> int:
@@ -230,6 +236,21 @@ class Stepper(Protocol):
         ...
 
 
+class IntervalStepper(Stepper, Protocol):
+    """A stepper that takes a whole save interval at once and draws the run's noise itself
+    (the same normals as the loop would give it: ``NOISE_SCHEME``).  The loop calls ``begin``,
+    then ``advance`` instead of ``refill``/``step``/``commit``, then ``drop`` for the rows that
+    failed (whose state is the one before their failing step)."""
+
+    def advance(self, n_steps: int, step0: int, seed: int, members: np.ndarray) -> np.ndarray:
+        """Take the interval's ``n_steps`` steps, the run's steps ``step0 .. step0 + n_steps -
+        1``, for the active rows (global member indices ``members``, noise key ``seed``);
+        return the ``(rows,)`` int64 index of each row's failing step within the interval, -1
+        for the rows that did not fail (a failed row stops, keeping its state before that step).
+        """
+        ...
+
+
 @dataclass(frozen=True)
 class RunResult:
     """What ``run_steps`` returns for ``m`` members and ``n_times`` save times.
@@ -271,13 +292,13 @@ def run_steps(
     start : mapping
         The outputs of the initial states (saved at a save time 0), name -> ``(m, *shape)``.
     members : numpy.ndarray
-        ``(m,)`` global member indices (noise streams ``member_rng(seed, k)``).
+        ``(m,)`` global member indices (the noise key's member word).
     times : numpy.ndarray
         Save times, increasing, >= 0.
     dt : float
         The largest step.
     seed : int
-        The root seed.
+        The root seed, ``< 2**128``.
     noisy : bool
         Draw noise (``T > 0``).
 
@@ -292,17 +313,30 @@ def run_steps(
     last_finite = {name: np.full((m, *shape), np.nan) for name, shape in shapes.items()}
     failed_time = np.full(m, np.nan)
     active = np.arange(m)
-    rngs = [member_rng(seed, int(k)) for k in members]
-    batch = noise_batch_steps(math.prod(stepper.noise_shape))
+    interval = callable(getattr(stepper, "advance", None))
+    size = math.prod(stepper.noise_shape)
+    batch = noise_batch_steps(size)
     buf = np.empty((m, batch, *stepper.noise_shape))
     pos = batch  # the buffer is refilled before the first step
+    step = 0  # the run's step index: the noise counter
     with np.errstate(all="ignore"):
         for k, (t_start, t_end, n_steps, h) in enumerate(step_plan(times, dt)):
             stepper.begin(h, n_steps)
-            for j in range(n_steps):
+            if interval and n_steps:
+                fail_at = stepper.advance(n_steps, step, seed, members[active])
+                bad = fail_at >= 0
+                if bad.any():
+                    j = fail_at[bad]
+                    lost = active[bad]
+                    failed_time[lost] = np.where(j == n_steps - 1, t_end, t_start + (j + 1) * h)
+                    for name, value in stepper.drop(bad, ~bad, lost).items():
+                        last_finite[name][lost] = value
+                    active = active[~bad]
+                step += n_steps
+            for j in range(0 if interval else n_steps):
                 if noisy and pos == batch:
-                    for a, idx in enumerate(active):
-                        rngs[idx].standard_normal(out=buf[a])
+                    flat = buf.reshape(active.size, batch, size)
+                    normals(seed, members[active], step, batch, size, out=flat)
                     stepper.refill(active)
                     pos = 0
                 bad = stepper.step(buf[:, min(pos, batch - 1)], pos, active)  # unused if silent
@@ -312,9 +346,10 @@ def run_steps(
                     failed_time[lost] = t_end if j == n_steps - 1 else t_start + (j + 1) * h
                     for name, value in stepper.drop(bad, ok, lost).items():
                         last_finite[name][lost] = value
-                    active, buf = active[ok], buf[ok]
+                    active, buf = active[ok], np.ascontiguousarray(buf[ok])
                 stepper.commit(pos, active)
                 pos += 1
+                step += 1
             saved = {n: v[active] for n, v in start.items()} if n_steps == 0 else stepper.save()
             for name, value in saved.items():
                 out[name][active, k] = value
@@ -381,7 +416,7 @@ def check_run(
     dt : float
         The largest step, > 0.
     seed : int
-        The root seed, >= 0.
+        The root seed, ``0 <= seed < 2**128``.
     temperature : float, optional
         ``T >= 0``; default ``1 / system.beta``.
     rescaled : bool, optional
@@ -406,7 +441,7 @@ def check_run(
     members = check_members(members, start.shape[0])
     times = check_times(times)
     dt = check_positive(dt, "dt")
-    seed = check_index(seed, "seed")
+    seed = check_seed(seed)
     if temperature is None:
         temp = 1.0 / system.beta
     else:

@@ -38,9 +38,9 @@ the explicit Euler method for the deterministic flow.  Time is ``t`` for finite 
 ``tau`` for ``N = inf``.
 
 Layers.  This module is the chamber model's entry point: the step loop (step plan, seeding,
-noise batches, failures) is ``particles.driver``, the step ``particles.steppers.
-ChamberEulerMaruyama``, and the chart, drift and failure rule are ``Model``'s
-``particles.system.System`` methods.
+noise, failures) is ``particles.driver``, the step ``particles.steppers.
+FusedChamberEulerMaruyama`` or ``ChamberEulerMaruyama``, and the chart, drift and failure rule
+are ``Model``'s ``particles.system.System`` methods.
 
 Step grid.  With ``t_{-1} = 0`` and save times ``t_0 < t_1 < ...``, the interval
 ``[t_{k-1}, t_k]`` is split into ``n_k = ceil((t_k - t_{k-1}) / dt)`` equal steps (the ceiling
@@ -48,11 +48,14 @@ taken with a relative tolerance of ``1e-12``, so that ``0.3 / 0.1`` counts as 3 
 0`` only for ``t_0 = 0``).  Hence the results at a save time depend only on the step grid, and
 two runs whose grids coincide (e.g. save times that are multiples of ``dt``) agree bitwise.
 
-Noise.  Member ``k`` draws its increments only from ``member_rng(seed, k)``: one row of ``d``
-standard normals per step, in batches of ``K = max(1, 512 // d)`` steps
-(``rng.standard_normal((K, d))``; ``K`` depends on ``d`` only).  Row ``j`` drives step ``j``
-whatever the step size, so a member's path does not depend on the other members of the block,
-on the block size or on how the save times are split.  With ``T = 0`` no noise is drawn.
+Noise (``driver.NOISE_SCHEME``, docs/theory.md 13.3).  Step ``s`` of member ``k`` (``s``
+counted from 0 at ``t = 0``) is driven by the ``d`` standard normals
+``philox.normals(seed, [k], s, 1, d)``, a pure function of ``(seed, k, s)``: a member's path does
+not depend on the other members of the block, on the block size, on how the save times are
+split, on threads or on the CPU.  With ``T = 0`` no noise is drawn.  At finite ``N`` with a
+Schatten energy the step is ``steppers.FusedChamberEulerMaruyama`` (one compiled call per save
+interval, the noise drawn inside it); otherwise ``steppers.ChamberEulerMaruyama`` (the loop
+draws the same normals).
 
 Faults.  A member whose state becomes non-finite, or whose ``sigma = e^rho`` would overflow
 (``rho > log(max float)``), or which lands exactly on ``u = 0`` (``rho = -inf``), stops: its
@@ -67,13 +70,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .driver import check_run, member_rng, noise_batch_steps, run_steps
+from .driver import NOISE_SCHEME, check_run, noise_batch_steps, run_steps
 from .model import Model, sorted_desc
-from .steppers import ChamberEulerMaruyama
+from .steppers import ChamberEulerMaruyama, FusedChamberEulerMaruyama, fusable
 from .system import LogGasSystem
 from .validation import fail
 
-__all__ = ["LangevinBlock", "member_rng", "simulate_members", "noise_batch_steps"]
+__all__ = ["NOISE_SCHEME", "LangevinBlock", "simulate_members", "noise_batch_steps"]
 
 
 @dataclass(frozen=True)
@@ -113,11 +116,12 @@ def simulate_members(
     seed: int,
     temperature: float | None = None,
     rescaled: bool | None = None,
+    fused: bool | None = None,
 ) -> LangevinBlock:
     """Euler-Maruyama for the Langevin dynamics of ``m`` members; states saved at ``times``.
 
     ``sigma0``: ``(m, d)`` initial singular values at time 0 (rows are sorted first);
-    ``members``: ``(m,)`` global member indices (member ``k`` uses ``member_rng(seed, k)``);
+    ``members``: ``(m,)`` global member indices (member ``k``'s noise is keyed by ``(seed, k)``);
     ``times``: increasing save times ``>= 0`` in ``t`` (finite ``N``) or ``tau = N t``
     (``rescaled``, and always for ``N = inf``); ``dt``: the largest step (each save interval is
     split into ``ceil(length / dt)`` equal steps); ``temperature``: the noise temperature ``T``
@@ -137,11 +141,15 @@ def simulate_members(
     dt : float
         The largest time step, > 0, in the unit of ``times``.
     seed : int
-        The root seed, >= 0.
+        The root seed, ``0 <= seed < 2**128``.
     temperature : float, optional
         Noise temperature ``T >= 0``; default ``1 / beta``.
     rescaled : bool, optional
         Time ``tau = N t``; default False for finite ``N`` (always True at ``N = inf``).
+    fused : bool, optional
+        The fused compiled step (``steppers.FusedChamberEulerMaruyama``; finite ``N`` and a
+        Schatten energy) or the per-step one (``ChamberEulerMaruyama``); default: fused where it
+        applies.  Both use the same noise and agree to rounding.
 
     Returns
     -------
@@ -162,9 +170,15 @@ def simulate_members(
             "is a MatrixVariant: its singular pair force needs the ordered scheme of "
             "particles.baselines.simulate_baseline_members (or use langevin_ensemble)",
         )
+    if fused is not None and not isinstance(fused, bool | np.bool_):
+        raise fail("fused", fused, "must be None, True or False")
+    if fused and not fusable(model):
+        raise fail("fused", fused, "the fused step needs a finite depth and a Schatten energy")
     args = check_run(model, sigma0, members, times, dt, seed, temperature, rescaled)
     start = np.ascontiguousarray(sorted_desc(args.start))
-    stepper = ChamberEulerMaruyama(model, start, args.temperature, args.rescaled)
+    fuse = fusable(model) if fused is None else bool(fused)
+    kind = FusedChamberEulerMaruyama if fuse else ChamberEulerMaruyama
+    stepper = kind(model, start, args.temperature, args.rescaled)
     run = run_steps(
         stepper, {"sigma": start}, args.members, args.times, args.dt, args.seed,
         args.temperature > 0.0,

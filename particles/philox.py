@@ -1,4 +1,4 @@
-r"""Counter-based Gaussian noise for compiled code: Philox4x64-10 and a portable Box-Muller.
+r"""Counter-based Gaussian noise for compiled code: Philox4x64-10 and a portable ziggurat.
 
 Member ``k``'s noise at step ``s`` is a pure function of ``(seed, k, s)``: no generator state
 is carried from step to step or from member to member, so the bits do not depend on which
@@ -23,34 +23,46 @@ the 256-bit counter (little-endian words, carry from ``c0`` up) *before* its fir
 
 Key and counter of the noise
 ----------------------------
-key ``= (seed, member)``; counter ``= (block, step, 0, 0)``, where ``block = i // 4`` for the
-``i``-th normal of the step (``i = 0 .. d-1``).  One block gives four normals: Box-Muller of
-words (0, 1) gives normals ``4 block`` and ``4 block + 1``, words (2, 3) give ``4 block + 2``
-and ``4 block + 3``.  Counter words 2 and 3 are zero: they are left free for other streams.
+The seed is an integer ``0 <= seed < 2^128`` (``SeedSequence().entropy`` is 128 bits), split
+into ``seed_lo = seed mod 2^64`` and ``seed_hi = seed div 2^64``.  key ``= (seed_lo, member)``;
+counter ``= (block, step, seed_hi, 0)``, where ``block = i // 4`` for the ``i``-th normal of the
+step (``i = 0 .. d-1``): normal ``i`` starts from word ``i mod 4`` of that block.  The rare
+normals that need more random words (the ziggurat's rejections, ~1.2%) take them from their own
+retry stream, the blocks of counter ``(i, step, seed_hi, a)`` for ``a = 1, 2, ...`` (word ``p``
+of the stream is word ``p mod 4`` of block ``a = 1 + p // 4``).  So ``(seed, member, step, i)``
+determines the normal, and distinct tuples never share a (key, counter) pair.
 
 Entry points
 ------------
 :func:`normals` (from Python: members x steps x d), and for compiled callers
-:func:`fill_normals` (one member, one step, block by block) and :func:`fill_member_normals`
-(one member, consecutive steps, the Philox rounds and the log vectorized over batches of 64
-blocks: 2-3x faster, the same bits).  :func:`normals_reference` is the numpy version.
+:func:`fill_normals` (one member, one step) and :func:`fill_member_normals` (one member,
+consecutive steps, the Philox rounds vectorized over batches of 64 blocks: the same bits).
+:func:`normals_reference` is the numpy version.
 
-Normals from the words (Box-Muller, portable)
----------------------------------------------
-For a pair of words ``(a, b)``: ``u = (a >> 11) + 1`` times ``2^-53``, a uniform in ``(0, 1]``
-on the 53-bit grid (never 0: the log is finite), and ``n = b >> 11`` in ``[0, 2^53)``, the angle
-``theta = 2 pi n / 2^53``.  Then
+Normals from the words (a 256-layer ziggurat, portable)
+-------------------------------------------------------
+Marsaglia and Tsang's ziggurat (2000) for ``f(x) = exp(-x^2/2)`` with ``n = 256`` layers of
+equal area ``v``: edges ``X_1 = r``, ``X_{j+1} = f^{-1}(f(X_j) + v / X_j)``, ``X_n = 0``, and the
+base strip's ``X_0 = v / f(r)`` (rectangle ``[0, r] x [0, f(r)]`` plus the tail).  ``r`` (
+:data:`ZIGGURAT_R`, 40 digits) is the root that closes the stack, found with mpmath; it agrees
+with the published ``r = 3.6541528853610088``, ``v = 0.00492867323399``
+(tests/test_philox.py recomputes it).  The tables ``X_j``, ``f(X_j)`` and ``X_{j+1}/X_j`` are
+evaluated with mpmath at 40 digits and rounded to float64 at import: the same bits everywhere.
 
-    r = sqrt(-2 log u),   z0 = r cos(theta),   z1 = r sin(theta),
+From a word ``w``: layer ``j = w mod 256``, sign bit ``(w >> 8) & 1``, ``u = (w >> 11) 2^-53`` in
+``[0, 1)``, ``x = u X_j``.
 
-with ``log`` = :func:`~dlnsim.particles.pairsum.portable.portable_log` and the cosine and sine
-from one exact integer reduction of ``n`` to an octant and an offset ``x`` in ``[0, pi/4]``,
-then the Taylor polynomials of ``sin x`` and ``cos x`` that
-:func:`~dlnsim.particles.pairsum.portable.cospi` uses (``SIN_POLY``, ``COS_POLY``; ~1 ulp) and
-the octant's symmetries (no integer division, one reduction for both).  ``sqrt`` is correctly
-rounded IEEE arithmetic.  All of it is plain IEEE arithmetic in an order fixed by the source:
-the same bits on every CPU.  Since ``u >= 2^-53``, ``|z| <= sqrt(2 * 53 log 2) = 8.57``: the
-normal tail beyond 8.57 (probability 1e-17) is cut, far below anything a simulation can see.
+* ``u < X_{j+1} / X_j`` (98.8% of words): accept ``x``;
+* ``j = 0`` (the tail beyond ``r``): Marsaglia's tail method, ``a = -log(u_1) / r``,
+  ``b = -log(u_2)`` until ``2 b > a^2``, then ``x = r + a`` (``u_1``, ``u_2`` in ``(0, 1]``);
+* otherwise (a wedge): accept if ``f(X_j) + u_2 (f(X_{j+1}) - f(X_j)) < f(x)``, else start over
+  with the next word of the retry stream.
+
+The result is ``x`` with the sign of the accepted word.  ``log`` and ``exp`` are
+:func:`~dlnsim.particles.pairsum.portable.portable_log` and ``portable_exp``; everything else is
+plain IEEE arithmetic in an order fixed by the source: the same bits on every CPU.  The law is
+exactly the standard normal up to the 2^-53 grid of ``u`` (tests/test_philox.py: moments, KS,
+the tail beyond ``r`` and the wedges' rejection rate).
 """
 
 from __future__ import annotations
@@ -58,13 +70,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .pairsum.coefficients import COS_POLY, SIN_POLY
-from .pairsum.portable import horner, portable_log, portable_vlog
+from .pairsum.portable import portable_exp, portable_log
 from .validation import check_integer, fail
 
 __all__ = [
     "NOISE_SCHEME",
-    "WORK_SIZE",
+    "noise_work",
+    "ZIGGURAT_R",
+    "ziggurat_tables",
     "fill_member_normals",
     "fill_normals",
     "mulhi64",
@@ -72,11 +85,15 @@ __all__ = [
     "normals_reference",
     "philox4x64_10",
     "philox4x64_10_reference",
+    "seed_words",
 ]
 
 #: the name and version of the noise stream (generator / transform / version); datasets
 #: record it, and a store written with another scheme cannot be resumed bitwise.
-NOISE_SCHEME = "philox4x64-10/key=seed,member/ctr=block,step/box-muller-portable/v1"
+NOISE_SCHEME = (
+    "philox4x64-10/key=seed_lo,member/ctr=block,step,seed_hi,0;retry=i,step,seed_hi,a/"
+    "ziggurat256-portable/v1"
+)
 
 _M0 = np.uint64(0xD2E7470EE14C6C93)  # Philox4x64 multipliers (Salmon et al. 2011, Table 2)
 _M1 = np.uint64(0xCA5A826395121157)
@@ -87,10 +104,55 @@ _S32 = np.uint64(32)
 _S11 = np.uint64(11)
 _ROUNDS = 10
 _TWO_M53 = 2.0**-53
-_S50 = np.int64(50)
-_OCTANT = np.int64(1) << 50  # theta = 2 pi n / 2^53: an octant is 2^50 steps of n
-_OCT_MASK = _OCTANT - 1
-_PI_2M52 = np.pi * 2.0**-52  # x = r pi / 2^52 (r < 2^51: exact in float64)
+_S8 = np.uint64(8)
+_LAYER = np.uint64(0xFF)
+_ONE = np.uint64(1)
+
+#: r of the 256-layer ziggurat: the root of the stack's closure (module docstring), 40 digits
+ZIGGURAT_R = "3.654152885361008771645429720399515762975"
+_LAYERS = 256
+
+
+def ziggurat_tables(r: str = ZIGGURAT_R, n: int = _LAYERS) -> tuple[np.ndarray, ...]:
+    """The ziggurat's tables from ``r``, evaluated with mpmath at 40 digits, rounded to float64.
+
+    Parameters
+    ----------
+    r : str
+        The base edge ``r`` as a decimal string.
+    n : int
+        The number of layers.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(x, fx, ratio, v)``: edges ``X_0 .. X_n`` (``X_n = 0``), ``f(X_j)`` (``f(X_n) = 1``),
+        ``X_{j+1} / X_j`` for ``j < n``, and the layer area ``v`` (a float).
+    """
+    import mpmath
+
+    with mpmath.workdps(40):
+        rr = mpmath.mpf(r)
+        v = rr * mpmath.exp(-rr * rr / 2) + mpmath.sqrt(mpmath.pi / 2) * mpmath.erfc(
+            rr / mpmath.sqrt(2)
+        )
+        xs = [v / mpmath.exp(-rr * rr / 2), rr]
+        for _ in range(2, n):
+            x = xs[-1]
+            xs.append(mpmath.sqrt(-2 * mpmath.log(mpmath.exp(-x * x / 2) + v / x)))
+        xs.append(mpmath.mpf(0))
+        fx = [mpmath.exp(-x * x / 2) for x in xs]
+        ratio = [xs[j + 1] / xs[j] for j in range(n)]
+        return (
+            np.array([float(x) for x in xs]),
+            np.array([float(f) for f in fx]),
+            np.array([float(q) for q in ratio]),
+            float(v),
+        )
+
+
+_ZX, _ZF, _ZK, _ZV = ziggurat_tables()
+_ZR = float(_ZX[1])
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -131,67 +193,75 @@ def philox4x64_10(c0, c1, c2, c3, k0, k1):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _sincos_turn(n):
-    """(cos, sin) of ``theta = 2 pi n / 2^53`` for an integer ``0 <= n < 2^53``, no libm call:
-    octant ``o = n >> 50``, offset ``r = n mod 2^50`` (reflected, ``2^50 - r``, in odd
-    octants), ``x = r pi / 2^52`` in ``[0, pi/4]`` (``r`` exact in float64), the Taylor
-    polynomials of ``sin x`` and ``cos x`` of ``cospi``, then the octant's symmetry."""
-    o = n >> _S50
-    r = n & _OCT_MASK
-    if o & 1:
-        r = _OCTANT - r
-    x = float(r) * _PI_2M52
-    z = x * x
-    sx = x + x * (z * horner(SIN_POLY, z))
-    cx = 1.0 + z * horner(COS_POLY, z)
-    c, s = (sx, cx) if ((o + 1) >> 1) & 1 else (cx, sx)
-    if ((o + 2) >> 2) & 1:
-        c = -c
-    if o >> 2:
-        s = -s
-    return c, s
+def _retry_word(seed_lo, seed_hi, member, step, i, p):
+    """Word ``p`` of normal ``i``'s retry stream: word ``p mod 4`` of the block of counter
+    ``(i, step, seed_hi, 1 + p // 4)``."""
+    words = philox4x64_10(np.uint64(i), step, seed_hi, np.uint64(1 + p // 4), seed_lo, member)
+    return words[p % 4]
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _uniform53(a):
-    """u = ((a >> 11) + 1) 2^-53 in (0, 1] from a uint64 word (exact)."""
-    return float((a >> _S11) + np.uint64(1)) * _TWO_M53
+def _uniform_open(w):
+    """u = ((w >> 11) + 1) 2^-53 in (0, 1] (exact; its log is finite)."""
+    return float(np.int64(w >> _S11) + 1) * _TWO_M53
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _polar(logu, b):
-    """The Box-Muller pair (r cos theta, r sin theta), r = sqrt(-2 log u) from ``logu``, theta
-    = 2 pi n / 2^53 from the angle word ``b`` (n = b >> 11)."""
-    r = np.sqrt(-2.0 * logu)
-    c, s = _sincos_turn(np.int64(b >> _S11))
-    return r * c, r * s
+def _ziggurat_slow(w, seed_lo, seed_hi, member, step, i):
+    """Normal ``i`` when its first word ``w`` is not accepted at once (the module docstring's
+    tail, wedge and restart), drawing further words from its retry stream."""
+    p = 0
+    while True:
+        j = np.int64(w & _LAYER)
+        u = float(np.int64(w >> _S11)) * _TWO_M53
+        x = u * _ZX[j]
+        if u < _ZK[j]:
+            break
+        if j == 0:
+            while True:
+                a = -portable_log(_uniform_open(_retry_word(seed_lo, seed_hi, member, step, i, p)))
+                a = a / _ZR
+                b = -portable_log(
+                    _uniform_open(_retry_word(seed_lo, seed_hi, member, step, i, p + 1))
+                )
+                p += 2
+                if b + b > a * a:
+                    break
+            x = _ZR + a
+            break
+        u2 = float(np.int64(_retry_word(seed_lo, seed_hi, member, step, i, p) >> _S11)) * _TWO_M53
+        p += 1
+        if _ZF[j] + u2 * (_ZF[j + 1] - _ZF[j]) < portable_exp(-0.5 * x * x):
+            break
+        w = _retry_word(seed_lo, seed_hi, member, step, i, p)
+        p += 1
+    return -x if (w >> _S8) & _ONE else x
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _box_muller(a, b):
-    """Two standard normals from two uint64 words (the module docstring's transform)."""
-    return _polar(portable_log(_uniform53(a)), b)
+def _ziggurat(w, seed_lo, seed_hi, member, step, i):
+    """Normal ``i`` of ``member`` at ``step`` from its first word ``w`` (fast path inline)."""
+    j = np.int64(w & _LAYER)
+    u = float(np.int64(w >> _S11)) * _TWO_M53
+    if u < _ZK[j]:
+        x = u * _ZX[j]
+        return -x if (w >> _S8) & _ONE else x
+    return _ziggurat_slow(w, seed_lo, seed_hi, member, step, i)
 
 
 @numba.njit(cache=True, error_model="numpy")
-def fill_normals(seed, member, step, out):
+def fill_normals(seed_lo, seed_hi, member, step, out):
     """out[i] = normal ``i`` of ``member`` at ``step`` (i = 0 .. len(out) - 1), for compiled
-    callers: ``seed``, ``member``, ``step`` are uint64; ``out`` a float64 1-d array.  The
-    values depend only on ``(seed, member, step, i)``, not on ``len(out)``."""
+    callers: ``seed_lo``, ``seed_hi`` (the seed's low and high 64-bit words), ``member``,
+    ``step`` are uint64; ``out`` a float64 1-d array.  The values depend only on
+    ``(seed, member, step, i)``, not on ``len(out)``."""
     d = out.shape[0]
     zero = np.uint64(0)
     for blk in range((d + 3) // 4):
-        w0, w1, w2, w3 = philox4x64_10(np.uint64(blk), step, zero, zero, seed, member)
-        z0, z1 = _box_muller(w0, w1)
-        z2, z3 = _box_muller(w2, w3)
-        i = 4 * blk
-        out[i] = z0
-        if i + 1 < d:
-            out[i + 1] = z1
-        if i + 2 < d:
-            out[i + 2] = z2
-        if i + 3 < d:
-            out[i + 3] = z3
+        words = philox4x64_10(np.uint64(blk), step, seed_hi, zero, seed_lo, member)
+        for q in range(min(4, d - 4 * blk)):
+            i = 4 * blk + q
+            out[i] = _ziggurat(words[q], seed_lo, seed_hi, member, step, i)
 
 
 _CHUNK = 64  # blocks per vectorized batch of fill_member_normals
@@ -217,64 +287,100 @@ def _philox_batch(c, nb, k0, k1):
             c[3, i] = lo0
 
 
-#: length of the float64 ``work`` array of :func:`fill_member_normals`
-WORK_SIZE = 14 * _CHUNK
+@numba.njit(cache=True, error_model="numpy")
+def noise_work():
+    """The scratch arrays of :func:`fill_member_normals` (callable from Python and compiled
+    code): Philox counters/blocks ``(4, 64)`` uint64, the fast path's values ``(4, 64)`` float64,
+    the slow-path flags ``(4, 64)`` bool."""
+    return (
+        np.empty((4, _CHUNK), dtype=np.uint64),
+        np.empty((4, _CHUNK)),
+        np.empty((4, _CHUNK), dtype=np.bool_),
+    )
 
 
 @numba.njit(cache=True, error_model="numpy")
-def fill_member_normals(seed, member, step0, out, work):
+def fill_member_normals(seed_lo, seed_hi, member, step0, out, work):
     """out[t, :] = the normals of ``member`` at step ``step0 + t`` (``out`` float64, shape
-    (n_steps, d), C-contiguous), for compiled callers; ``seed``, ``member``, ``step0`` uint64,
-    ``work`` a float64 C-contiguous scratch array of ``WORK_SIZE`` elements.  The same bits as
-    :func:`fill_normals` row by row, computed in batches of ``_CHUNK`` blocks of the (step,
-    block) sequence: the Philox rounds and the log vectorized (``portable_vlog``, the bits of
-    ``portable_log`` for u >= 2^-53), the same arithmetic per element."""
+    (n_steps, d)), for compiled callers; ``seed_lo``, ``seed_hi``, ``member``, ``step0``
+    uint64, ``work`` the scratch arrays of :func:`noise_work`.  The same
+    bits as :func:`fill_normals` row by row: the Philox blocks of the (step, block) sequence
+    ``_CHUNK`` at a time (the rounds vectorized), then the ziggurat's fast path over all their
+    words, then the rare slow words one by one."""
     n_steps = out.shape[0]
     d = out.shape[1]
     nblk = (d + 3) // 4
     total = n_steps * nblk
-    ch = _CHUNK
-    c = work[: 4 * ch].view(np.uint64).reshape((4, ch))
-    u = work[4 * ch : 6 * ch]
-    logu = work[6 * ch : 8 * ch]
-    bits = work[8 * ch : 10 * ch].view(np.int64)
-    z = work[10 * ch : 14 * ch]
+    c, zq, slow = work  # blocks; the fast path's value of word q of block j; its slow flag
+    ch = c.shape[1]
     zero = np.uint64(0)
+    blk = 0  # block and step of the batch's first block, advanced without a division
+    t = 0
     for start in range(0, total, ch):
         nb = min(ch, total - start)
+        b0, t0 = blk, t
         for j in range(nb):
-            g = start + j
-            c[0, j] = np.uint64(g % nblk)
-            c[1, j] = step0 + np.uint64(g // nblk)
-            c[2, j] = zero
+            c[0, j] = np.uint64(blk)
+            c[1, j] = step0 + np.uint64(t)
+            c[2, j] = seed_hi
             c[3, j] = zero
-        _philox_batch(c, nb, seed, member)
+            blk += 1
+            if blk == nblk:
+                blk = 0
+                t += 1
+        _philox_batch(c, nb, seed_lo, member)
+        for q in range(4):  # the fast path over every word (branch-free); slow ones flagged
+            for j in range(nb):
+                w = c[q, j]
+                lay = np.int64(w & _LAYER)
+                u = float(np.int64(w >> _S11)) * _TWO_M53
+                x = u * _ZX[lay]
+                zq[q, j] = -x if (w >> _S8) & _ONE else x
+                slow[q, j] = u >= _ZK[lay]
+        blk, t = b0, t0
         for j in range(nb):
-            u[2 * j] = _uniform53(c[0, j])
-            u[2 * j + 1] = _uniform53(c[2, j])
-        portable_vlog(u[: 2 * nb], logu[: 2 * nb], bits[: 2 * nb])
-        for j in range(nb):
-            for h in range(2):
-                z[4 * j + 2 * h], z[4 * j + 2 * h + 1] = _polar(logu[2 * j + h], c[2 * h + 1, j])
-        for j in range(nb):
-            g = start + j
-            t = g // nblk
-            i0 = 4 * (g % nblk)
-            for q in range(min(4, d - i0)):
-                out[t, i0 + q] = z[4 * j + q]
+            for q in range(min(4, d - 4 * blk)):
+                if slow[q, j]:
+                    step = step0 + np.uint64(t)
+                    i = 4 * blk + q
+                    out[t, i] = _ziggurat_slow(c[q, j], seed_lo, seed_hi, member, step, i)
+                else:
+                    out[t, 4 * blk + q] = zq[q, j]
+            blk += 1
+            if blk == nblk:
+                blk = 0
+                t += 1
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _normals_kernel(seed, members, step0, out):
-    work = np.empty(WORK_SIZE)
+def _normals_kernel(seed_lo, seed_hi, members, step0, out):
+    work = noise_work()
     for m in range(members.shape[0]):
-        fill_member_normals(seed, np.uint64(members[m]), np.uint64(step0), out[m], work)
+        member = np.uint64(members[m])
+        fill_member_normals(seed_lo, seed_hi, member, np.uint64(step0), out[m], work)
+
+
+def seed_words(seed: int) -> tuple[np.uint64, np.uint64]:
+    """``(seed mod 2^64, seed div 2^64)`` as uint64: the key's and the counter's seed words.
+
+    Parameters
+    ----------
+    seed : int
+        ``0 <= seed < 2**128`` (not checked).
+
+    Returns
+    -------
+    tuple of numpy.uint64
+        ``(seed_lo, seed_hi)``.
+    """
+    seed = int(seed)
+    return np.uint64(seed & 0xFFFFFFFFFFFFFFFF), np.uint64(seed >> 64)
 
 
 def _check_args(seed, members, step0, n_steps, d):
     seed = check_integer(seed, "seed", minimum=0)
-    if seed >= 2**64:
-        raise fail("seed", seed, "must be below 2**64")
+    if seed >= 2**128:
+        raise fail("seed", seed, "must be below 2**128")
     arr = np.asarray(members)
     if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
         raise fail("members", members, "must be a 1-d array of integers")
@@ -295,7 +401,8 @@ def normals(seed, members, step0, n_steps, d, out=None):
     Parameters
     ----------
     seed : int
-        The ensemble seed, ``0 <= seed < 2**64`` (the first key word).
+        The ensemble seed, ``0 <= seed < 2**128`` (low word: the first key word; high word:
+        the third counter word).
     members : array_like of int
         Member indices ``>= 0`` (the second key word), in any order, repeats allowed.
     step0 : int
@@ -329,7 +436,7 @@ def normals(seed, members, step0, n_steps, d, out=None):
         or not out.flags.c_contiguous
     ):
         raise fail("out", getattr(out, "shape", out), f"must be a C-contiguous float64 {shape}")
-    _normals_kernel(np.uint64(seed), members, np.int64(step0), out)
+    _normals_kernel(*seed_words(seed), members, np.int64(step0), out)
     return out
 
 
@@ -377,18 +484,54 @@ def philox4x64_10_reference(ctr, key):
     return np.stack([c0, c1, c2, c3], axis=-1)
 
 
-def _horner_np(c, z):
-    p = np.full_like(z, c[0])
-    for ck in c[1:]:
-        p = p * z + ck
-    return p
+def _ziggurat_reference(words, seed_lo, seed_hi, members, steps, index):
+    """The ziggurat of the module docstring in numpy for first words ``words`` (uint64 array):
+    the fast path vectorized; the rest (~1.2%) word by word in Python, drawing retry words from
+    :func:`philox4x64_10_reference` and ``log``/``exp`` from the portable scalar functions."""
+    j = (words & np.uint64(0xFF)).astype(np.int64)
+    u = (words >> np.uint64(11)).astype(np.float64) * _TWO_M53
+    x = u * _ZX[j]
+    neg = ((words >> np.uint64(8)) & np.uint64(1)).astype(bool)
+    for q in np.flatnonzero(~(u < _ZK[j])):
+        member, step, i = int(members.flat[q]), int(steps.flat[q]), int(index.flat[q])
+        p = 0
+
+        def word(p, member=member, step=step, i=i):
+            block = philox4x64_10_reference((i, step, int(seed_hi), 1 + p // 4),
+                                            (int(seed_lo), member))  # fmt: skip
+            return int(block[p % 4])
+
+        w = int(words.flat[q])
+        while True:
+            jj = w & 0xFF
+            uu = float(w >> 11) * _TWO_M53
+            xx = uu * _ZX[jj]
+            if uu < _ZK[jj]:
+                break
+            if jj == 0:
+                while True:
+                    a = -portable_log(float((word(p) >> 11) + 1) * _TWO_M53) / _ZR
+                    b = -portable_log(float((word(p + 1) >> 11) + 1) * _TWO_M53)
+                    p += 2
+                    if b + b > a * a:
+                        break
+                xx = _ZR + a
+                break
+            u2 = float(word(p) >> 11) * _TWO_M53
+            p += 1
+            if _ZF[jj] + u2 * (_ZF[jj + 1] - _ZF[jj]) < portable_exp(-0.5 * xx * xx):
+                break
+            w = word(p)
+            p += 1
+        x.flat[q] = xx
+        neg.flat[q] = bool((w >> 8) & 1)
+    return np.where(neg, -x, x)
 
 
 def normals_reference(seed, members, step0, n_steps, d):
     """The noise stream of :func:`normals` in numpy (for tests; slow): the Philox blocks by
-    :func:`philox4x64_10_reference`, the uniforms, the angles' octant reduction and the sine and
-    cosine polynomials in numpy arithmetic (the same operations in the same order), the log by
-    ``portable_vlog`` (the same bits as ``portable_log``).
+    :func:`philox4x64_10_reference`, the ziggurat in numpy arithmetic (the same operations in the
+    same order), the rare slow path word by word.
 
     Parameters
     ----------
@@ -409,25 +552,13 @@ def normals_reference(seed, members, step0, n_steps, d):
         indexing="ij",
     )
     zero = np.zeros_like(m)
-    ctr = np.stack([b, t, zero, zero], axis=-1)
-    key = np.stack([np.full_like(m, seed), m], axis=-1)
-    words = philox4x64_10_reference(ctr, key).reshape(-1, 2)  # (a, b) pairs in stream order
-    u = ((words[:, 0] >> np.uint64(11)) + np.uint64(1)).astype(np.float64) * _TWO_M53
-    logu = np.empty_like(u)
-    portable_vlog(u, logu, np.empty(u.size, dtype=np.int64))
-    r = np.sqrt(-2.0 * logu)
-    n = (words[:, 1] >> np.uint64(11)).astype(np.int64)
-    o = n >> 50
-    off = n & ((1 << 50) - 1)
-    off = np.where(o & 1, (1 << 50) - off, off)
-    x = off.astype(np.float64) * _PI_2M52
-    z2 = x * x
-    sx = x + x * (z2 * _horner_np(SIN_POLY, z2))
-    cx = 1.0 + z2 * _horner_np(COS_POLY, z2)
-    swap = ((o + 1) >> 1) & 1 == 1
-    cos = np.where(swap, sx, cx)
-    sin = np.where(swap, cx, sx)
-    cos = np.where(((o + 2) >> 2) & 1 == 1, -cos, cos)
-    sin = np.where(o >> 2 == 1, -sin, sin)
-    z = np.stack([r * cos, r * sin], axis=-1).reshape(members.size, n_steps, 4 * nblk)
-    return np.ascontiguousarray(z[:, :, :d])
+    seed_lo, seed_hi = seed_words(seed)
+    ctr = np.stack([b, t, np.full_like(m, seed_hi), zero], axis=-1)
+    key = np.stack([np.full_like(m, seed_lo), m], axis=-1)
+    words = philox4x64_10_reference(ctr, key).reshape(members.size, n_steps, 4 * nblk)[..., :d]
+    shape = words.shape
+    mem = np.broadcast_to(members.reshape(-1, 1, 1), shape)
+    steps = np.broadcast_to(np.arange(step0, step0 + n_steps).reshape(1, -1, 1), shape)
+    index = np.broadcast_to(np.arange(d).reshape(1, 1, -1), shape)
+    z = _ziggurat_reference(np.ascontiguousarray(words), seed_lo, seed_hi, mem, steps, index)
+    return np.ascontiguousarray(z)

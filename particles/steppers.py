@@ -6,8 +6,19 @@ r"""Euler-Maruyama steppers for the one step loop (``particles.driver``; docs/th
 
 with ``h_x = h * time_scale`` and one reflection counted per sign flip at a reflecting boundary.
 
-``ChamberEulerMaruyama`` is the same scheme for the chamber ``Model``, in its fast form (the
-engine of ``particles.langevin.simulate_members``):
+``FusedChamberEulerMaruyama`` is the chamber ``Model`` at finite ``N`` with a Schatten energy
+(the engine of ``particles.langevin.simulate_members`` for those): an interval stepper
+(``driver.IntervalStepper``) whose save interval runs in one compiled call, rows in blocks
+(``prange`` over blocks when threads are given), each block stepping on its own: the pair sum
+(``pairsum.pair_force_u_rows``, the kernel ``pair_force_u`` picks per member), the energy force
+``sigma^p`` (``u^{N p}`` by repeated squaring when ``N p`` is an integer up to 64, else
+``exp(p N log u)``, portable), the noise (``philox.fill_member_normals``: the stream the loop
+would give), the update, the reflection count and the failure check, with no Python per step.
+A block's rows leave and enter memory once per interval.  Failure: ``|u_new| = 0``, NaN, or
+``|u_new| > u_limit(N)`` (the largest ``u`` with ``N portable_log(u) <= log(max float)``), the
+same rule as ``advance_u``'s on ``rho``; a failing row keeps its state before the step.
+
+``ChamberEulerMaruyama`` is the per-step form for any energy:
 
 * finite ``N``, in ``u = sigma^{1/N}``: ``u <- |u - (h_u dF/drho) / u + amp xi|`` with
   ``dF/drho`` from ``Model.gradient_rho_u`` (the compiled pair sum straight from ``u``, no
@@ -15,8 +26,9 @@ engine of ``particles.langevin.simulate_members``):
   compiled pass (``advance_u``) on preallocated buffers: a step allocates no array;
 * ``N = inf``, in ``rho``: ``rho <- rho - h dF/drho + amp xi``.
 
-The two agree: bitwise at ``N = inf``; at finite ``N`` up to the logarithm (``advance_u`` uses
-``pairsum.portable_log``, the generic stepper numpy's), i.e. to rounding.
+All three agree (the same noise; tests/test_fused.py): bitwise at ``N = inf``; at finite ``N`` to
+rounding (the logarithm: ``advance_u`` uses ``pairsum.portable_log``, the generic stepper numpy's;
+the energy force: the fused step's powers against numpy's ``exp``).
 """
 
 from __future__ import annotations
@@ -25,12 +37,26 @@ import math
 
 import numba
 import numpy as np
+from numba import prange
 
+from .energies import Schatten
 from .model import LOG_MAX, Model, sorted_desc
-from .pairsum import default_threads, portable_log
+from .pairsum import LANES, default_threads, portable_log
+from .pairsum.coefficients import linear_coefficient
+from .pairsum.dispatch import pair_force_u_rows, row_kernel_args
+from .pairsum.portable import portable_exp
+from .philox import fill_member_normals, noise_work, seed_words
 from .system import System
+from .validation import fail
 
-__all__ = ["ChamberEulerMaruyama", "EulerMaruyama", "advance_u"]
+__all__ = [
+    "ChamberEulerMaruyama",
+    "EulerMaruyama",
+    "FusedChamberEulerMaruyama",
+    "advance_u",
+    "fusable",
+    "u_limit",
+]
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -86,6 +112,288 @@ def advance_u(u, g, h_u, amp, xi, noisy, depth, hits, u_new, rho_new, bad):
         else:
             n_bad += 1
     return n_bad
+
+
+#: the largest integer exponent ``N p`` taken by repeated squaring (else ``exp(p N log u)``)
+MAX_INT_POWER = 64
+
+
+def u_limit(depth: int) -> float:
+    """The largest float ``u`` with ``depth * portable_log(u) <= LOG_MAX``: the fused step's
+    bound on ``u = sigma^{1/N}``, the same rule as ``advance_u``'s ``rho <= log(max float)``.
+
+    Parameters
+    ----------
+    depth : int
+        ``N``, a finite integer >= 1.
+
+    Returns
+    -------
+    float
+        The bound.
+    """
+    lo = float(np.exp(LOG_MAX / depth))
+    while depth * portable_log(lo) > LOG_MAX:  # rounding may put the estimate just above
+        lo = float(np.nextafter(lo, 0.0))
+    top = float(np.finfo(np.float64).max)
+    while lo < top and depth * portable_log(float(np.nextafter(lo, top))) <= LOG_MAX:
+        lo = float(np.nextafter(lo, top))
+    return lo
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _int_power(x, k):
+    """``x**k`` for an integer ``k >= 1`` by repeated squaring (a fixed order of products)."""
+    result = 1.0
+    first = True
+    base = x
+    while k > 0:
+        if k & 1:
+            result = base if first else result * base
+            first = False
+        k >>= 1
+        if k:
+            base = base * base
+    return result
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sigma_p(u, depth, p, k_int):
+    """``sigma^p = u^{N p}``: repeated squaring for ``k_int = N p`` an integer, else
+    ``exp(p (N log u))`` (portable)."""
+    if k_int > 0:
+        return _int_power(u, k_int)
+    return portable_exp(p * (depth * portable_log(u)))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _advance_block(u, hits, fail_at, members, lo, hi, seed_lo, seed_hi, step0, n_steps, h_u, amp,
+                   noisy, beta, lin, depth, p, k_int, u_lim, n_int, fam, cn, cl, nt, lanes,
+                   k_steps):  # fmt: skip
+    """Rows ``lo <= r < hi`` of ``u`` through ``n_steps`` steps (the module docstring's fused
+    step); ``fail_at[r]`` the failing step's index in the interval, or -1."""
+    d = u.shape[1]
+    b = hi - lo
+    rows = np.empty((b, d))  # the block's own copy: contiguous, in cache, not shared
+    for r in range(b):
+        fail_at[lo + r] = -1
+        for i in range(d):
+            rows[r, i] = u[lo + r, i]
+    grad = np.empty((b, d))
+    new = np.empty(d)
+    codes = np.empty(b, dtype=np.int64)
+    ranks = np.empty(b, dtype=np.int64)
+    fs = np.empty((11, d))
+    ks = np.empty((2, d), dtype=np.int64)
+    xi = np.zeros((b, k_steps, d))
+    work = noise_work()
+    t0 = 0
+    while t0 < n_steps:
+        kk = min(k_steps, n_steps - t0)
+        if noisy:
+            for r in range(b):
+                if fail_at[lo + r] < 0:
+                    fill_member_normals(
+                        seed_lo, seed_hi, np.uint64(members[lo + r]), np.uint64(step0 + t0),
+                        xi[r, :kk], work,
+                    )  # fmt: skip
+        for t in range(kk):
+            pair_force_u_rows(rows, grad, codes, ranks, n_int, fam, cn, cl, nt, lanes, fs, ks)
+            for r in range(b):
+                if fail_at[lo + r] >= 0:
+                    continue
+                ok = True
+                for i in range(d):
+                    ui = rows[r, i]
+                    g = _sigma_p(ui, depth, p, k_int) - (0.5 * grad[r, i] + lin) / beta
+                    x = ui - (h_u * g) / ui
+                    if noisy:
+                        x += amp * xi[r, t, i]
+                    new[i] = x
+                    ax = abs(x)
+                    ok = ok and ax > 0.0 and ax <= u_lim
+                if ok:
+                    for i in range(d):
+                        x = new[i]
+                        if x < 0.0:
+                            hits[lo + r, i] += 1
+                            x = -x
+                        rows[r, i] = x
+                else:
+                    fail_at[lo + r] = t0 + t
+        t0 += kk
+    for r in range(b):
+        for i in range(d):
+            u[lo + r, i] = rows[r, i]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _advance_serial(u, hits, fail_at, members, block, seed_lo, seed_hi, step0, n_steps, h_u, amp,
+                    noisy, beta, lin, depth, p, k_int, u_lim, n_int, fam, cn, cl, nt, lanes,
+                    k_steps):  # fmt: skip
+    m = u.shape[0]
+    for lo in range(0, m, block):
+        _advance_block(
+            u, hits, fail_at, members, lo, min(m, lo + block), seed_lo, seed_hi, step0,
+            n_steps, h_u, amp, noisy, beta, lin, depth, p, k_int, u_lim, n_int, fam, cn, cl, nt,
+            lanes, k_steps,
+        )  # fmt: skip
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def _advance_parallel(u, hits, fail_at, members, block, seed_lo, seed_hi, step0, n_steps, h_u,
+                      amp, noisy, beta, lin, depth, p, k_int, u_lim, n_int, fam, cn, cl, nt,
+                      lanes, k_steps):  # fmt: skip
+    m = u.shape[0]
+    for c in prange((m + block - 1) // block):
+        lo = c * block
+        _advance_block(
+            u, hits, fail_at, members, lo, min(m, lo + block), seed_lo, seed_hi, step0,
+            n_steps, h_u, amp, noisy, beta, lin, depth, p, k_int, u_lim, n_int, fam, cn, cl, nt,
+            lanes, k_steps,
+        )  # fmt: skip
+
+
+def fusable(model: Model) -> bool:
+    """Whether ``FusedChamberEulerMaruyama`` takes ``model``: finite ``N`` and a Schatten
+    energy (a user energy's callables cannot run inside compiled code).
+
+    Parameters
+    ----------
+    model : Model
+        The chamber model.
+
+    Returns
+    -------
+    bool
+        True for the fused step.
+    """
+    return not model.infinite and isinstance(model.energy, Schatten)
+
+
+class FusedChamberEulerMaruyama:
+    """The fused compiled Euler-Maruyama step of the chamber ``Model`` at finite ``N`` with a
+    Schatten energy (module docstring), a ``driver.IntervalStepper``.
+
+    Parameters
+    ----------
+    model : Model
+        The chamber model (``fusable(model)``).
+    start : numpy.ndarray
+        ``(m, d)`` initial singular values, rows sorted descending, C-contiguous.
+    temperature : float
+        Noise temperature ``T >= 0``.
+    rescaled : bool
+        The run's time is ``tau = N t``.
+    threads : int, optional
+        Threads over blocks of rows; default ``pairsum.default_threads()``.  The bits do not
+        depend on it.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        start: np.ndarray,
+        temperature: float,
+        rescaled: bool,
+        threads: int | None = None,
+    ):
+        if not fusable(model):
+            why = "the fused step needs a finite depth and a Schatten energy"
+            raise fail("model", model.describe(), why)
+        self.model = model
+        self.outputs = model.outputs
+        self.noise_shape = model.state_shape
+        m, d = start.shape
+        self.depth = float(model.depth)
+        self.u_scale = model.time_scale(rescaled)
+        self.noise_var = model.noise_variance(temperature)
+        self.noisy = temperature > 0.0
+        self.u = np.ascontiguousarray(np.exp(np.log(start) / model.depth))
+        self.hits = np.zeros((m, d), dtype=np.int64)
+        self.reflections = np.zeros(m, dtype=np.int64)
+        self.threads = default_threads() if threads is None else int(threads)
+        p = float(model.energy.p)
+        k = p * model.depth
+        self.p = p
+        self.k_int = int(k) if k == int(k) and 1 <= k <= MAX_INT_POWER else 0
+        self.u_lim = u_limit(int(model.depth))
+        self.lin = float(linear_coefficient(d, model.depth))
+        self.kargs = row_kernel_args(int(model.depth), d)
+        lanes = self.kargs[-1]
+        self.block = LANES if lanes else 4
+        self.k_steps = max(1, 256 // d) if lanes else max(1, 512 // d)
+        self.h_u = self.amp = 0.0
+
+    def begin(self, h: float, n_steps: int) -> None:
+        """A save interval with steps ``h``: ``h_u = h * time_scale``, the noise amplitude."""
+        self.h_u = h * self.u_scale
+        self.amp = math.sqrt(self.noise_var * self.h_u)
+
+    def advance(self, n_steps: int, step0: int, seed: int, members: np.ndarray) -> np.ndarray:
+        """The interval's steps in one compiled call; each row's failing step, or -1."""
+        fail_at = np.empty(self.u.shape[0], dtype=np.int64)
+        if self.u.shape[0] == 0:
+            return fail_at
+        seed_lo, seed_hi = seed_words(seed)
+        parallel = self.threads > 1 and self.u.shape[0] > self.block
+        kernel = _advance_parallel if parallel else _advance_serial
+        args = (
+            self.u, self.hits, fail_at, np.ascontiguousarray(members, dtype=np.int64),
+            self.block, seed_lo, seed_hi, np.int64(step0), n_steps, self.h_u, self.amp,
+            self.noisy, float(self.model.beta), self.lin, self.depth, self.p, self.k_int,
+            self.u_lim, *self.kargs, self.k_steps,
+        )  # fmt: skip
+        if parallel:
+            old = numba.get_num_threads()
+            numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
+            try:
+                kernel(*args)
+            finally:
+                numba.set_num_threads(old)
+        else:
+            kernel(*args)
+        return fail_at
+
+    def refill(self, active: np.ndarray) -> None:
+        """Not called (the noise is drawn inside ``advance``)."""
+
+    def step(self, xi: np.ndarray, pos: int, active: np.ndarray) -> np.ndarray | None:
+        """Not called: an interval stepper (``advance``)."""
+        raise NotImplementedError("FusedChamberEulerMaruyama steps whole intervals (advance)")
+
+    def commit(self, pos: int, active: np.ndarray) -> None:
+        """Not called (``advance`` commits)."""
+
+    def drop(self, bad: np.ndarray, ok: np.ndarray, lost: np.ndarray) -> dict[str, np.ndarray]:
+        """Remove failing rows; their singular values before the failing step."""
+        last = self._sigma(self.u[bad])
+        self.reflections[lost] = self.hits[bad].sum(axis=1)
+        self.u, self.hits = self.u[ok], self.hits[ok]
+        return {"sigma": last}
+
+    def _sigma(self, u: np.ndarray) -> np.ndarray:
+        rho = np.empty_like(u)
+        _depth_log(u, self.depth, rho)
+        return sorted_desc(np.exp(rho))
+
+    def save(self) -> dict[str, np.ndarray]:
+        """``sigma = e^{N log u}``, rows sorted descending."""
+        return {"sigma": self._sigma(self.u)}
+
+    def finish(self, active: np.ndarray) -> dict[str, np.ndarray]:
+        """``reflections``: ``(m,)`` int64 sign flips at ``u = 0``."""
+        self.reflections[active] = self.hits.sum(axis=1)
+        return {"reflections": self.reflections}
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _depth_log(u, depth, out):
+    """``out = N portable_log(u)`` elementwise (``rho``, as ``advance_u`` computes it)."""
+    m, d = u.shape
+    for b in range(m):
+        for i in range(d):
+            out[b, i] = depth * portable_log(u[b, i])
 
 
 class ChamberEulerMaruyama:

@@ -21,6 +21,7 @@ import zarr
 import dlnsim.particles.ensemble as ens
 from dlnsim.particles import Model, Schatten
 from dlnsim.particles.ensemble import REDUCTIONS, SEEDING_SCHEME, langevin_ensemble
+from dlnsim.particles.philox import NOISE_SCHEME
 from dlnsim.particles.ensemble import chunk as ens_chunk
 from dlnsim.particles.ensemble import executors as ens_executors
 from dlnsim.particles.ensemble import options as ens_options
@@ -147,7 +148,8 @@ def test_result_layout_and_attrs(reference):
     assert ds.sigma_mean.dims == ("time", "particle") and ds.spread_var.dims == ("time",)
     attrs = ds.attrs
     assert attrs["kind"] == "langevin_ensemble" and attrs["seed"] == str(SEED)
-    assert attrs["seeding_scheme"] == SEEDING_SCHEME and attrs["bit_generator"] == "PCG64"
+    assert attrs["seeding_scheme"] == SEEDING_SCHEME and attrs["bit_generator"] == "Philox4x64-10"
+    assert attrs["noise_scheme"] == NOISE_SCHEME
     for key in ("numpy_version", "dask_version", "distributed_version", "xarray_version"):
         assert attrs[key]
     assert attrs["zarr_version"] == zarr.__version__

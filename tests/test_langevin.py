@@ -13,9 +13,9 @@ import pytest
 from scipy import integrate, stats
 from scipy.special import gammainc, gammaln
 
-from dlnsim.particles import Model, Schatten, SeparableEnergy, gradient_flow
+from dlnsim.particles import Model, Schatten, SeparableEnergy, gradient_flow, philox
 from dlnsim.particles.entropy import entropy
-from dlnsim.particles.langevin import LangevinBlock, member_rng, noise_batch_steps, simulate_members
+from dlnsim.particles.langevin import LangevinBlock, noise_batch_steps, simulate_members
 
 # ----------------------------------------------------------------------------- exact Gibbs law
 #
@@ -248,14 +248,14 @@ def test_width_one_has_known_law_in_u():
 
 def _control_variate_mean(y, seed, members, n_steps, d, degree=3):
     """Mean of y with control variates Z = Legendre projections of each member's own noise
-    (rows 0..n_steps-1 of member_rng(seed, k), one row per step as documented).  E[Z] = 0
-    exactly, so the regression intercept is unbiased up to O(1/M); SE from the residuals."""
+    (steps 0..n_steps-1 of philox.normals(seed, [k], ...), one row per step as documented).
+    E[Z] = 0 exactly, so the regression intercept is unbiased up to O(1/M); SE from the
+    residuals.  (If the engine's noise were not the documented stream, Z would not correlate
+    with y and the SE would not shrink: test_weak_order_one's resolution check would fail.)"""
     tj = (np.arange(n_steps) + 0.5) / n_steps * 2 - 1
     basis = np.polynomial.legendre.legvander(tj, degree)
-    z = np.empty((len(members), (degree + 1) * d))
-    for a, k in enumerate(members):
-        xi = member_rng(seed, int(k)).standard_normal((n_steps, d))
-        z[a] = (basis.T @ xi).ravel() / math.sqrt(n_steps)
+    xi = philox.normals(seed, np.asarray(members), 0, n_steps, d)
+    z = np.einsum("tj,mti->mji", basis, xi).reshape(len(members), -1) / math.sqrt(n_steps)
     x = np.column_stack([np.ones(len(y)), z])
     coef, *_ = np.linalg.lstsq(x, y, rcond=None)
     resid = y - x @ coef
@@ -382,15 +382,23 @@ def test_shapes_order_and_initial_state():
     assert np.all(inf_blk.reflections == 0) and np.all(np.isfinite(inf_blk.sigma))
 
 
-def test_member_rng_is_the_spawned_child():
-    a = member_rng(5, 3).standard_normal(4)
-    b = np.random.default_rng(np.random.SeedSequence(5).spawn(4)[3]).standard_normal(4)
-    np.testing.assert_array_equal(a, b)
-    # the stream does not depend on how it is chunked (what makes blocking irrelevant)
-    rng1, rng2 = member_rng(5, 3), member_rng(5, 3)
-    whole = rng1.standard_normal((10, 3))
-    parts = np.concatenate([rng2.standard_normal((4, 3)), rng2.standard_normal((6, 3))])
-    np.testing.assert_array_equal(whole, parts)
+def test_the_engine_noise_is_the_documented_stream():
+    """At T > 0 and N = inf (rho <- rho - h F' + amp xi, exact in numpy), one step of member k
+    equals the deterministic step plus amp * philox.normals(seed, [k], 0, 1, d): the noise is
+    the documented stream (keyed by the seed and the member, counted by the step), and a second
+    interval continues it at step 1 rather than restarting at 0."""
+    model = Model(3, math.inf, 2.0, Schatten(2.0))
+    s0 = np.array([[8.0, 1.0, 0.1], [5.0, 0.6, 0.05]])  # log gaps ~2 >> the noise (~0.1)
+    members, h, seed = np.array([7, 2]), 0.01, 2**70 + 5
+    blk = simulate_members(model, s0, members, [h, 2 * h], h, seed)
+    flow = simulate_members(model, s0, members, [h], h, seed, temperature=0.0)
+    xi = philox.normals(seed, members, 0, 2, 3)
+    amp = math.sqrt(2.0 * h / model.beta)
+    first = np.sort(np.log(flow.sigma[:, 0]) + amp * xi[:, 0], axis=1)[:, ::-1]
+    np.testing.assert_allclose(np.log(blk.sigma[:, 0]), first, rtol=0, atol=1e-13)
+    again = simulate_members(model, blk.sigma[:, 0], members, [h], h, seed, temperature=0.0)
+    second = np.sort(np.log(again.sigma[:, 0]) + amp * xi[:, 1], axis=1)[:, ::-1]
+    np.testing.assert_allclose(np.log(blk.sigma[:, 1]), second, rtol=0, atol=1e-12)
     assert noise_batch_steps(2) == 256 and noise_batch_steps(10_000) == 1
 
 
@@ -543,11 +551,13 @@ def test_bad_arguments_raise_value_error_naming_them(kwargs, name):
         simulate_members(**args)
 
 
-def test_infinite_depth_has_only_rescaled_time_and_member_rng_checks():
+def test_infinite_depth_has_only_rescaled_time_and_seed_checks():
     model = Model(2, math.inf, 1.0, Schatten(1.0))
     with pytest.raises(ValueError, match="bad rescaled="):
         simulate_members(model, np.ones((1, 2)), [0], [0.1], 0.01, 0, rescaled=False)
-    with pytest.raises(ValueError, match="bad member="):
-        member_rng(0, -2)
     with pytest.raises(ValueError, match="bad seed="):
-        member_rng(-1, 0)
+        simulate_members(model, np.ones((1, 2)), [0], [0.1], 0.01, -1)
+    with pytest.raises(ValueError, match="bad seed="):
+        simulate_members(model, np.ones((1, 2)), [0], [0.1], 0.01, 2**128)
+    with pytest.raises(ValueError, match="bad fused="):
+        simulate_members(model, np.ones((1, 2)), [0], [0.1], 0.01, 0, fused=True)

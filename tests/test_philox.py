@@ -79,40 +79,79 @@ def test_mulhi64_is_exact():
             assert int(philox.mulhi64(U(a), U(b))) == (a * b) >> 64, (a, b)
 
 
+def _fast_path(word, x_tab, ratio):
+    """The ziggurat's fast path for one word, in Python (None if the word needs the slow path)."""
+    u = (word >> 11) * 2.0**-53
+    if not u < ratio[word & 255]:
+        return None
+    x = u * x_tab[word & 255]
+    return -x if (word >> 8) & 1 else x
+
+
 def test_compiled_normals_equal_reference_bitwise():
     """``normals`` (compiled) and ``normals_reference`` (numpy) give the same bits, for d not a
-    multiple of 4, unordered members and a large seed; and the transform is Box-Muller: against
-    libm's log/cos/sin on the same uniforms the values agree to a few ulps."""
+    multiple of 4, unordered members and seeds of 64 and 128 bits; and the words behind them are
+    the documented ones: normal i of member k at step s starts from word i mod 4 of the Philox
+    block of counter (i // 4, s, seed_hi, 0) and key (seed_lo, k) (checked in Python through the
+    fast path, x = u X_j)."""
     members = np.array([5, 0, 2**40, 3])
     got = philox.normals(2**64 - 5, members, 123, 6, 7)
     ref = philox.normals_reference(2**64 - 5, members, 123, 6, 7)
     assert got.shape == (4, 6, 7)
     assert np.array_equal(got.view(np.int64), ref.view(np.int64))
-    # independent check of the transform for member 5, step 123, normals 0..3 (block 0)
-    w = philox.philox4x64_10_reference((0, 123, 0, 0), (2**64 - 5, 5))
-    for j in (0, 2):
-        u = ((int(w[j]) >> 11) + 1) * 2.0**-53
-        theta = 2.0 * math.pi * (int(w[j + 1]) >> 11) * 2.0**-53
-        r = math.sqrt(-2.0 * math.log(u))
-        assert got[0, 0, j] == pytest.approx(r * math.cos(theta), rel=1e-13, abs=1e-14)
-        assert got[0, 0, j + 1] == pytest.approx(r * math.sin(theta), rel=1e-13, abs=1e-14)
+    big = 2**127 + 3 * 2**64 + 11  # a 128-bit seed: low word 11 in the key, high in the counter
+    got_big = philox.normals(big, members, 9, 2, 5)
+    assert np.array_equal(got_big, philox.normals_reference(big, members, 9, 2, 5))
+    x_tab, _, ratio, _ = philox.ziggurat_tables()
+    checked = 0
+    for k, member in enumerate(members):
+        for step in (123, 124):
+            for i in range(7):
+                block = philox.philox4x64_10_reference((i // 4, step, 0, 0), (2**64 - 5, member))
+                want = _fast_path(int(block[i % 4]), x_tab, ratio)
+                if want is not None:
+                    assert got[k, step - 123, i] == want
+                    checked += 1
+        block = philox.philox4x64_10_reference((1, 10, 2**63 + 3, 0), (11, member))
+        want = _fast_path(int(block[0]), x_tab, ratio)
+        if want is not None:
+            assert got_big[k, 1, 4] == want
+            checked += 1
+    assert checked >= 55  # of 60 (1.2% of words take the slow path)
 
 
-def test_sine_and_cosine_of_the_angle():
-    """The angle's cosine and sine (octant reduction + polynomials, no libm) against mpmath at
-    every octant boundary (n = k 2^50 - 1, k 2^50, k 2^50 + 1) and 3000 random n: within 2e-16
-    absolute (|cos|, |sin| <= 1); the compiled and the numpy reference paths share nothing but
-    the coefficients, and test_compiled_normals_equal_reference_bitwise ties them."""
+def test_ziggurat_tables_against_mpmath_and_the_published_constants():
+    """r closes the 256-layer stack (recomputed here by bisection with mpmath at 50 digits, to
+    1e-30), equals Marsaglia and Tsang's published r = 3.6541528853610088 and v =
+    0.00492867323399; every layer of the float64 tables has area v to 1e-14 relative (an error
+    in an edge, e.g. a shifted index, breaks equal areas and so the law)."""
     mp = pytest.importorskip("mpmath")
-    mp.mp.dps = 30
-    rng = np.random.default_rng(3)
-    ns = [k * 2**50 + e for k in range(9) for e in (-1, 0, 1) if 0 <= k * 2**50 + e < 2**53]
-    ns += [int(x) for x in rng.integers(0, 2**53, size=3000)]
-    for n in ns:
-        c, s = philox._sincos_turn(np.int64(n))
-        theta = 2 * mp.pi * n / mp.mpf(2) ** 53
-        assert abs(c - float(mp.cos(theta))) <= 2e-16, n
-        assert abs(s - float(mp.sin(theta))) <= 2e-16, n
+    with mp.workdps(50):
+
+        def closure(r):
+            v = r * mp.exp(-r * r / 2) + mp.sqrt(mp.pi / 2) * mp.erfc(r / mp.sqrt(2))
+            x = r
+            for _ in range(1, 255):
+                y = mp.exp(-x * x / 2) + v / x
+                if y >= 1:
+                    return mp.mpf(1)  # the stack overshoots the top: r too small
+                x = mp.sqrt(-2 * mp.log(y))
+            return mp.exp(-x * x / 2) + v / x - 1
+
+        lo, hi = mp.mpf("3.6"), mp.mpf("3.7")
+        for _ in range(120):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if closure(mid) > 0 else (lo, mid)
+        assert abs(lo - mp.mpf(philox.ZIGGURAT_R)) < mp.mpf("1e-30")
+    x, fx, ratio, v = philox.ziggurat_tables()
+    assert x[1] == pytest.approx(3.6541528853610088, rel=1e-15)
+    assert v == pytest.approx(0.00492867323399, rel=1e-11)
+    assert x[256] == 0.0 and fx[256] == 1.0 and np.all(np.diff(x) < 0)
+    areas = x[1:256] * (fx[2:257] - fx[1:256])  # layer j >= 1: width X_j, f(X_{j+1}) - f(X_j)
+    np.testing.assert_allclose(areas, v, rtol=1e-13)
+    tail = math.sqrt(math.pi / 2) * math.erfc(x[1] / math.sqrt(2))
+    assert x[0] * fx[1] == pytest.approx(x[1] * fx[1] + tail, rel=1e-14)  # the base strip
+    np.testing.assert_allclose(ratio, x[1:] / x[:-1], rtol=3e-16)  # ratios of the exact edges
 
 
 def test_normals_depend_only_on_seed_member_step():
@@ -129,30 +168,32 @@ def test_normals_depend_only_on_seed_member_step():
     short = philox.normals(9, np.arange(6), 0, 10, 5)
     assert np.array_equal(short, full[:, :, :5])
     row = np.empty(12)
-    philox.fill_normals(U(9), U(2), U(7), row)
+    philox.fill_normals(U(9), U(0), U(2), U(7), row)
     assert np.array_equal(row, full[2, 7])
     rows = np.empty((3, 12))
-    philox.fill_member_normals(U(9), U(5), U(6), rows, np.empty(philox.WORK_SIZE))
+    philox.fill_member_normals(U(9), U(0), U(5), U(6), rows, philox.noise_work())
     assert np.array_equal(rows, full[5, 6:9])
-    # different seed / member / step: no shared values (ties have probability ~1e-14)
+    # different seed / member / step: no shared values (ties have probability ~1e-14); a seed
+    # differing only in its high 64-bit word (the counter's third word) is another stream too
     other = philox.normals(10, np.arange(6), 0, 10, 12)
     assert not np.isin(other, full).any()
+    high = philox.normals(9 + 2**64, np.arange(6), 0, 10, 12)
+    assert not np.isin(high, full).any()
     flat = full.ravel()
     assert np.unique(flat).size == flat.size
 
 
 def test_normality_of_the_normals():
-    """10^6 normals (1000 members x 250 steps x 4): moments within 5 standard errors of the
-    normal's, KS distance within the 1e-4 level critical value.  Mean (SE 1/sqrt(n)) catches an
-    angle that does not cover the whole turn (theta in [0, pi): sin >= 0); variance (SE
-    sqrt(2/n)) a wrong radius factor (sqrt(-log u) instead of sqrt(-2 log u)) or a uniform on
-    (0, 1/2]; skewness (SE sqrt(6/n)) and excess kurtosis (SE sqrt(24/n)) a distorted radius;
-    KS the shape, e.g. the angle and the radius taken from the same word.  A constant angle
-    offset or sign leaves the law normal: test_compiled_normals_equal_reference_bitwise's
-    comparison with libm catches those."""
-    z = philox.normals(2026, np.arange(1000), 0, 250, 4).ravel()
+    """4 10^6 normals (4000 members x 250 steps x 4): moments within 5 standard errors of the
+    normal's, KS distance within the 1e-4 level critical value, and the tails beyond the base
+    edge r (probability 2.6e-4: 1032 expected, SE 32) and beyond 4 (6.3e-5) within 5 SE.  The
+    mean (SE 1/sqrt(n)) catches a lost sign bit; the variance (SE sqrt(2/n)) a wrong edge table
+    or u scale (1% of variance is 7 SE); the tail counts a tail sampler or base strip off by
+    15%; KS a wedge test that accepts everything (the density then steps at the layer edges).
+    Words of one block are uncorrelated."""
+    z = philox.normals(2026, np.arange(4000), 0, 250, 4).ravel()
     n = z.size
-    assert n == 10**6
+    assert n == 4 * 10**6
     mean = z.mean()
     c = z - mean
     var = (c * c).mean()
@@ -162,13 +203,17 @@ def test_normality_of_the_normals():
     assert abs(var - 1.0) < 5.0 * math.sqrt(2.0 / n)
     assert abs(skew) < 5.0 * math.sqrt(6.0 / n)
     assert abs(kurt) < 5.0 * math.sqrt(24.0 / n)
-    zs = np.sort(z)
+    for edge in (float(philox.ziggurat_tables()[0][1]), 4.0):
+        p = math.erfc(edge / math.sqrt(2.0))  # P(|Z| > edge)
+        count = int(np.sum(np.abs(z) > edge))
+        assert abs(count - n * p) < 5.0 * math.sqrt(n * p), (edge, count, n * p)
+    zs = np.sort(z[::4])
+    m = zs.size
     cdf = 0.5 * np.array([math.erfc(-x / math.sqrt(2.0)) for x in zs[::10]])
-    k = np.arange(0, n, 10)
-    ks = max(np.max((k + 1) / n - cdf), np.max(cdf - k / n))
-    # Kolmogorov: P(sqrt(n) D > 2.23) ~ 1e-4 (the 10-subsampled CDF adds at most 10/n)
-    assert ks < 2.23 / math.sqrt(n) + 10.0 / n
-    # pairs within a block are uncorrelated (Box-Muller's cos/sin pair, words 0-1 vs 2-3)
+    k = np.arange(0, m, 10)
+    ks = max(np.max((k + 1) / m - cdf), np.max(cdf - k / m))
+    # Kolmogorov: P(sqrt(m) D > 2.23) ~ 1e-4 (the 10-subsampled CDF adds at most 10/m)
+    assert ks < 2.23 / math.sqrt(m) + 10.0 / m
     blocks = z.reshape(-1, 4)
     for a, b in ((0, 1), (0, 2), (1, 3)):
         assert abs(np.mean(blocks[:, a] * blocks[:, b])) < 5.0 / math.sqrt(blocks.shape[0])
@@ -178,7 +223,7 @@ def test_normality_of_the_normals():
     "kwargs",
     [
         {"seed": -1},
-        {"seed": 2**64},
+        {"seed": 2**128},
         {"seed": 1.5},
         {"members": [-1]},
         {"members": [[0]]},
@@ -199,4 +244,4 @@ def test_bad_arguments(kwargs):
 
 def test_noise_scheme_is_named():
     assert philox.NOISE_SCHEME.startswith("philox4x64-10/")
-    assert philox.NOISE_SCHEME.endswith("/v1")
+    assert philox.NOISE_SCHEME.endswith("/ziggurat256-portable/v1")

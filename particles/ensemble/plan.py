@@ -28,6 +28,7 @@ import numpy as np
 from .. import store as _store
 from ..datasets import clean_attrs, provenance
 from ..model import Model
+from ..philox import NOISE_SCHEME
 from . import chunk as _chunk
 from .tree import STATS, dyadic_blocks
 
@@ -47,8 +48,11 @@ __all__ = [
 ]
 
 REDUCTIONS = ("sigma", "free_energy", "spread")
-SEEDING_SCHEME = "numpy SeedSequence(seed, spawn_key=(member,)) per member, PCG64"
-BIT_GENERATOR = "PCG64"
+SEEDING_SCHEME = (
+    "Gaussian increments: counter-based, normal i of member k at step s a pure function of "
+    "(seed, k, s, i) (noise_scheme)"
+)
+BIT_GENERATOR = "Philox4x64-10"
 #: Target size of one chunk's ``sigma`` block when ``chunk_size`` is chosen automatically.
 CHUNK_BYTES = 64 * 2**20
 #: Members per automatically sized chunk are at least ``CHUNK_PAIR_WORK / d^2`` (when the
@@ -527,6 +531,7 @@ class Plan:
                 "seed": str(self.seed),
                 "seeding_scheme": SEEDING_SCHEME,
                 "bit_generator": BIT_GENERATOR,
+                "noise_scheme": NOISE_SCHEME,
                 "dask_version": _version("dask"),
                 "distributed_version": _version("distributed"),
                 "zarr_version": _version("zarr"),

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from .. import store as _store
 from ..baselines import DysonModel, MatrixVariant
+from ..driver import check_seed
 from ..model import Model
 from ..validation import (
     check_bool,
@@ -351,7 +352,7 @@ def _check_starts(model: Any, sigma0: object, members: int) -> np.ndarray:
 def _check_seed(seed: object) -> int:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise fail("seed", seed, "must be an integer >= 0 or None")
-    return int(seed)
+    return check_seed(seed)
 
 
 def _resolve_seed(seed: object, path: Path | None, resuming: bool) -> int:

@@ -319,6 +319,14 @@ def check_resume(path: Path, plan: Plan) -> None:
             f"has layout {attrs.get('store_format')}, not {STORE_FORMAT} (written by another "
             "dlnsim version, without checksums): rerun with --overwrite",
         )
+    if attrs.get("noise_scheme") != plan.attrs["noise_scheme"]:
+        raise fail(
+            "store",
+            str(path),
+            f"was written with the noise scheme {attrs.get('noise_scheme', 'numpy PCG64')!r}, "
+            f"not {plan.attrs['noise_scheme']!r}: its members would not continue on the same "
+            "noise (rerun with --overwrite)",
+        )
     describe = plan.layout.describe(plan.model)
     keys = ["system", *describe, "rescaled_time", "seed", "dt", "temperature"]
     keys += ["members", "chunk_size", "reductions", "save_members", "metropolis"]

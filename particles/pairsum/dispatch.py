@@ -65,6 +65,8 @@ __all__ = [
     "entropy_gradient_rho_at_u_into",
     "pair_force",
     "pair_force_u",
+    "pair_force_u_rows",
+    "row_kernel_args",
 ]
 
 DEFAULT_TOL = 1e-12
@@ -214,6 +216,60 @@ def _batch_parallel(rows, out, codes, ranks, entry, n_int, fam, cn, cl, method, 
             code, rank = _member(rows[b], out[b], entry, n_int, fam, cn, cl, method, tol, fs, ks)
             codes[b] = code
             ranks[b] = rank
+
+
+@numba.njit(cache=True, error_model="numpy")
+def pair_force_u_rows(rows, out, codes, ranks, n_int, fam, cn, cl, nt, lanes, fs, ks):
+    """``pair_force_u(rows)`` for compiled callers (``method="auto"``, ``DEFAULT_TOL``): the
+    forces of every row of ``rows`` (C-contiguous ``(b, d)``, ``u = sigma^{1/N}``) into ``out``,
+    each member by the same kernel ``_run`` would choose for it (so the same bits), serially.
+
+    ``n_int, fam, cn, cl, nt, lanes`` are ``row_kernel_args(depth, d)``; ``codes``, ``ranks``
+    int64 ``(b,)`` outputs (the plan); ``fs``, ``ks`` float and int64 scratch of shapes
+    ``(11, d)`` and ``(2, d)``."""
+    b = rows.shape[0]
+    if lanes:  # the small-width kernels; the members they cannot take go to _member
+        lanes_batch_serial(FORM_RATIONAL, rows, out, codes, _K_RATIONAL, nt, cn)
+        for r in range(b):
+            if codes[r] < 0:
+                codes[r], ranks[r] = _member(
+                    rows[r], out[r], _ENTRY_U, n_int, fam, cn, cl, _METHOD_AUTO, DEFAULT_TOL,
+                    fs, ks,
+                )  # fmt: skip
+            else:
+                ranks[r] = 0
+        return
+    for r in range(b):
+        codes[r], ranks[r] = _member(
+            rows[r], out[r], _ENTRY_U, n_int, fam, cn, cl, _METHOD_AUTO, DEFAULT_TOL, fs, ks
+        )
+
+
+def row_kernel_args(depth: int, width: int) -> tuple:
+    """The kernel parameters of ``pair_force_u_rows`` for a finite depth ``N`` and width ``d``:
+    ``(n_int, fam, cn, cl, nt, lanes)``, with ``lanes`` True where ``_run`` would use the
+    small-width kernels (``N <= SMALL_DEPTH``, ``2 <= d < SORT_WIDTH``) and ``nt`` the tuple
+    ``(0,) * N`` that selects them at compile time.
+
+    Parameters
+    ----------
+    depth : int
+        ``N``, a finite integer >= 1 (not checked).
+    width : int
+        ``d >= 1``.
+
+    Returns
+    -------
+    tuple
+        ``(n_int, fam, cn, cl, nt, lanes)``.
+    """
+    n_int = int(depth)
+    fam = family(depth)
+    cn = near_coefficients(depth) if n_int != 1 else (0.0,) * N_NEAR
+    cl = large_coefficients(depth) if n_int != 1 else (0.0,) * N_LARGE
+    lanes = fam == FAM_SMALL and n_int >= 2 and 2 <= width < min(SORT_WIDTH, CROSSOVER_WIDTH)
+    nt = (0,) * n_int if lanes else (0,)
+    return n_int, fam, cn, cl, nt, lanes
 
 
 # ---------------------------------------------------------------------------- Python API
