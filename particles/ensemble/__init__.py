@@ -7,9 +7,10 @@ chunks of ``chunk_size`` consecutive members; a chunk over all save times is the
 (one task on a Dask cluster, or one call in-process) and of storage (one Zarr chunk along
 ``member``).
 
-Seeds.  Member ``k`` draws from ``PCG64(SeedSequence(seed, spawn_key=(k,)))`` whatever chunk or
-worker runs it, so its trajectory depends only on ``(model, sigma0[k], k, times, dt, seed,
-temperature)``: the dataset is bitwise the same serially, on any cluster and with any chunking.
+Seeds.  Member ``k``'s noise at step ``s`` is a pure function of ``(seed, k, s)``
+(``particles.philox.NOISE_SCHEME``, recorded as ``noise_scheme``) whatever chunk or worker runs
+it, so its trajectory depends only on ``(model, sigma0[k], k, times, dt, seed, temperature)``:
+the dataset is bitwise the same serially, on any cluster and with any chunking.
 
 Reductions.  Ensemble means and sample variances over members are combined along one fixed
 binary tree on the member indices (``tree.py``), so they are bitwise reproducible too.
