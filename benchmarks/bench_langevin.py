@@ -18,8 +18,9 @@ Reported: particle-steps per second (steps * M * d / s) and pair interactions pe
   noise drawn per batch of steps by ``philox.normals``), one thread: the engine before issue 16
   but for the noise stream;
 - ``kernel alone``: only the pair sum ``entropy_gradient_rho_at_u_into`` on the same states,
-  once per step (what a whole step cannot beat); the share of a fused step outside the pair sum
-  is ``1 - kernel time / fused time``;
+  once per step (what a whole step cannot beat; ``method="auto"`` as in the engine: the
+  Chebyshev fast summation at d = 512); the share of a fused step outside the pair sum is
+  ``1 - kernel time / fused time``; ``exact kernel alone``: ``method="exact"``;
 - ``fused, 2 threads`` (``prange`` over blocks of rows) and ``fused, 2 processes`` (each half of
   the members; bitwise the same result);
 - ``pipeline``: ``particles.langevin_ensemble`` on a ``LocalCluster`` of 1 or 2 worker
@@ -47,7 +48,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
@@ -55,7 +56,7 @@ import numpy as np  # noqa: E402
 from dlnsim.particles import Model, Schatten  # noqa: E402
 from dlnsim.particles.entropy import linear_coefficient, psi  # noqa: E402
 from dlnsim.particles.langevin import simulate_members  # noqa: E402
-from dlnsim.particles.pairsum import entropy_gradient_rho_at_u_into  # noqa: E402
+from dlnsim.particles.pairsum import entropy_gradient_rho_at_u_into, pair_force_u  # noqa: E402
 
 DEPTH, P, BETA, DT = 10, 2.0, 2.0, 1e-3
 CASES = {"A": (1000, 32), "B": (20, 512)}
@@ -148,6 +149,16 @@ def run_kernel(model: Model, s0: np.ndarray, dt: float, steps: int) -> float:
     return time.perf_counter() - t0
 
 
+def run_kernel_exact(model: Model, s0: np.ndarray, dt: float, steps: int) -> float:
+    """The exact pair sum alone (``pair_force_u(method="exact")``: no fast summation), once per
+    step on the same states, one thread."""
+    u = np.ascontiguousarray(s0 ** (1 / DEPTH))
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        pair_force_u(u, DEPTH, method="exact", threads=1)
+    return time.perf_counter() - t0
+
+
 def run_engine_threads(model: Model, s0: np.ndarray, dt: float, steps: int) -> float:
     """The fused engine on 2 numba threads (``prange`` over blocks of rows)."""
     import numba
@@ -161,6 +172,9 @@ def run_engine_threads(model: Model, s0: np.ndarray, dt: float, steps: int) -> f
 
 
 def _worker(model, s0, dt, steps, members, barrier, queue) -> None:
+    import numba
+
+    numba.set_num_threads(1)
     run_engine(model, s0, dt, 2, members=members)  # warm-up (numba cache, imports)
     barrier.wait()
     queue.put(run_engine(model, s0, dt, steps, members=members))
@@ -259,6 +273,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer steps (a smoke run)")
     parser.add_argument("--no-pipeline", action="store_true", help="skip the Dask pipeline runs")
     args = parser.parse_args(argv)
+    import numba
+
+    numba.set_num_threads(1)  # one thread unless a run says otherwise (run_engine_threads)
     steps = {"A": 200, "B": 300} if args.quick else {"A": 2000, "B": 3000}
     ref_steps = {"A": 5, "B": 2} if args.quick else {"A": 15, "B": 4}
     repeats = 1 if args.quick else 3  # rounds: the machine may be shared
@@ -280,6 +297,7 @@ def main(argv: list[str] | None = None) -> None:
                 ("fused, 1 thread", run_engine, steps[case]),
                 ("per-step, 1 thread", partial(run_engine, fused=False), steps[case]),
                 ("kernel alone, 1 thread", run_kernel, steps[case]),
+                ("exact kernel alone, 1 thread", run_kernel_exact, steps[case]),
                 ("fused, 2 threads", run_engine_threads, steps[case]),
                 ("fused, 2 processes", run_engine_two_processes, steps[case]),
                 ("numpy broadcast", run_numpy, ref_steps[case]),

@@ -20,8 +20,8 @@ import numpy as np
 
 from . import coordinates as coords_mod
 from .energies import Energy
-from .entropy import entropy, entropy_hessian
-from .pairsum import entropy_gradient_rho, entropy_gradient_rho_at_u_into
+from .entropy import entropy_hessian
+from .pairsum import entropy_gradient_rho, entropy_gradient_rho_at_u_into, entropy_values
 from .validation import (
     check_choice,
     check_depth,
@@ -181,7 +181,7 @@ class Model:
         ValueError
             For an invalid point or chart.
         """
-        return entropy(self._rho(sigma, "sigma"), self.depth)
+        return entropy_values(self._rho(sigma, "sigma"), self.depth)
 
     def free_energy(self, sigma: np.ndarray) -> np.ndarray:
         """``F_beta(sigma) = E(sigma) - S_N(sigma) / beta``, shape ``(...)``.
@@ -202,7 +202,7 @@ class Model:
             For an invalid point or chart.
         """
         rho = self._rho(sigma, "sigma")
-        return self.energy(np.exp(rho)) - entropy(rho, self.depth) / self.beta
+        return self.energy(np.exp(rho)) - entropy_values(rho, self.depth) / self.beta
 
     def free_energy_rho(self, rho: np.ndarray) -> np.ndarray:
         """``F_beta`` at log singular values ``rho`` (no argument checks), shape ``(...)``.
@@ -217,7 +217,7 @@ class Model:
         numpy.ndarray
             ``E(e^rho) - S_N(rho) / beta``, shape ``(...)``.
         """
-        return self.energy(np.exp(rho)) - entropy(rho, self.depth) / self.beta
+        return self.energy(np.exp(rho)) - entropy_values(rho, self.depth) / self.beta
 
     def gradient_rho(self, rho: np.ndarray) -> np.ndarray:
         """``dF_beta/drho = dE/drho - (1/beta) dS_N/drho`` (no argument checks: the hot path of

@@ -21,13 +21,13 @@ import zarr
 import dlnsim.particles.ensemble as ens
 from dlnsim.particles import Model, Schatten
 from dlnsim.particles.ensemble import REDUCTIONS, SEEDING_SCHEME, langevin_ensemble
-from dlnsim.particles.philox import NOISE_SCHEME
 from dlnsim.particles.ensemble import chunk as ens_chunk
 from dlnsim.particles.ensemble import executors as ens_executors
 from dlnsim.particles.ensemble import options as ens_options
 from dlnsim.particles.ensemble import plan as ens_plan
 from dlnsim.particles.ensemble import tree as ens_tree
 from dlnsim.particles.ensemble import zarr_sink as ens_zarr_sink
+from dlnsim.particles.philox import NOISE_SCHEME
 
 distributed = pytest.importorskip("distributed")
 

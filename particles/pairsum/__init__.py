@@ -16,6 +16,7 @@ those above it:
                     ``N <= SMALL_DEPTH``)
 ``chebyshev``       fast summation of one member (``method="fast"``)
 ``dispatch``        the choice per member, the thread policy, the public entry points
+``values``          the entropy's value ``S_N`` (the pair sum of ``psi_N``), for free energies
 ==================  ===========================================================================
 
 Public entry points (all in ``dispatch``): ``pair_force(rho, N)`` and ``pair_force_u(u, N)``
@@ -55,6 +56,7 @@ from .exact import SORT_WIDTH
 from .lanes import LANES
 from .pairs import NEAR_CUT, SMALL_DEPTH, SPREAD_MAX
 from .portable import portable_log
+from .values import entropy_values
 
 #: the former name of ``entropy_gradient_rho_at_u_into`` (the engines import it; to be removed)
 hot_entropy_gradient_u = entropy_gradient_rho_at_u_into
@@ -72,6 +74,7 @@ __all__ = [
     "entropy_gradient_rho",
     "entropy_gradient_rho_at_u",
     "entropy_gradient_rho_at_u_into",
+    "entropy_values",
     "hot_entropy_gradient_u",
     "pair_force",
     "pair_force_u",
