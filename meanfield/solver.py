@@ -925,8 +925,16 @@ def solve(
             step = min(dt_try, max_step, times[k_out] - t)
             if s_rate < 0 and not frozen:  # keep s + dt ds/dt >= 0.6 s in the Euler stage
                 step = min(step, 0.4 * s / -s_rate)
-            if step <= 1e-14 * max(1.0, abs(t)):
-                raise RuntimeError(f"meanfield.solve: step size underflow at t={t:.6g}")
+            # underflow relative to t (at t = 0 a step of 1e-15 is legitimate: from sigma =
+            # 100 sigma_* at p = 4, N = 50 the initial rates are ~1e10 and the first steps
+            # ~1e-15; an absolute floor of 1e-14 failed those runs at once)
+            if step <= 1e-14 * abs(t) or step < 1e-250:
+                raise RuntimeError(
+                    f"meanfield.solve: step size underflow at t={t:.6g} (step {step:.3g}; the "
+                    f"grid's rates are {abs(mean_rate):.3g} (centre) and {abs(s_rate / s):.3g} "
+                    "(log scale) per unit time: the density moves faster than the step control "
+                    "can follow; try a smaller rtol or start nearer sigma_*)"
+                )
             new, stage, grid1, grid2 = scheme.step(
                 masses, m, s, dv0, rates0, step, min_width, frozen
             )
