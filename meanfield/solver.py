@@ -901,6 +901,8 @@ def solve(
             masses = _masses_from_callable(initial, xi_edges, m, s)
             masses = masses / masses.sum()
 
+    _check_extinction(model, diffusion, rescaled, times, masses, scheme.edges(m, s), tail)
+
     # ---- time stepping
     out_masses = np.empty((times.size, cells))
     out_grid = np.empty((times.size, 2))
@@ -1011,6 +1013,28 @@ def solve(
         "dlnsim_version": __version__,
     }
     return _dataset(scheme, times, out_masses, out_grid, rescaled, attrs)
+
+
+def _check_extinction(model, diffusion, rescaled, times, masses, edges, tail) -> None:
+    """At ``N = 1`` without diffusion there is no interaction (``k_1 = 1``) and each ``sigma``
+    follows ``sigma' = -e'(sigma)``; for ``Schatten(p < 2)`` that reaches ``sigma = 0`` at
+    ``t = sigma_0^{2-p} / (2-p)``, after which ``log sigma`` runs to ``-inf`` ever faster (the
+    sampled sweep's runs never finished).  Refuse a horizon past the lowest mass's extinction."""
+    p = getattr(model.energy, "p", None)
+    if model.infinite or model.depth != 1 or diffusion or p is None or p >= 2:
+        return
+    first = int(np.searchsorted(np.cumsum(masses), tail))  # lowest cell below which <= tail
+    sigma_lo = math.exp(float(edges[first]))
+    t_ext = sigma_lo ** (2.0 - p) / (2.0 - p)  # t = tau at N = 1
+    if times[-1] >= t_ext:
+        raise fail(
+            "times",
+            float(times[-1]),
+            f"at N = 1 without diffusion each sigma follows sigma' = -sigma^(p-1) (no "
+            f"interaction), which reaches sigma = 0 at t = {t_ext:.4g} from the lowest mass "
+            f"(sigma = {sigma_lo:.3g}, p = {p:g} < 2); the log-sigma grid cannot follow it there: "
+            "end before, or use diffusion=True or p >= 2",
+        )
 
 
 def _regrid(
