@@ -218,7 +218,8 @@ def summary(result: MeanfieldResult) -> list[str]:
     params, ds, moments = result.params, result.distances, result.moments
     lines = [
         f"[{params.name}] mean-field PDE vs particles, beta = b d (b = {params.b}), "
-        f"N = {params.depth}, {params.n_samples} pooled samples per width",
+        f"N = {params.depth}, {params.n_samples} pooled samples per width; W1 noise floor: the "
+        "members' own (their particles repel) and that of as many i.i.d. draws",
         f"  {'d':>6}{'time':>8}{'W1':>11}{'SE':>10}{'members floor':>15}{'iid floor':>11}"
         f"{'L1':>9}{'L1 floor':>10}",
     ]
@@ -232,7 +233,7 @@ def summary(result: MeanfieldResult) -> list[str]:
             )
     a = ds.attrs
     lines.append(
-        f"  W1 - members floor ~ d^-q at the last time: {_order(a, 'w1')} (raw slopes: W1 ~ "
+        f"  fitted W1 - members floor ~ d^-q at the last time: {_order(a, 'w1')} (raw slopes: W1 ~ "
         f"d^{a['w1_rate']:.3f}, L1 ~ d^{a['l1_rate']:.3f}, mostly the sampling noise, which "
         "scales with the bump's width (b d)^-1/2)"
     )
