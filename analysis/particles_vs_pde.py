@@ -28,7 +28,7 @@ from dlnsim.particles.validation import (
     fail,
 )
 
-from .meanfield_compare import compare_densities, fit_rate, wasserstein_to_density
+from .meanfield_compare import compare_densities, fit_rate, member_noise, wasserstein_to_density
 
 __all__ = ["particles_vs_pde"]
 
@@ -45,6 +45,7 @@ def particles_vs_pde(
     spread: float = 0.3,
     cells: int = 128,
     coarsen: int = 8,
+    replicas: int = 4,
     scheduler: str | None = "serial",
     progress: bool | None = False,
 ) -> xr.Dataset:
@@ -58,8 +59,18 @@ def particles_vs_pde(
     at the last time in the attributes (``w1_rate``, ``l1_rate``).  ``l1`` uses bins of
     ``coarsen`` PDE cells (a
     histogram on the fine cells is dominated by sampling noise); ``w1_floor``/``l1_floor`` are the
-    same distances for as many exact samples of the PDE density, i.e. what sampling noise alone
-    gives.
+    same distances for as many independent exact samples of the PDE density (mean over
+    ``replicas`` draws), i.e. what the noise of independent samples gives.
+
+    The particles of one system are not independent (they repel: their empirical CDF is far less
+    noisy than that of as many independent draws, and ``w1`` falls below ``w1_floor`` once they
+    have relaxed), so the W1 comparison uses the members' own noise (``member_noise``):
+    ``w1_member_floor`` is the expected ``w1`` if the particles' one-particle law were the PDE's,
+    ``w1_se`` the jackknife standard error of ``w1`` over members, and ``w1_excess = w1 -
+    w1_member_floor`` estimates the mean-field part of W1 (about ``int |F_particles - F_pde|``
+    when it dominates the noise, 0 on average when the laws agree).  The attrs ``w1_order``,
+    ``w1_order_low``, ``w1_order_high`` fit ``w1_excess = A d^{-q}`` at the last time with its
+    95% interval (``fit_order``; infinite ends: not resolved by the data).
 
     Parameters
     ----------
@@ -85,6 +96,8 @@ def particles_vs_pde(
         PDE cells.
     coarsen : int, default 8
         PDE cells per ``l1`` bin.
+    replicas : int, default 4
+        Draws of independent exact samples averaged in ``w1_floor``/``l1_floor``, >= 1.
     scheduler : str or None, default "serial"
         As in ``langevin_ensemble``.
     progress : bool or None, default False
@@ -118,8 +131,11 @@ def particles_vs_pde(
     times = check_times(times)
     n_samples = check_integer(n_samples, "n_samples", 2)
     for w in widths:
-        if n_samples % w:
-            raise fail("n_samples", n_samples, f"must be a multiple of every width ({w})")
+        if n_samples % w or n_samples < 2 * w:
+            raise fail(
+                "n_samples", n_samples, f"must be a multiple of every width ({w}), >= 2 members"
+            )
+    replicas = check_integer(replicas, "replicas", 1)
     spread = check_positive(spread, "spread")
     frac = 1.0 if depth == math.inf else (depth - 1) / depth
     s_star = (frac / (2 * b)) ** (1 / p)
@@ -131,7 +147,7 @@ def particles_vs_pde(
 
     rng = np.random.default_rng(seed)
     densities, centres, widths_cell, samples, w1, l1 = [], [], [], [], [], []
-    l1c, floors = [], []
+    l1c, floors, member_floors = [], [], []
     for d in widths:
         model = Model(d, depth, b * d, Schatten(p))
         pde = solve(model, initial, times, cells=cells)
@@ -144,15 +160,17 @@ def particles_vs_pde(
         dist = compare_densities(pde, pooled, times)
         # L1 on bins of `coarsen` PDE cells, and both distances for exact samples of the PDE
         # density itself (the sampling-noise floor at this number of samples)
-        l1_coarse, w1_floor, l1_floor = [], [], []
+        l1_coarse, w1_floor, l1_floor, member_floor = [], [], [], []
         for k in range(times.size):
             edges = np.append(pde.sigma_lower.values[k], pde.sigma_upper.values[k, -1])
             masses = pde.density.values[k] * pde.cell_width.values[k]
-            exact = _sample_cells(edges, masses, pooled.shape[1], rng)
+            exact = [_sample_cells(edges, masses, pooled.shape[1], rng) for _ in range(replicas)]
             l1_coarse.append(_coarse_l1(edges, masses, pooled[k], coarsen))
-            l1_floor.append(_coarse_l1(edges, masses, exact, coarsen))
-            w1_floor.append(wasserstein_to_density(edges, masses, exact))
+            l1_floor.append(np.mean([_coarse_l1(edges, masses, y, coarsen) for y in exact]))
+            w1_floor.append(np.mean([wasserstein_to_density(edges, masses, y) for y in exact]))
+            member_floor.append(member_noise(edges, masses, ens.sigma.values[:, k, :]))
         floors.append((w1_floor, l1_floor))
+        member_floors.append(member_floor)
         l1c.append(l1_coarse)
         densities.append(pde.density.values)
         centres.append(pde.sigma.values)
@@ -162,6 +180,8 @@ def particles_vs_pde(
         l1.append(dist.l1.values)
     w1_arr, l1_arr = np.array(w1), np.array(l1c)
     floors_arr = np.array(floors)  # (width, 2, time)
+    member_arr = np.array(member_floors)  # (width, time, 2): floor, se
+    excess = w1_arr - member_arr[..., 0]
     ds = xr.Dataset(
         {
             "density": (
@@ -202,6 +222,25 @@ def particles_vs_pde(
                 floors_arr[:, 0],
                 {"long_name": "W1 of exact samples of the PDE density (noise floor)", "units": "1"},
             ),
+            "w1_member_floor": (
+                ("width", "time"),
+                member_arr[..., 0],
+                {
+                    "long_name": "expected W1 if the particles' law were the PDE's (members' "
+                    "own noise)",
+                    "units": "1",
+                },
+            ),
+            "w1_se": (
+                ("width", "time"),
+                member_arr[..., 1],
+                {"long_name": "standard error of w1 (jackknife over members)", "units": "1"},
+            ),
+            "w1_excess": (
+                ("width", "time"),
+                excess,
+                {"long_name": "w1 - w1_member_floor (mean-field part of W1)", "units": "1"},
+            ),
             "l1_floor": (
                 ("width", "time"),
                 floors_arr[:, 1],
@@ -239,11 +278,22 @@ def particles_vs_pde(
             cells=cells,
             coarsen=coarsen,
             sigma_star_limit=s_star,
+            replicas=replicas,
             w1_rate=fit_rate(w_arr, w1_arr[:, -1]),
             l1_rate=fit_rate(w_arr, l1_arr[:, -1]),
+            **_order_attrs("w1", w_arr, excess[:, -1], member_arr[:, -1, 1]),
         )
     )
     return ds
+
+
+def _order_attrs(name: str, d: np.ndarray, err: np.ndarray, se: np.ndarray) -> dict:
+    """``<name>_order``, ``_low``, ``_high`` from ``fit_order`` (NaN if fewer than 3 widths)."""
+    if d.size < 3 or not np.all(se > 0):
+        q = lo = hi = math.nan
+    else:
+        q, lo, hi = fit_order(d, err, se)
+    return {f"{name}_order": q, f"{name}_order_low": lo, f"{name}_order_high": hi}
 
 
 def _sample_cells(edges: np.ndarray, masses: np.ndarray, n: int, rng) -> np.ndarray:
@@ -313,49 +363,97 @@ def _mean_var_se(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, flo
     return mean, se_mean, var, se_var
 
 
-def fit_order(d: np.ndarray, err: np.ndarray, se: np.ndarray) -> tuple[float, float, float]:
-    """Fit ``err_d = A d^{-q}`` by weighted least squares (weights ``1/se^2``, signed errors):
-    ``(q, q_low, q_high)`` with the 95% confidence interval of ``q`` (normal approximation of
-    the fit's covariance, absolute ``se``).
+#: Orders searched by ``fit_order``: an interval reaching an end of this range is reported as
+#: unbounded on that side (the data do not bound the order there).
+ORDER_RANGE = (-1.0, 5.0)
+_CHI2_95 = 3.841458820694124  # 95% quantile of chi^2 with one degree of freedom
+
+
+def _profile_chi2(x: np.ndarray, err: np.ndarray, weight: np.ndarray, q: np.ndarray):
+    """``min_A sum w (err - A e^{-q x})^2`` for each ``q`` (the amplitude is linear: closed form)
+    and the minimizing amplitudes."""
+    g = np.exp(-np.outer(q, x))  # (q, width)
+    gwg = (g * g) @ weight
+    gwe = g @ (weight * err)
+    amp = gwe / gwg
+    return float(weight @ (err * err)) - amp * gwe, amp
+
+
+def fit_order(
+    d: np.ndarray, err: np.ndarray, se: np.ndarray, q_range: tuple[float, float] = ORDER_RANGE
+) -> tuple[float, float, float]:
+    """Fit ``err_d = A d^{-q}`` to signed errors with standard errors ``se`` by weighted least
+    squares (weights ``1/se^2``): ``(q, q_low, q_high)``, the fitted order and its 95% profile
+    likelihood interval.
+
+    For each ``q`` the amplitude ``A`` is the closed-form weighted least-squares one, giving
+    the profile ``chi^2(q)``; ``q`` minimizes it and the interval is the hull of the ``q`` in
+    ``q_range`` with ``chi^2(q) <= chi^2(q) + 3.84`` (Wilks; Gaussian errors with known SEs).
+    Unlike the normal approximation of the fit's covariance, this interval keeps its coverage
+    when the errors are within a few SEs of zero: it then widens to the ends of ``q_range``,
+    reported as ``-inf``/``+inf`` (the data do not bound the order on that side).
 
     Parameters
     ----------
     d : numpy.ndarray
-        Widths, at least three.
+        Widths, > 0, at least three, not all equal.
     err : numpy.ndarray
-        Signed errors, same shape.
+        Signed errors, finite, same shape.
     se : numpy.ndarray
-        Their standard errors, > 0, same shape.
+        Their standard errors, finite and > 0, same shape.
+    q_range : tuple of float, default ORDER_RANGE
+        The orders searched, ``(low, high)``.
 
     Returns
     -------
     tuple of (float, float, float)
-        ``(q, q_low, q_high)``.
+        ``(q, q_low, q_high)``; ``q_low = -inf`` / ``q_high = inf`` when unbounded.
 
     Raises
     ------
     ValueError
-        ``bad widths=...`` for fewer than three widths.
+        ``bad widths=...`` (fewer than three, non-positive or all equal), ``bad err=...``,
+        ``bad se=...``, ``bad q_range=...``.
     """
-    from scipy.optimize import curve_fit
+    d, err, se = (np.asarray(v, dtype=np.float64).ravel() for v in (d, err, se))
+    if d.size < 3 or not (np.all(np.isfinite(d)) and np.all(d > 0)) or np.ptp(d) == 0:
+        raise fail("widths", d.tolist(), "the fitted order needs at least three widths > 0")
+    if err.shape != d.shape or not np.all(np.isfinite(err)):
+        raise fail("err", err.tolist(), f"must be {d.size} finite errors")
+    if se.shape != d.shape or not (np.all(np.isfinite(se)) and np.all(se > 0)):
+        raise fail("se", se.tolist(), f"must be {d.size} finite standard errors > 0")
+    lo_q, hi_q = (float(v) for v in q_range)
+    if not (math.isfinite(lo_q) and math.isfinite(hi_q) and lo_q < hi_q):
+        raise fail("q_range", q_range, "must be two finite increasing orders")
+    x = np.log(d / math.exp(np.log(d).mean()))  # centred: A is the error at the mean log width
+    weight = 1.0 / (se * se)
+    grid = np.linspace(lo_q, hi_q, int(round(400 * (hi_q - lo_q))) + 1)
+    chi2, _ = _profile_chi2(x, err, weight, grid)
+    k = int(np.argmin(chi2))
+    # refine the minimum by golden-section search on the bracketing grid cells
+    a, b = grid[max(k - 1, 0)], grid[min(k + 1, grid.size - 1)]
+    g = (math.sqrt(5.0) - 1.0) / 2.0
+    for _ in range(40):
+        c1, c2 = b - g * (b - a), a + g * (b - a)
+        f1, f2 = _profile_chi2(x, err, weight, np.array([c1, c2]))[0]
+        a, b = (a, c2) if f1 <= f2 else (c1, b)
+    q = 0.5 * (a + b)
+    best = min(float(_profile_chi2(x, err, weight, np.array([q]))[0][0]), float(chi2[k]))
+    inside = np.flatnonzero(chi2 <= best + _CHI2_95)
 
-    d, err, se = (np.asarray(v, dtype=np.float64) for v in (d, err, se))
-    if d.size < 3:
-        raise fail("widths", d.tolist(), "the fitted order needs at least three widths")
-    x = np.log(d / d[0])
-    start = np.polyfit(x, np.log(np.abs(err) + 1e-300), 1)
-    a0 = math.copysign(math.exp(start[1]), err[np.argmin(se / np.abs(err))])
-    popt, pcov = curve_fit(
-        lambda xx, amp, q: amp * np.exp(-q * xx),
-        x,
-        err,
-        p0=[a0, max(-start[0], 0.1)],
-        sigma=se,
-        absolute_sigma=True,
-        maxfev=20000,
-    )
-    q, dq = float(popt[1]), 1.96 * math.sqrt(max(float(pcov[1, 1]), 0.0))
-    return q, q - dq, q + dq
+    def edge(i_in: int, i_out: int) -> float:  # bisection of chi2 = best + 3.84 between grid pts
+        q_in, q_out = grid[i_in], grid[i_out]
+        for _ in range(50):
+            mid = 0.5 * (q_in + q_out)
+            if _profile_chi2(x, err, weight, np.array([mid]))[0][0] <= best + _CHI2_95:
+                q_in = mid
+            else:
+                q_out = mid
+        return 0.5 * (q_in + q_out)
+
+    low = -math.inf if inside[0] == 0 else edge(inside[0], inside[0] - 1)
+    high = math.inf if inside[-1] == grid.size - 1 else edge(inside[-1], inside[-1] + 1)
+    return float(q), float(low), float(high)
 
 
 def moment_comparison(
@@ -374,12 +472,17 @@ def moment_comparison(
 ) -> xr.Dataset:
     """Stationary mean and variance of ``sigma``: Langevin particles against the PDE equilibrium.
 
-    For each width ``d`` at ``beta = b d``: ``members`` independent particle systems, each
+    For each width ``d`` at ``beta = b d``: ``members * (max(widths) // d)`` independent
+    particle systems (the same number of particles at every width: the small widths, where the
+    mean-field error is largest, are cheap), each
     time-averaged over ``n_avg`` saves in ``[t_burn, t_end]`` (after a burn-in from ``sigma_*``);
     the one-particle mean and variance with standard errors over members, at ``dt`` and
     ``dt/2`` (independent runs) and Richardson-extrapolated to ``dt -> 0`` (Euler-Maruyama's
     stationary bias is ``O(dt)``).  The PDE side is ``meanfield.equilibrium``.  The relative
-    errors ``(particles - PDE) / PDE`` are fitted as ``A d^{-q}`` with a 95% interval.
+    errors ``(particles - PDE) / PDE`` are fitted as ``A d^{-q}`` with their 95% profile
+    likelihood interval (``fit_order``: weighted by the standard errors; an infinite end means
+    that the data do not bound the order on that side, e.g. errors within noise).  Expected
+    (theory.md section 11, "Finite d"): ``q = 1`` for the variance, ``q = 2`` for the mean.
 
     Parameters
     ----------
@@ -392,7 +495,8 @@ def moment_comparison(
     p : float, default 2.0
         Exponent of the energy.
     members : int, default 64
-        Independent particle systems per width, >= 4.
+        Independent particle systems at the largest width (``members * (max(widths) // d)`` at
+        width ``d``), >= 4.
     dt : float, default 2e-3
         Langevin time step, > 0 (also run at ``dt/2``).
     t_burn : float, default 2.0
@@ -440,17 +544,18 @@ def moment_comparison(
         raise fail("t_end", t_end, f"must exceed t_burn={t_burn}")
     n_avg = check_integer(n_avg, "n_avg", 2)
     rows = []
+    counts = []
     for d in widths:
         model = Model(d, depth, b * d, Schatten(p))
         eq = equilibrium(model)
         mean_pde, var_pde = float(eq.sigma_mean), float(eq.sigma_var)
+        count = members * max(1, widths[-1] // d)
+        counts.append(count)
         coarse = _mean_var_se(
-            *_member_moments(model, members, dt, t_burn, t_end, n_avg, seed, scheduler, progress)
+            *_member_moments(model, count, dt, t_burn, t_end, n_avg, seed, scheduler, progress)
         )
         fine = _mean_var_se(
-            *_member_moments(
-                model, members, dt / 2, t_burn, t_end, n_avg, seed, scheduler, progress
-            )
+            *_member_moments(model, count, dt / 2, t_burn, t_end, n_avg, seed, scheduler, progress)
         )
         mean = 2 * fine[0] - coarse[0]
         se_mean = math.hypot(2 * fine[1], coarse[1])
@@ -484,6 +589,7 @@ def moment_comparison(
             "mean_error_se": ("width", mean_err_se, {"long_name": "its standard error"}),
             "var_error": ("width", var_err, {"long_name": "relative error of Var[sigma]"}),
             "var_error_se": ("width", var_err_se, {"long_name": "its standard error"}),
+            "members": ("width", np.array(counts), {"long_name": "independent systems per run"}),
         },
         coords={"width": ("width", np.array(widths), {"long_name": "width d (beta = b d)"})},
     )
@@ -500,10 +606,6 @@ def moment_comparison(
         seed=str(seed),
     )
     for name, err, se in (("mean", mean_err, mean_err_se), ("var", var_err, var_err_se)):
-        try:
-            q, lo, hi = fit_order(d_arr, err, se)
-        except (RuntimeError, ValueError):  # no power law fits (errors within noise)
-            q = lo = hi = math.nan
-        attrs.update({f"{name}_order": q, f"{name}_order_low": lo, f"{name}_order_high": hi})
+        attrs.update(_order_attrs(name, d_arr, err, se))
     ds.attrs.update(provenance(**attrs))
     return ds

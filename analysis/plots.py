@@ -682,8 +682,9 @@ def moment_comparison_figure(ds: xr.Dataset) -> Figure:
     d = ds.width.values
     for k, name in enumerate(("mean", "var")):
         err, se = np.abs(ds[f"{name}_error"].values), ds[f"{name}_error_se"].values
-        q, lo, hi = (ds.attrs[f"{name}_order{k}"] for k in ("", "_low", "_high"))
-        label = f"{'E' if name == 'mean' else 'Var'}[sigma]: order {q:.2f} [{lo:.2f}, {hi:.2f}]"
+        q, lo, hi = (float(ds.attrs[f"{name}_order{k}"]) for k in ("", "_low", "_high"))
+        order = f"{q:.2f} [{lo:.2f}, {hi:.2f}]" if np.isfinite([lo, hi]).all() else "not resolved"
+        label = f"{'E' if name == 'mean' else 'Var'}[sigma]: order {order}"
         ax.errorbar(d, err, yerr=1.96 * se, capsize=3, label=label, **_style(k))
     ax.set_xscale("log")
     ax.set_yscale("log")

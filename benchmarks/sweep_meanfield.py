@@ -1,12 +1,18 @@
 """Robustness sweep of ``meanfield.solve`` over issue 14's parameter grid (run on demand).
 
-    python benchmarks/sweep_meanfield.py [--quick] [--horizon T]
+    python benchmarks/sweep_meanfield.py [--quick | --sample K --seed S] [--horizon T]
+        [--limit SECONDS] [--out FILE]
 
 For every case ``(d, N, p, beta, initial data, diffusion)`` it runs ``solve`` at default settings
 to ``horizon`` (``t``, or ``tau = N t`` at ``N = inf``) with 5 saves and checks what the PDE
 guarantees: mass 1 (error printed), cell masses >= 0, and (with diffusion) the free energy
 non-increasing at every save.  It prints one line per case (wall time, steps, mass error, largest
 rise of ``F``, or the error message) and a table of the worst mass error and the slowest case.
+``--quick`` varies one axis at a time around a base case (150 cases); the full product
+(``WIDTHS x DEPTHS x POWERS x BETAS x SHAPES x diffusion``) has thousands of cases, and
+``--sample K --seed S`` draws ``K`` of them uniformly without replacement (the interactions the
+one-axis sweep misses).  A case that runs longer than ``--limit`` seconds (the issue's 60 s) is
+stopped and counted as a failure.  ``--out`` also writes the lines and the table to a file.
 ``N = inf`` with ``d <= 3`` and diffusion has no equilibrium; ``solve`` runs a finite horizon
 there too (the density spreads toward sigma = 0), so the sweep reports it like any other case.
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import signal
 import time
 
 import numpy as np
@@ -23,10 +30,12 @@ import numpy as np
 from dlnsim.meanfield import solve
 from dlnsim.particles import Model, Schatten  # noqa: E402
 
-WIDTHS = (2, 3, 8, 64, 1024)
+WIDTHS = (2, 3, 4, 8, 16, 64, 256, 1024)
 DEPTHS = (1, 2, 3, 10, 50, math.inf)
 POWERS = (1.0, 1.5, 2.0, 4.0)
-BETAS = (0.5, 10.0, 1e4)
+BETAS = (0.5, 2.0, 10.0, 100.0, 1e4)
+QUICK_WIDTHS = (2, 3, 8, 64, 1024)  # the one-axis sweep's values (150 cases)
+QUICK_BETAS = (0.5, 10.0, 1e4)
 SHAPES = ("narrow", "wide", "bimodal", "above", "below")
 
 
@@ -51,15 +60,33 @@ def initial(model: Model, shape: str):
     return f
 
 
-def run_case(d, n, p, beta, shape, diffusion, horizon=1.0) -> dict:
+class CaseTimeout(Exception):
+    """Raised by the alarm when a case exceeds the time limit."""
+
+
+def _alarm(signum, frame):
+    raise CaseTimeout
+
+
+def run_case(d, n, p, beta, shape, diffusion, horizon=1.0, limit=None) -> dict:
     """One case; returns wall time, steps, mass error, the largest rise of F between saves
-    (positive = violation) and the minimum cell mass, or the error."""
+    (positive = violation) and the minimum cell mass, or the error (also when the case runs
+    longer than ``limit`` seconds, if given)."""
     model = Model(d, n, beta, Schatten(p))
     start = time.perf_counter()
+    if limit:
+        previous = signal.signal(signal.SIGALRM, _alarm)
+        signal.setitimer(signal.ITIMER_REAL, limit)
     try:
         ds = solve(model, initial(model, shape), np.linspace(0.0, horizon, 5), diffusion=diffusion)
     except (RuntimeError, ValueError) as exc:
         return {"error": str(exc), "seconds": time.perf_counter() - start}
+    except CaseTimeout:
+        return {"error": f"over the {limit:g} s limit", "seconds": time.perf_counter() - start}
+    finally:
+        if limit:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
     masses = (ds.density * ds.cell_width).values
     free = ds.free_energy.values
     rise = float(np.max(np.diff(free) / (1.0 + np.abs(free[:-1])))) if diffusion else -math.inf
@@ -72,50 +99,88 @@ def run_case(d, n, p, beta, shape, diffusion, horizon=1.0) -> dict:
     }
 
 
+def full_product() -> list[tuple]:
+    """Every case of the issue's grid, in a fixed order."""
+    return list(itertools.product(WIDTHS, DEPTHS, POWERS, BETAS, SHAPES, (True, False)))
+
+
+def sample(k: int, seed: int) -> list[tuple]:
+    """``k`` cases drawn uniformly without replacement from ``full_product()``."""
+    grid = full_product()
+    if not 1 <= k <= len(grid):
+        raise ValueError(f"bad sample={k}: must be in 1..{len(grid)}")
+    pick = np.random.default_rng(seed).choice(len(grid), size=k, replace=False)
+    return [grid[i] for i in pick]
+
+
 def cases(quick: bool):
     if quick:  # one value per axis beside a base case, each shape, both diffusions
         base = (8, 3, 2.0, 10.0)
         out = {base}
-        for i, axis in enumerate((WIDTHS, DEPTHS, POWERS, BETAS)):
+        for i, axis in enumerate((QUICK_WIDTHS, DEPTHS, POWERS, QUICK_BETAS)):
             for v in axis:
                 out.add(tuple(v if j == i else base[j] for j in range(4)))
         grid = sorted(out, key=str)
         return [(*g, s, diff) for g in grid for s in SHAPES for diff in (True, False)]
-    return list(itertools.product(WIDTHS, DEPTHS, POWERS, BETAS, SHAPES, (True, False)))
+    return full_product()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one axis at a time around a base")
+    parser.add_argument("--sample", type=int, default=0, help="K cases from the full product")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --sample")
     parser.add_argument("--horizon", type=float, default=1.0)
+    parser.add_argument("--limit", type=float, default=0.0, help="seconds per case (0: none)")
+    parser.add_argument("--out", default=None, help="also write the report to this file")
     args = parser.parse_args()
+    lines = []
+
+    def report(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+        if args.out:
+            with open(args.out, "w") as fh:
+                fh.write("\n".join(lines) + "\n")
+
+    todo = sample(args.sample, args.seed) if args.sample else cases(args.quick)
+    report(
+        f"# sweep_meanfield: {len(todo)} cases "
+        + (
+            f"drawn uniformly (seed {args.seed}) from the {len(full_product())}-case product"
+            if args.sample
+            else ("quick" if args.quick else "full product")
+        )
+        + f", horizon {args.horizon:g}, limit {args.limit:g} s"
+    )
     results = []
-    for case in cases(args.quick):
-        r = run_case(*case, horizon=args.horizon)
+    for case in todo:
+        r = run_case(*case, horizon=args.horizon, limit=args.limit or None)
         results.append((case, r))
         if "error" in r:
-            print(f"{case}: ERROR after {r['seconds']:.1f}s: {r['error']}", flush=True)
+            report(f"{case}: ERROR after {r['seconds']:.1f}s: {r['error']}")
         else:
-            print(
+            report(
                 f"{case}: {r['seconds']:.1f}s {r['steps']} steps, mass err {r['mass_error']:.1e}, "
-                f"min mass {r['min_mass']:.1e}, F rise {r['rise']:.1e}",
-                flush=True,
+                f"min mass {r['min_mass']:.1e}, F rise {r['rise']:.1e}"
             )
     ok = [(c, r) for c, r in results if "error" not in r]
     failed = [(c, r) for c, r in results if "error" in r]
     bad = [
         (c, r) for c, r in ok if r["rise"] > 1e-10 or r["min_mass"] < 0 or r["mass_error"] > 1e-8
     ]
-    print(f"\n{len(results)} cases, {len(failed)} errors, {len(bad)} violations")
+    report(f"\n{len(results)} cases, {len(failed)} errors, {len(bad)} violations")
     if ok:
         worst = max(ok, key=lambda cr: cr[1]["mass_error"])
         slow = max(ok, key=lambda cr: cr[1]["seconds"])
         rise = max(ok, key=lambda cr: cr[1]["rise"])
-        print(f"worst mass error {worst[1]['mass_error']:.2e} at {worst[0]}")
-        print(f"largest relative F rise {rise[1]['rise']:.2e} at {rise[0]}")
-        print(f"slowest {slow[1]['seconds']:.1f}s ({slow[1]['steps']} steps) at {slow[0]}")
+        total = sum(r["seconds"] for _, r in results)
+        report(f"worst mass error {worst[1]['mass_error']:.2e} at {worst[0]}")
+        report(f"largest relative F rise {rise[1]['rise']:.2e} at {rise[0]}")
+        report(f"slowest {slow[1]['seconds']:.1f}s ({slow[1]['steps']} steps) at {slow[0]}")
+        report(f"total {total:.0f} s")
     for c, r in failed + bad:
-        print("FAIL", c, r)
+        report(f"FAIL {c} {r}")
 
 
 if __name__ == "__main__":

@@ -901,6 +901,8 @@ def solve(
             masses = _masses_from_callable(initial, xi_edges, m, s)
             masses = masses / masses.sum()
 
+    _check_extinction(model, diffusion, rescaled, times, masses, scheme.edges(m, s), tail)
+
     # ---- time stepping
     out_masses = np.empty((times.size, cells))
     out_grid = np.empty((times.size, 2))
@@ -925,8 +927,16 @@ def solve(
             step = min(dt_try, max_step, times[k_out] - t)
             if s_rate < 0 and not frozen:  # keep s + dt ds/dt >= 0.6 s in the Euler stage
                 step = min(step, 0.4 * s / -s_rate)
-            if step <= 1e-14 * max(1.0, abs(t)):
-                raise RuntimeError(f"meanfield.solve: step size underflow at t={t:.6g}")
+            # underflow relative to t (at t = 0 a step of 1e-15 is legitimate: from sigma =
+            # 100 sigma_* at p = 4, N = 50 the initial rates are ~1e10 and the first steps
+            # ~1e-15; an absolute floor of 1e-14 failed those runs at once)
+            if step <= 1e-14 * abs(t) or step < 1e-250:
+                raise RuntimeError(
+                    f"meanfield.solve: step size underflow at t={t:.6g} (step {step:.3g}; the "
+                    f"grid's rates are {abs(mean_rate):.3g} (centre) and {abs(s_rate / s):.3g} "
+                    "(log scale) per unit time: the density moves faster than the step control "
+                    "can follow; try a smaller rtol or start nearer sigma_*)"
+                )
             new, stage, grid1, grid2 = scheme.step(
                 masses, m, s, dv0, rates0, step, min_width, frozen
             )
@@ -1003,6 +1013,28 @@ def solve(
         "dlnsim_version": __version__,
     }
     return _dataset(scheme, times, out_masses, out_grid, rescaled, attrs)
+
+
+def _check_extinction(model, diffusion, rescaled, times, masses, edges, tail) -> None:
+    """At ``N = 1`` without diffusion there is no interaction (``k_1 = 1``) and each ``sigma``
+    follows ``sigma' = -e'(sigma)``; for ``Schatten(p < 2)`` that reaches ``sigma = 0`` at
+    ``t = sigma_0^{2-p} / (2-p)``, after which ``log sigma`` runs to ``-inf`` ever faster (the
+    sampled sweep's runs never finished).  Refuse a horizon past the lowest mass's extinction."""
+    p = getattr(model.energy, "p", None)
+    if model.infinite or model.depth != 1 or diffusion or p is None or p >= 2:
+        return
+    first = int(np.searchsorted(np.cumsum(masses), tail))  # lowest cell below which <= tail
+    sigma_lo = math.exp(float(edges[first]))
+    t_ext = sigma_lo ** (2.0 - p) / (2.0 - p)  # t = tau at N = 1
+    if times[-1] >= t_ext:
+        raise fail(
+            "times",
+            float(times[-1]),
+            f"at N = 1 without diffusion each sigma follows sigma' = -sigma^(p-1) (no "
+            f"interaction), which reaches sigma = 0 at t = {t_ext:.4g} from the lowest mass "
+            f"(sigma = {sigma_lo:.3g}, p = {p:g} < 2); the log-sigma grid cannot follow it there: "
+            "end before, or use diffusion=True or p >= 2",
+        )
 
 
 def _regrid(
