@@ -119,10 +119,10 @@ def test_unadjusted_stationary_law_virial():
     Statistics: each member's time average over t in [1.5, 6] (19 saved states; the ensemble
     mean has relaxed by t = 1 from this start) is one independent sample; the standard error is
     over 160 members (measured 1.3% of the mean).  The scheme's O(dt) bias is < 1% here (-0.7%
-    for N = 1 at this dt, particles.proximal's docstring; measured +0.3% +- 1.3%), so 4 SE
-    detects a ~5% error in the stationary mean, e.g. a noise variance off by ~7%.  Planted: the
-    chart noise 2T/N -> 2T (invisible with Metropolis, whose proposal density uses the same
-    variance) and the variance halved (T instead of 2T) both fail by many SE."""
+    for N = 1 at this dt, particles.proximal's docstring; measured with t in [2, 8]:
+    +0.4% +- 1.3%), so 4 SE detects a ~5% error in the stationary mean.  Planted: the chart
+    noise 2T/N -> 2T (invisible with Metropolis, whose proposal density uses the same variance)
+    and the variance halved (T instead of 2T) both fail here (tests/mutation.py)."""
     d, depth, beta, m = 3, 2, 1.0, 160
     system = MatrixVariant(d, depth, beta, Schatten(2.0))
     exact = (d + d * (d - 1) * (depth + 1) / 2) / (depth * beta)
