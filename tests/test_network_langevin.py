@@ -455,3 +455,42 @@ def test_bad_block_arguments():
         simulate_matrix_members(
             model(2, math.inf, 1.0, Schatten(2)), x0, [0, 1], [0.1], 0.05, 1, rescaled=False
         )
+
+
+def test_unadjusted_step_has_the_exact_drift_and_noise_covariance():
+    """One step of the stepper WITHOUT Metropolis at T > 0, with chosen noise blocks: with
+    ``Z = 0`` it moves by ``h b(X)``, ``b = -A_X(grad E - grad S_N / beta) + T (N - 1) X
+    (X^T X)^{-1/N}`` (the dense operator of the definition, FD entropy gradient and the
+    closed-form Ito drift checked in ``test_ito_drift_is_the_laplace_beltrami_drift``); with
+    ``Z = E_k`` (the d^2 unit matrices, one member each) the extra moves are the columns of a
+    map ``M`` with ``M M^T = 2 T h A_X`` (the noise covariance of the scheme).
+
+    Why: with ``metropolis=True`` the law is exact whatever the drift or the noise map (they
+    enter the proposal density consistently), and at ``N = 1`` (the fast exact-law tests)
+    ``K = 1`` hides ``sqrt(K)`` vs ``K`` and the Ito term vanishes.  Planted (tests/mutation.py,
+    each fails here): the noise map ``K o Z`` instead of ``sqrt(K) o Z``, the Ito coefficient
+    ``T (1 - 1/N)`` -> ``T`` or halved, the drift scaled by 0.9 in the step."""
+    d, depth, beta, temp, h = 3, 3, 2.0, 0.7, 0.05
+    x0 = np.array([[1.2, 0.3, -0.2], [0.1, 0.8, 0.4], [-0.3, 0.2, 0.6]])
+    mod = model(d, depth, beta, Schatten(2))
+    m = d * d + 1
+    stepper = MatrixLangevin(mod, np.repeat(x0[None], m, axis=0), temp, rescaled=False)
+    stepper.begin(h, 1)
+    xi = np.zeros((m, d, d))
+    xi[1:] = np.eye(d * d).reshape(d * d, d, d)
+    assert stepper.step(xi, 0, np.arange(m)) is None
+    y = stepper.new.x
+
+    def s_of(x):
+        return chamber_entropy(np.log(np.linalg.svd(x, compute_uv=False)), depth)
+
+    a = dense_operator(x0, depth)
+    ito = temp * (depth - 1) * x0 @ _power(x0.T @ x0, -1.0 / depth)
+    drift = -a @ (x0.ravel() - fd_gradient(s_of, x0) / beta) + ito.ravel()
+    got = ((y[0] - x0) / h).ravel()
+    np.testing.assert_allclose(got, drift, rtol=0, atol=1e-7 * np.abs(drift).max())
+    cols = (y[1:] - y[0]).reshape(d * d, d * d).T  # column k: the move of Z = E_k
+    cov = 2 * temp * h * a
+    np.testing.assert_allclose(cols @ cols.T, cov, rtol=0, atol=1e-12 * np.abs(cov).max())
+    stepper.commit(0, np.arange(m))
+    assert (stepper.stats["accepted"] == 1).all()
