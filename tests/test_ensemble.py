@@ -434,7 +434,10 @@ def test_sigkill_midway_then_resume_is_bitwise_a_clean_run(tmp_path, cluster, mo
     assert part.attrs["complete"] == 0 and 2 <= flags.sum() < 6
     sigma = part.sigma.values.reshape(6, 2, 11, 4)
     assert np.isfinite(sigma[flags == 1]).all()
-    assert np.isnan(sigma[flags == 0]).all()
+    # a chunk's data are written before its flag: the kill may fall between the two for the one
+    # chunk being written (the serial scheduler writes one at a time); resume recomputes it
+    written = np.isfinite(sigma[flags == 0]).reshape(int((flags == 0).sum()), -1).any(axis=1)
+    assert written.sum() <= 1 and np.isnan(sigma[flags == 0][~written]).all()
     kw = dict(
         model=Model(4, 4, 2.0, Schatten(2.0)),
         sigma0=[1.0, 0.7, 0.4, 0.2],
