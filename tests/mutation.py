@@ -153,8 +153,9 @@ MUTANTS: list[Mutant] = [
       "rho_new = rho - self.h_u * self.model.gradient_rho(rho)",
       "rho_new = rho - 0.9 * self.h_u * self.model.gradient_rho(rho)",
       "tests/test_unadjusted_drift.py", "-k", "chamber"),
-    M("langevin.noise_counter", "particles/driver.py",  # the step loop's noise counter
-      "                step += 1\n", "", "tests/test_langevin.py", "-k", "documented"),
+    M("langevin.noise_counter", "particles/driver.py",  # the step loop's noise counter: only
+      "                step += 1\n", "",  # the next batch (after K steps) repeats the noise
+      "tests/test_fused.py", "-k", "agrees"),
     M("langevin.noise_rows", "particles/driver.py",
       "normals(seed, members[active], step, batch, size, out=flat)",
       "normals(seed, members[active] + 1, step, batch, size, out=flat)",
