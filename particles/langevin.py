@@ -72,7 +72,7 @@ import numpy as np
 
 from .driver import NOISE_SCHEME, check_run, noise_batch_steps, run_steps
 from .model import Model, sorted_desc
-from .steppers import ChamberEulerMaruyama, FusedChamberEulerMaruyama, fusable
+from .steppers import FUSE_MIN_WIDTH, ChamberEulerMaruyama, FusedChamberEulerMaruyama, fusable
 from .system import LogGasSystem
 from .validation import fail
 
@@ -149,7 +149,9 @@ def simulate_members(
     fused : bool, optional
         The fused compiled step (``steppers.FusedChamberEulerMaruyama``; finite ``N`` and a
         Schatten energy) or the per-step one (``ChamberEulerMaruyama``); default: fused where it
-        applies.  Both use the same noise and agree to rounding.
+        applies and ``d >= steppers.FUSE_MIN_WIDTH`` (16: below it the per-depth compilation
+        outweighs the run time of typical small systems).  Both use the same noise and agree to
+        rounding.
 
     Returns
     -------
@@ -176,7 +178,7 @@ def simulate_members(
         raise fail("fused", fused, "the fused step needs a finite depth and a Schatten energy")
     args = check_run(model, sigma0, members, times, dt, seed, temperature, rescaled)
     start = np.ascontiguousarray(sorted_desc(args.start))
-    fuse = fusable(model) if fused is None else bool(fused)
+    fuse = fusable(model) and model.width >= FUSE_MIN_WIDTH if fused is None else bool(fused)
     kind = FusedChamberEulerMaruyama if fuse else ChamberEulerMaruyama
     stepper = kind(model, start, args.temperature, args.rescaled)
     run = run_steps(

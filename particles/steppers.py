@@ -52,6 +52,7 @@ from .validation import fail
 __all__ = [
     "ChamberEulerMaruyama",
     "EulerMaruyama",
+    "FUSE_MIN_WIDTH",
     "FusedChamberEulerMaruyama",
     "advance_u",
     "fusable",
@@ -116,6 +117,10 @@ def advance_u(u, g, h_u, amp, xi, noisy, depth, hits, u_new, rho_new, bad):
 
 #: the largest integer exponent ``N p`` taken by repeated squaring (else ``exp(p N log u)``)
 MAX_INT_POWER = 64
+#: the narrowest width the fused step is chosen for by default (``fused=None``): its compiled
+#: code is specialized per depth (~10 s of compilation each on a cold cache), which the small
+#: systems of the default run (d = 4, 6, 8) would pay many times over for little run time
+FUSE_MIN_WIDTH = 16
 
 
 def u_limit(depth: int) -> float:
