@@ -236,11 +236,31 @@ class Stepper(Protocol):
         ...
 
 
-class IntervalStepper(Stepper, Protocol):
+class IntervalStepper(Protocol):
     """A stepper that takes a whole save interval at once and draws the run's noise itself
     (the same normals as the loop would give it: ``NOISE_SCHEME``).  The loop calls ``begin``,
-    then ``advance`` instead of ``refill``/``step``/``commit``, then ``drop`` for the rows that
-    failed (whose state is the one before their failing step)."""
+    then ``advance`` (it has no ``refill``/``step``/``commit``), then ``drop`` for the rows that
+    failed (whose state is the one before their failing step); ``outputs``, ``noise_shape``,
+    ``drop``, ``save`` and ``finish`` are those of ``Stepper``."""
+
+    outputs: Mapping[str, tuple[int, ...]]
+    noise_shape: tuple[int, ...]
+
+    def begin(self, h: float, n_steps: int) -> None:
+        """Start a save interval of ``n_steps`` steps of length ``h`` (the run's time)."""
+        ...
+
+    def drop(self, bad: np.ndarray, ok: np.ndarray, lost: np.ndarray) -> dict[str, np.ndarray]:
+        """As ``Stepper.drop``."""
+        ...
+
+    def save(self) -> dict[str, np.ndarray]:
+        """As ``Stepper.save``."""
+        ...
+
+    def finish(self, active: np.ndarray) -> dict[str, np.ndarray]:
+        """As ``Stepper.finish``."""
+        ...
 
     def advance(self, n_steps: int, step0: int, seed: int, members: np.ndarray) -> np.ndarray:
         """Take the interval's ``n_steps`` steps, the run's steps ``step0 .. step0 + n_steps -
@@ -274,7 +294,7 @@ class RunResult:
 
 
 def run_steps(
-    stepper: Stepper,
+    stepper: Stepper | IntervalStepper,
     start: Mapping[str, np.ndarray],
     members: np.ndarray,
     times: np.ndarray,
@@ -287,7 +307,7 @@ def run_steps(
 
     Parameters
     ----------
-    stepper : Stepper
+    stepper : Stepper or IntervalStepper
         The scheme, already holding the ``m`` initial states.
     start : mapping
         The outputs of the initial states (saved at a save time 0), name -> ``(m, *shape)``.

@@ -360,16 +360,6 @@ class FusedChamberEulerMaruyama:
             kernel(*args)
         return fail_at
 
-    def refill(self, active: np.ndarray) -> None:
-        """Not called (the noise is drawn inside ``advance``)."""
-
-    def step(self, xi: np.ndarray, pos: int, active: np.ndarray) -> np.ndarray | None:
-        """Not called: an interval stepper (``advance``)."""
-        raise NotImplementedError("FusedChamberEulerMaruyama steps whole intervals (advance)")
-
-    def commit(self, pos: int, active: np.ndarray) -> None:
-        """Not called (``advance`` commits)."""
-
     def drop(self, bad: np.ndarray, ok: np.ndarray, lost: np.ndarray) -> dict[str, np.ndarray]:
         """Remove failing rows; their singular values before the failing step."""
         last = self._sigma(self.u[bad])
