@@ -157,6 +157,13 @@ def _run_command(sub) -> None:
     )
     run.add_argument("config", nargs="?", help="TOML config file (default: built-in experiments)")
     run.add_argument("--out", help="output folder (default: the config's 'out' or ./dlnsim-out)")
+    run.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="experiments run at once, each in its own process (default: one per core, at "
+        "most one per experiment; 1: one after the other in this process)",
+    )
     _cluster_options(run)
     _format_option(run, "each experiment's 'format', else png")
     run.add_argument(
@@ -359,10 +366,23 @@ def _run(args: argparse.Namespace) -> int:
         )
         print(f"dlnsim: {args.config or 'the built-in config'} is valid: {names}; output {folder}/")
         return 0
+    jobs = _cores() if args.jobs is None else args.jobs
+    if isinstance(jobs, bool) or jobs < 1:
+        raise ValueError(f"bad jobs={args.jobs!r}: must be an integer >= 1")
     with _cluster(args, DEFAULT_SCHEDULER):
         _log.info("writing into %s/", folder)
-        run_experiments(experiments, folder, print, config=text)
+        run_experiments(experiments, folder, print, config=text, jobs=jobs)
     return 0
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _phase_portrait(args: argparse.Namespace) -> int:

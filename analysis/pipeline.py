@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from dlnsim.particles.datasets import extra_provenance, save
+from dlnsim.particles.validation import check_integer
 
 from .config import check_names, check_out, read_config, validate
 from .experiments import DEFAULT_EXPERIMENTS, EXPERIMENTS, Experiment
 from .experiments.params import model_from
+from .jobs import run_jobs
 
 __all__ = [
     "DEFAULT_EXPERIMENTS",
@@ -30,6 +32,7 @@ __all__ = [
     "resolve",
     "run_experiment",
     "run_experiments",
+    "run_table",
 ]
 
 _log = logging.getLogger(__name__)
@@ -61,6 +64,26 @@ def run_experiment(experiment: Experiment, params: Any, out: Path) -> list[str]:
     for stem, fig in experiment.figures(result).items():
         save_figure(fig, out / stem, params.format, dpi=experiment.dpi)
     return lines
+
+
+def run_table(experiment: Mapping[str, Any], out: Path) -> list[str]:
+    """``run_experiment`` of an ``[[experiment]]`` table (``resolve`` then run): what a job
+    process of ``run_experiments(jobs > 1)`` runs.
+
+    Parameters
+    ----------
+    experiment : mapping
+        The table.
+    out : pathlib.Path
+        The output folder (existing).
+
+    Returns
+    -------
+    list of str
+        The summary lines.
+    """
+    kind, params = resolve(experiment)
+    return run_experiment(kind, params, out)
 
 
 def resolve(experiment: Mapping[str, Any]) -> tuple[Experiment, Any]:
@@ -147,14 +170,20 @@ def run_experiments(
     echo: Callable[[str], None] | None = None,
     *,
     config: str | None = None,
+    jobs: int = 1,
 ) -> list[str]:
-    """Run each experiment in turn, writing into ``out``; returns all summary lines.
+    """Run the experiments, writing into ``out``; returns all summary lines.
 
     Every experiment and ``out`` are checked before anything runs or any file is created.
     Each summary line goes to ``echo`` (default: logged at INFO on the ``dlnsim`` logger).
     Every dataset written carries ``config`` in its ``config`` attribute (default: the
     experiments rendered as TOML by ``config_text``).  Ensemble experiments with ``scheduler =
     "local"`` start one ``local_cluster`` each (options: ``local_cluster_options``).
+
+    With ``jobs = 1`` (the default) the experiments run one after the other in this process.
+    With ``jobs > 1`` up to ``jobs`` run at once, each in its own process (``analysis.jobs``:
+    the same files, bitwise, and the same summary, in the same order); the first error is
+    raised after the experiments running beside it have finished.
 
     Parameters
     ----------
@@ -166,6 +195,8 @@ def run_experiments(
         ``echo(line)`` for each summary line; None logs them.
     config : str or None, default None
         The text stored in every dataset's ``config`` attribute.
+    jobs : int, default 1
+        Experiments running at once (> 1: in separate processes).
 
     Returns
     -------
@@ -180,21 +211,28 @@ def run_experiments(
     """
     resolved = [resolve(e) for e in experiments]
     check_names(resolved)
+    jobs = check_integer(jobs, "jobs", 1)
     out = check_out(out, "out")
     out.mkdir(parents=True, exist_ok=True)
     summary = out / "summary.txt"
     summary.write_text("")
     all_lines: list[str] = []
+
+    def emit(_index: int, lines: list[str]) -> None:
+        with summary.open("a") as fh:
+            fh.write("\n".join(lines) + "\n")
+        for line in lines:
+            if echo is None:
+                _log.info("%s", line)
+            else:
+                echo(line)
+        all_lines.extend(lines)
+
     text = config_text(experiments) if config is None else config
     with extra_provenance(config=text):
-        for exp, params in resolved:
-            lines = run_experiment(exp, params, out)
-            with summary.open("a") as fh:
-                fh.write("\n".join(lines) + "\n")
-            for line in lines:
-                if echo is None:
-                    _log.info("%s", line)
-                else:
-                    echo(line)
-            all_lines.extend(lines)
+        if jobs > 1 and len(resolved) > 1:
+            run_jobs(experiments, out, min(jobs, len(resolved)), emit, run_table)
+        else:
+            for i, (exp, params) in enumerate(resolved):
+                emit(i, run_experiment(exp, params, out))
     return all_lines

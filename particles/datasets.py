@@ -31,6 +31,7 @@ from .version import __version__
 __all__ = [
     "provenance",
     "extra_provenance",
+    "provenance_extras",
     "trajectory_dataset",
     "save",
     "load",
@@ -160,6 +161,18 @@ def extra_provenance(**attrs: object) -> Iterator[None]:
         yield
     finally:
         _EXTRA.reset(token)
+
+
+def provenance_extras() -> dict[str, object]:
+    """The attributes ``extra_provenance`` adds at this point (a copy; empty outside any
+    ``with extra_provenance(...)`` block).
+
+    Returns
+    -------
+    dict
+        Attribute name -> value.
+    """
+    return dict(_EXTRA.get() or {})
 
 
 def provenance(**params: object) -> dict[str, str | int | float]:

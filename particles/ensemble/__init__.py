@@ -31,7 +31,7 @@ The modules, one per concern:
   (checksums, resume) on top of ``particles/store.py``.
 """
 
-from .executors import CLUSTER_TIMEOUT, local_cluster, local_cluster_options
+from .executors import CLUSTER_TIMEOUT, cluster_options, local_cluster, local_cluster_options
 from .options import Execution, Output, Storage
 from .plan import (
     BIT_GENERATOR,
@@ -57,5 +57,6 @@ __all__ = [
     "langevin_ensemble",
     "local_cluster",
     "local_cluster_options",
+    "cluster_options",
     "memory_estimate",
 ]

@@ -1,7 +1,9 @@
 """Where the chunks run: in-process, or on a Dask cluster (a client, an address, or a
 ``LocalCluster`` started for the call).
 
-``local_cluster()`` is the only place where dlnsim starts processes; ``local_cluster_options``
+``local_cluster()`` is the only place in the particle code where dlnsim starts processes (the
+other is ``analysis.jobs``, when ``run_experiments`` is asked for concurrent experiments);
+``local_cluster_options``
 sets its options for the clusters started inside a ``with`` block (the CLI's ``--n-workers``).
 ``Where`` picks the executor once, and only when there is work (``choose_executor``: client >
 ``scheduler`` > the active client > ``$DASK_SCHEDULER_ADDRESS`` > in-process); ``run`` yields
@@ -39,6 +41,7 @@ __all__ = [
     "scoped_timeout",
     "local_cluster",
     "local_cluster_options",
+    "cluster_options",
     "run_dask",
     "run_in_process",
     "run_serial",
@@ -191,6 +194,18 @@ def local_cluster_options(
         yield
     finally:
         _CLUSTER_OPTIONS.reset(token)
+
+
+def cluster_options() -> dict[str, int]:
+    """The ``local_cluster_options`` in force at this point (a copy; empty outside any
+    ``with local_cluster_options(...)`` block), as keyword arguments of that function.
+
+    Returns
+    -------
+    dict
+        Any of ``n_workers``, ``threads_per_worker``, ``logs``.
+    """
+    return dict(_CLUSTER_OPTIONS.get() or {})
 
 
 def _check_cluster_options(options: Mapping[str, Any]) -> dict[str, int]:
