@@ -19,9 +19,11 @@ Failure and interruption keep what has been written:
 * an experiment that raises stops new experiments from starting; the ones running finish (their
   files are complete), then the first error is raised again in the starting process, as the
   same exception type with the same message;
-* Ctrl-C reaches every job (the terminal interrupts the whole process group; a job that is
-  still running a few seconds later is interrupted explicitly), each keeps what it has written,
-  and ``KeyboardInterrupt`` is raised after they have all stopped.
+* Ctrl-C: a job runs in its own process group (POSIX), so the terminal's interrupt reaches
+  only the starting process, which passes it on to each job as SIGINT; a job then stops as a
+  run in the starting process would (its Dask workers, if it started a LocalCluster, are shut
+  down by it rather than interrupted mid-task), keeps what it has written, and
+  ``KeyboardInterrupt`` is raised once every job has stopped.
 
 The numba cache is shared: jobs that compile the same kernel at the same time each compile it,
 and numba's cache writes are atomic, so the cache stays valid.
@@ -29,8 +31,8 @@ and numba's cache writes are atomic, so the cache stays valid.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import math
 import multiprocessing
 import os
 import pickle
@@ -48,9 +50,6 @@ from dlnsim.particles.ensemble import cluster_options, local_cluster_options
 __all__ = ["run_jobs"]
 
 _log = logging.getLogger(__name__)
-
-#: seconds a job gets to stop on its own after Ctrl-C before it is sent SIGINT itself
-INTERRUPT_GRACE = 5.0
 
 
 class _NotATerminal:
@@ -105,6 +104,8 @@ def _job(
 ) -> None:
     """One experiment in a job process, ``run(table, out)``; sends ``("done", index, lines)``,
     ``("error", index, exc)`` or ``("interrupted", index)``."""
+    if hasattr(os, "setpgrp"):  # Ctrl-C comes through the parent (module docstring)
+        os.setpgrp()
     sys.argv = list(state["argv"])
     sys.stderr = _NotATerminal(sys.stderr)
     logger = logging.getLogger("dlnsim")
@@ -189,7 +190,6 @@ class _Jobs:
         self.next_emit = 0
         self.error: BaseException | None = None
         self.interrupted = False
-        self.deadline = math.inf  # after Ctrl-C: when the jobs still running get SIGINT
 
     def start(self, i: int) -> None:
         receive, send = self.ctx.Pipe(duplex=False)
@@ -201,10 +201,12 @@ class _Jobs:
         _log.info("started %s (%d of %d)", _label(self.tables[i]), i + 1, len(self.tables))
 
     def interrupt(self) -> None:
-        """Ctrl-C: start nothing more; jobs still running after the grace get SIGINT."""
-        if not self.interrupted:
-            self.interrupted = True
-            self.deadline = time.monotonic() + INTERRUPT_GRACE
+        """Ctrl-C: start nothing more, and pass the interrupt on to every running job."""
+        self.interrupted = True
+        for proc, _, _ in self.running.values():
+            if proc.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGINT)
 
     def loop(self) -> None:
         while self.pending or self.running:
@@ -217,11 +219,6 @@ class _Jobs:
                 self.start(self.pending.pop(0))
             if not self.running:
                 return
-            if time.monotonic() > self.deadline:
-                for proc, _, _ in self.running.values():
-                    if proc.is_alive():
-                        os.kill(proc.pid, signal.SIGINT)
-                self.deadline = math.inf
             conns = {conn: i for i, (_, conn, _) in self.running.items()}
             for conn in wait(list(conns), timeout=0.5):
                 self.receive(conns[conn])
