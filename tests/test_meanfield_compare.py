@@ -295,7 +295,7 @@ def test_moment_comparison_resolves_the_variance_order_at_the_default_run(tmp_pa
     - the control's E[sigma] against the PDE equilibrium's, to 0.5% + 4 SE;
     - the coupled estimate of E[sigma] against the uncoupled one (4 SE).
 
-    Planted: a control with W x 1.02 fails the coupled-vs-uncoupled mean (8 SE at d = 32; the
+    Planted: a control with W x 1.02 fails the coupled-vs-uncoupled mean (4.9 SE at d = 32; the
     order alone still passes: 1.02, CI [0.64, 1.42]); W x 1.1 also fails the order (CI [0.08,
     0.85])."""
     from dlnsim.analysis.experiments.meanfield import MeanfieldParams
