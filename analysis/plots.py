@@ -686,6 +686,12 @@ def moment_comparison_figure(ds: xr.Dataset) -> Figure:
         order = f"{q:.2f} [{lo:.2f}, {hi:.2f}]" if np.isfinite([lo, hi]).all() else "not resolved"
         label = f"{'E' if name == 'mean' else 'Var'}[sigma]: order {order}"
         ax.errorbar(d, err, yerr=1.96 * se, capsize=3, label=label, **_style(k))
+    amp = float(ds.attrs.get("var_amplitude_theory", np.nan))
+    if np.isfinite(amp):  # theory.md 11: the Gaussian model's exact variance error
+        grid = np.geomspace(d.min(), d.max(), 50)
+        ax.plot(
+            grid, amp * (grid - 1) / grid**2, "k:", lw=1, label="Var theory r^2(d-1)/((1-r)d^2)"
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("width d (beta = b d)")

@@ -161,3 +161,26 @@ def test_equilibrium_errors_name_the_cause():
         equilibrium(Model(8, 1, 8.0, Schatten(2.0)))
     with pytest.raises(RuntimeError, match="max_cells"):
         equilibrium(Model(8, 50, 1.0, Schatten(2.0)), max_cells=1000)
+
+
+def test_equilibrium_stops_at_the_rounding_floor_not_before():
+    """A tolerance below what float64 can reach (1e-17; the residual's plateau grows with the
+    number of cells and passes 1e-13 near 25 000 cells, where the default tolerance stalled)
+    stops where the residual stops decreasing at the rounding floor estimated from the data,
+    and says so; before, the iteration ran into max_iter.  The answer equals the one at the
+    default tolerance to 1e-12 (moments) and satisfies the virial identity (exact truth) to
+    1e-12.  Planted: a floor estimate 1e6 times too large fails the bound on the floor (1.6e-7);
+    a stop at the floor without the stagnation check stops the default run before its tol
+    (stopped_by "rounding floor" at 1.3e-13, while the residual still falls to 9.8e-14)."""
+    model = Model(16, 4, 16.0, Schatten(0.5))
+    ref = equilibrium(model)
+    eq = equilibrium(model, tol=1e-17, max_iter=500)
+    a = eq.attrs
+    assert ref.attrs["stopped_by"] == "tol" and a["stopped_by"] == "rounding floor"
+    assert a["residual"] <= a["rounding_floor"] < 1e-12
+    assert a["residual"] < ref.attrs["residual"]  # it went on while the residual fell
+    for name in ("sigma_mean", "sigma_var", "sigma_de_mean"):
+        assert float(eq[name]) == pytest.approx(float(ref[name]), rel=1e-12, abs=0.0)
+    assert float(eq.sigma_de_mean) == pytest.approx(a["virial_exact"], rel=1e-12)
+    with pytest.raises(RuntimeError, match="rounding floor"):
+        equilibrium(model, tol=1e-17, max_iter=8)

@@ -246,9 +246,16 @@ def summary(result: MeanfieldResult) -> list[str]:
         )
     a = moments.attrs
     lines.append(
-        f"  stationary moments vs the PDE equilibrium, error ~ d^-q: E[sigma] "
-        f"{_order(a, 'mean')} (theory: q = 2), Var {_order(a, 'var')} (theory: q = 1)"
+        f"  stationary moments vs the PDE equilibrium (ratio to mean-field particles on the same "
+        f"noise), error ~ d^-q: E[sigma] {_order(a, 'mean')} (theory: q = 2), Var "
+        f"{_order(a, 'var')} (theory: q = 1)"
     )
+    if math.isfinite(float(a.get("var_amplitude", math.nan))):
+        lines.append(
+            f"  Var error = A (d-1)/d^2 + B/d^2: A = {a['var_amplitude']:.4f} +- "
+            f"{a['var_amplitude_se']:.4f} (theory r^2/(1-r) = {a['var_amplitude_theory']:.4f}), "
+            f"B = {a['var_d2']:.3f} +- {a['var_d2_se']:.3f}, chi^2 = {a['var_fit_chi2']:.2f}"
+        )
     return lines
 
 
