@@ -171,12 +171,36 @@ def test_fill_member_normals_equals_the_reference_across_batches(d, n_steps):
         assert slow[..., d:].sum() >= 3  # dropped words that would have taken the slow path
 
 
+@numba.njit
+def _retry_words(seed_lo, seed_hi, member, step, i, n):
+    out = np.empty(n, dtype=np.uint64)
+    zero = np.uint64(0)
+    blk = (zero, zero, zero, zero)
+    have = 0
+    for p in range(n):
+        out[p], blk, have = philox._retry_word(blk, have, seed_lo, seed_hi, member, step, i, p)
+    return out
+
+
+def test_retry_words_are_the_documented_blocks():
+    """Word ``p`` of normal ``i``'s retry stream, read in order through the slow path's cached
+    block, is word ``p mod 4`` of the block of counter ``(i, step, seed_hi, 1 + p // 4)`` and
+    key ``(seed_lo, member)`` (numpy reference), for the first five blocks: a cached block
+    kept past its four words fails here."""
+    for seed_lo, seed_hi, member, step, i in ((21, 4, 3, 9, 5), (MAX, MAX, 2**40, 2**62, 0)):
+        got = _retry_words(U(seed_lo), U(seed_hi), U(member), U(step), i, 20)
+        for p in range(20):
+            block = philox.philox4x64_10_reference((i, step, seed_hi, 1 + p // 4),
+                                                   (seed_lo, member))  # fmt: skip
+            assert int(got[p]) == int(block[p % 4]), (p, seed_lo)
+
+
 def test_slow_path_equals_the_reference_on_forced_words():
     """Words forced into the slow path (2000 wedge words, u at or above X_{j+1}/X_j in layers
     1..255, and 200 tail words in layer 0), compiled ``_ziggurat_slow`` against the numpy
-    reference's slow path bitwise.  About a fifth of the wedges reject and restart, and some
-    twice, reading their retry stream's second block (words 4..7): a stale cached retry block
-    fails here."""
+    reference's slow path bitwise.  About half of the wedges reject and restart (reading two
+    retry words, a few of them more), a few tails loop twice (four words): a wrong retry word
+    order, wedge bound or tail test fails here."""
     rng = np.random.default_rng(3)
     _, _, ratio, _ = philox.ziggurat_tables()
     n_wedge, n_tail = 2000, 200
