@@ -15,10 +15,12 @@ The generator (Salmon, Moraes, Dror, Shaw 2011, "Parallel random numbers: as eas
     (c0, c1, c2, c3) <- (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0)
 
 with the key bumped by the Weyl constants ``(k0, k1) += (W0, W1)`` (mod 2^64) between rounds.
-Numba has no 128-bit integer: the high word of a product is assembled exactly from the four
-32 x 32 -> 64-bit partial products (:func:`mulhi64`).  The block equals the published Random123
-known-answer vectors and ``numpy.random.Philox``: ``Philox(key=[k0, k1], counter=c)`` adds 1 to
-the 256-bit counter (little-endian words, carry from ``c0`` up) *before* its first block, so
+The products are exact either way they are formed: in the batched (vectorized) rounds from the
+four 32 x 32 -> 64-bit partial products (:func:`mulhi64`: SIMD units have no 64-bit high
+product), in the scalar rounds as one 128-bit integer product in LLVM IR.  The block equals
+the published Random123 known-answer vectors and ``numpy.random.Philox``:
+``Philox(key=[k0, k1], counter=c)`` adds 1 to the 256-bit counter (little-endian words, carry
+from ``c0`` up) *before* its first block, so
 ``Philox(key=k, counter=c - 1).random_raw(4) == philox4x64_10(*c, *k)`` (tests/test_philox.py).
 
 Key and counter of the noise
@@ -27,7 +29,7 @@ The seed is an integer ``0 <= seed < 2^128`` (``SeedSequence().entropy`` is 128 
 into ``seed_lo = seed mod 2^64`` and ``seed_hi = seed div 2^64``.  key ``= (seed_lo, member)``;
 counter ``= (block, step, seed_hi, 0)``, where ``block = i // 4`` for the ``i``-th normal of the
 step (``i = 0 .. d-1``): normal ``i`` starts from word ``i mod 4`` of that block.  The rare
-normals that need more random words (the ziggurat's rejections, ~1.2%) take them from their own
+normals that need more random words (the ziggurat's rejections, ~1.5%) take them from their own
 retry stream, the blocks of counter ``(i, step, seed_hi, a)`` for ``a = 1, 2, ...`` (word ``p``
 of the stream is word ``p mod 4`` of block ``a = 1 + p // 4``).  So ``(seed, member, step, i)``
 determines the normal, and distinct tuples never share a (key, counter) pair.
@@ -52,7 +54,7 @@ evaluated with mpmath at 40 digits and rounded to float64 at import: the same bi
 From a word ``w``: layer ``j = w mod 256``, sign bit ``(w >> 8) & 1``, ``u = (w >> 11) 2^-53`` in
 ``[0, 1)``, ``x = u X_j``.
 
-* ``u < X_{j+1} / X_j`` (98.8% of words): accept ``x``;
+* ``u < X_{j+1} / X_j`` (98.5% of words): accept ``x``;
 * ``j = 0`` (the tail beyond ``r``): Marsaglia's tail method, ``a = -log(u_1) / r``,
   ``b = -log(u_2)`` until ``2 b > a^2``, then ``x = r + a`` (``u_1``, ``u_2`` in ``(0, 1]``);
 * otherwise (a wedge): accept if ``f(X_j) + u_2 (f(X_{j+1}) - f(X_j)) < f(x)``, else start over
@@ -69,6 +71,9 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
 
 from .pairsum.portable import portable_exp, portable_log
 from .validation import check_integer, fail
@@ -106,6 +111,10 @@ _ROUNDS = 10
 _TWO_M53 = 2.0**-53
 _S8 = np.uint64(8)
 _LAYER = np.uint64(0xFF)
+_LAYER_SIGN = np.uint64(0x1FF)
+_S42 = np.uint64(42)
+_LOW31 = np.uint64(0x7FFFFFFF)
+_TWO_M22 = 2.0**-22
 _ONE = np.uint64(1)
 
 #: r of the 256-layer ziggurat: the root of the stack's closure (module docstring), 40 digits
@@ -153,22 +162,44 @@ def ziggurat_tables(r: str = ZIGGURAT_R, n: int = _LAYERS) -> tuple[np.ndarray, 
 
 _ZX, _ZF, _ZK, _ZV = ziggurat_tables()
 _ZR = float(_ZX[1])
+_ZXS = np.concatenate([_ZX[:_LAYERS], -_ZX[:_LAYERS]])  # X_j with the sign bit: u * _ZXS[w & 511]
 
 
 @numba.njit(cache=True, error_model="numpy")
 def _mulhilo64(a, b):
     """(high, low) 64-bit words of the exact 128-bit product a * b of two uint64, from the four
-    32 x 32 -> 64-bit partial products (no carry is lost: ``mid < 3 * 2^32``)."""
+    32 x 32 -> 64-bit partial products, carried in two steps that cannot overflow:
+    ``t = a1 b0 + (a0 b0 >> 32) <= 2^64 - 2^32`` and ``w = a0 b1 + (t mod 2^32) <= 2^64 - 2^32``
+    (fewer vector operations than summing the middle terms at once; the same exact words)."""
     a0 = a & _LOW32
     a1 = a >> _S32
     b0 = b & _LOW32
     b1 = b >> _S32
     p00 = a0 * b0
-    p01 = a0 * b1
-    p10 = a1 * b0
-    mid = (p00 >> _S32) + (p01 & _LOW32) + (p10 & _LOW32)
-    hi = a1 * b1 + (p01 >> _S32) + (p10 >> _S32) + (mid >> _S32)
-    return hi, (mid << _S32) | (p00 & _LOW32)
+    t = a1 * b0 + (p00 >> _S32)
+    w = a0 * b1 + (t & _LOW32)
+    hi = a1 * b1 + (t >> _S32) + (w >> _S32)
+    return hi, (w << _S32) | (p00 & _LOW32)
+
+
+@intrinsic
+def _mul128(typingctx, a, b):
+    """(high, low) 64-bit words of a * b for two uint64, as one 128-bit integer product in LLVM
+    IR (a single ``mul``/``mulx``, or ``mul`` + ``umulh``): exact, the bits of ``_mulhilo64``.
+    Scalar code only: the compilers do not vectorize it, so the batched rounds keep
+    ``_mulhilo64``."""
+    if a != types.uint64 or b != types.uint64:
+        return None
+    sig = types.UniTuple(types.uint64, 2)(types.uint64, types.uint64)
+
+    def codegen(context, builder, signature, args):
+        wide = ir.IntType(128)
+        prod = builder.mul(builder.zext(args[0], wide), builder.zext(args[1], wide))
+        hi = builder.trunc(builder.lshr(prod, ir.Constant(wide, 64)), ir.IntType(64))
+        lo = builder.trunc(prod, ir.IntType(64))
+        return context.make_tuple(builder, signature.return_type, [hi, lo])
+
+    return sig, codegen
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -186,18 +217,22 @@ def philox4x64_10(c0, c1, c2, c3, k0, k1):
         if r > 0:
             k0 = k0 + _W0
             k1 = k1 + _W1
-        hi0, lo0 = _mulhilo64(_M0, c0)
-        hi1, lo1 = _mulhilo64(_M1, c2)
+        hi0, lo0 = _mul128(_M0, c0)
+        hi1, lo1 = _mul128(_M1, c2)
         c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
     return c0, c1, c2, c3
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _retry_word(seed_lo, seed_hi, member, step, i, p):
-    """Word ``p`` of normal ``i``'s retry stream: word ``p mod 4`` of the block of counter
-    ``(i, step, seed_hi, 1 + p // 4)``."""
-    words = philox4x64_10(np.uint64(i), step, seed_hi, np.uint64(1 + p // 4), seed_lo, member)
-    return words[p % 4]
+def _retry_word(blk, have, seed_lo, seed_hi, member, step, i, p):
+    """Word ``p`` of normal ``i``'s retry stream, word ``p mod 4`` of the block of counter
+    ``(i, step, seed_hi, a)``, ``a = 1 + p // 4``: ``(word, block, a)``.  ``blk`` is the block of
+    ``a = have`` (computed only when ``a`` changes: four words per block)."""
+    a = 1 + p // 4
+    if a != have:
+        blk = philox4x64_10(np.uint64(i), step, seed_hi, np.uint64(a), seed_lo, member)
+        have = a
+    return blk[p % 4], blk, have
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -211,6 +246,9 @@ def _ziggurat_slow(w, seed_lo, seed_hi, member, step, i):
     """Normal ``i`` when its first word ``w`` is not accepted at once (the module docstring's
     tail, wedge and restart), drawing further words from its retry stream."""
     p = 0
+    zero = np.uint64(0)
+    blk = (zero, zero, zero, zero)
+    have = 0
     while True:
         j = np.int64(w & _LAYER)
         u = float(np.int64(w >> _S11)) * _TWO_M53
@@ -219,21 +257,22 @@ def _ziggurat_slow(w, seed_lo, seed_hi, member, step, i):
             break
         if j == 0:
             while True:
-                a = -portable_log(_uniform_open(_retry_word(seed_lo, seed_hi, member, step, i, p)))
+                w1, blk, have = _retry_word(blk, have, seed_lo, seed_hi, member, step, i, p)
+                w2, blk, have = _retry_word(blk, have, seed_lo, seed_hi, member, step, i, p + 1)
+                a = -portable_log(_uniform_open(w1))
                 a = a / _ZR
-                b = -portable_log(
-                    _uniform_open(_retry_word(seed_lo, seed_hi, member, step, i, p + 1))
-                )
+                b = -portable_log(_uniform_open(w2))
                 p += 2
                 if b + b > a * a:
                     break
             x = _ZR + a
             break
-        u2 = float(np.int64(_retry_word(seed_lo, seed_hi, member, step, i, p) >> _S11)) * _TWO_M53
+        w2, blk, have = _retry_word(blk, have, seed_lo, seed_hi, member, step, i, p)
+        u2 = float(np.int64(w2 >> _S11)) * _TWO_M53
         p += 1
         if _ZF[j] + u2 * (_ZF[j + 1] - _ZF[j]) < portable_exp(-0.5 * x * x):
             break
-        w = _retry_word(seed_lo, seed_hi, member, step, i, p)
+        w, blk, have = _retry_word(blk, have, seed_lo, seed_hi, member, step, i, p)
         p += 1
     return -x if (w >> _S8) & _ONE else x
 
@@ -290,35 +329,50 @@ def _philox_batch(c, nb, k0, k1):
 @numba.njit(cache=True, error_model="numpy")
 def noise_work():
     """The scratch arrays of :func:`fill_member_normals` (callable from Python and compiled
-    code): Philox counters/blocks ``(4, 64)`` uint64, the fast path's values ``(4, 64)`` float64,
-    the slow-path flags ``(4, 64)`` bool."""
+    code): Philox counters/blocks ``(4, 64)`` uint64; their words in stream order ``(256,)``
+    uint64 (word ``q`` of block ``j`` at ``4 j + q``); the fast path's values ``(256,)``
+    float64; the slow-path flags ``(256,)`` uint8."""
     return (
         np.empty((4, _CHUNK), dtype=np.uint64),
-        np.empty((4, _CHUNK)),
-        np.empty((4, _CHUNK), dtype=np.bool_),
+        np.empty(4 * _CHUNK, dtype=np.uint64),
+        np.empty(4 * _CHUNK),
+        np.zeros(4 * _CHUNK, dtype=np.uint8),
     )
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _fast_uniform(w):
+    """``u = (w >> 11) 2^-53`` from two int32 conversions (vectorizable where the 64-bit
+    conversion is not, e.g. AVX2): ``(w >> 42) 2^-22 + ((w >> 11) mod 2^31) 2^-53``; both
+    products and the sum are exact, so the bits are those of ``float(w >> 11) * 2^-53``."""
+    hi = float(np.int32(w >> _S42)) * _TWO_M22
+    return hi + float(np.int32((w >> _S11) & _LOW31)) * _TWO_M53
 
 
 @numba.njit(cache=True, error_model="numpy")
 def fill_member_normals(seed_lo, seed_hi, member, step0, out, work):
     """out[t, :] = the normals of ``member`` at step ``step0 + t`` (``out`` float64, shape
     (n_steps, d)), for compiled callers; ``seed_lo``, ``seed_hi``, ``member``, ``step0``
-    uint64, ``work`` the scratch arrays of :func:`noise_work`.  The same
-    bits as :func:`fill_normals` row by row: the Philox blocks of the (step, block) sequence
-    ``_CHUNK`` at a time (the rounds vectorized), then the ziggurat's fast path over all their
-    words, then the rare slow words one by one."""
+    uint64, ``work`` the scratch arrays of :func:`noise_work`.  The same bits as
+    :func:`fill_normals` row by row, in passes over batches of ``_CHUNK`` blocks of the
+    (step, block) sequence: the Philox rounds (vectorized over blocks); the words in stream
+    order; the ziggurat's fast path over all of them (vectorized and branch-free: the sign is
+    folded into a signed table of the edges, ``u (-X_j) = -(u X_j)`` exactly, and the words that
+    need the slow path are flagged); the rows' words copied into ``out``; then the flagged
+    words (~1.5%) one by one."""
     n_steps = out.shape[0]
     d = out.shape[1]
     nblk = (d + 3) // 4
+    row_words = 4 * nblk  # words per step: d used, the rest of the last block dropped
     total = n_steps * nblk
-    c, zq, slow = work  # blocks; the fast path's value of word q of block j; its slow flag
+    c, wds, z, flag = work
+    flag8 = flag.view(np.uint64)  # the flags eight at a time, to skip clean runs
     ch = c.shape[1]
     zero = np.uint64(0)
-    blk = 0  # block and step of the batch's first block, advanced without a division
+    blk = 0  # block and step of the next block, advanced without a division
     t = 0
     for start in range(0, total, ch):
         nb = min(ch, total - start)
-        b0, t0 = blk, t
         for j in range(nb):
             c[0, j] = np.uint64(blk)
             c[1, j] = step0 + np.uint64(t)
@@ -329,27 +383,42 @@ def fill_member_normals(seed_lo, seed_hi, member, step0, out, work):
                 blk = 0
                 t += 1
         _philox_batch(c, nb, seed_lo, member)
-        for q in range(4):  # the fast path over every word (branch-free); slow ones flagged
-            for j in range(nb):
-                w = c[q, j]
-                lay = np.int64(w & _LAYER)
-                u = float(np.int64(w >> _S11)) * _TWO_M53
-                x = u * _ZX[lay]
-                zq[q, j] = -x if (w >> _S8) & _ONE else x
-                slow[q, j] = u >= _ZK[lay]
-        blk, t = b0, t0
         for j in range(nb):
-            for q in range(min(4, d - 4 * blk)):
-                if slow[q, j]:
-                    step = step0 + np.uint64(t)
-                    i = 4 * blk + q
-                    out[t, i] = _ziggurat_slow(c[q, j], seed_lo, seed_hi, member, step, i)
-                else:
-                    out[t, 4 * blk + q] = zq[q, j]
-            blk += 1
-            if blk == nblk:
-                blk = 0
-                t += 1
+            wds[4 * j] = c[0, j]
+            wds[4 * j + 1] = c[1, j]
+            wds[4 * j + 2] = c[2, j]
+            wds[4 * j + 3] = c[3, j]
+        nw = 4 * nb
+        n_slow = 0
+        for k in range(nw):
+            w = wds[k]
+            u = _fast_uniform(w)
+            z[k] = u * _ZXS[np.int64(w & _LAYER_SIGN)]
+            slow = u >= _ZK[np.int64(w & _LAYER)]
+            flag[k] = slow
+            n_slow += slow
+        g0 = 4 * start  # the batch holds the words g0 <= g < g0 + nw of the stream
+        r = g0 // row_words
+        while r * row_words < g0 + nw:
+            base = r * row_words
+            lo = max(g0, base) - base
+            hi = min(g0 + nw, base + d) - base
+            row = out[r]
+            off = np.uint64(base - g0)  # >= 0 where used: unsigned indices, no wraparound
+            for i in range(np.uint64(lo), np.uint64(hi)):
+                row[i] = z[i + off]
+            r += 1
+        if n_slow == 0:
+            continue
+        for e in range((nw + 7) // 8):
+            if flag8[e] == 0:
+                continue
+            for k in range(8 * e, min(8 * e + 8, nw)):
+                if flag[k]:
+                    tt, i = divmod(g0 + k, row_words)
+                    if i < d:
+                        step = step0 + np.uint64(tt)
+                        out[tt, i] = _ziggurat_slow(wds[k], seed_lo, seed_hi, member, step, i)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -486,7 +555,7 @@ def philox4x64_10_reference(ctr, key):
 
 def _ziggurat_reference(words, seed_lo, seed_hi, members, steps, index):
     """The ziggurat of the module docstring in numpy for first words ``words`` (uint64 array):
-    the fast path vectorized; the rest (~1.2%) word by word in Python, drawing retry words from
+    the fast path vectorized; the rest (~1.5%) word by word in Python, drawing retry words from
     :func:`philox4x64_10_reference` and ``log``/``exp`` from the portable scalar functions."""
     j = (words & np.uint64(0xFF)).astype(np.int64)
     u = (words >> np.uint64(11)).astype(np.float64) * _TWO_M53

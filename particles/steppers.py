@@ -148,17 +148,18 @@ def u_limit(depth: int) -> float:
 
 @numba.njit(cache=True, error_model="numpy")
 def _int_power(x, k):
-    """``x**k`` for an integer ``k >= 1`` by repeated squaring (a fixed order of products)."""
+    """``x**k`` for an integer ``1 <= k < 128`` by repeated squaring in a fixed order: the
+    result starts as ``x^(2^b)`` at the lowest set bit ``b`` of ``k`` and is multiplied by
+    ``x^(2^b')`` at each higher set bit ``b'``.  Seven squarings whatever ``k`` (the unused ones
+    are discarded), so a loop over ``x`` vectorizes: the choices are selects on ``k``."""
     result = 1.0
     first = True
     base = x
-    while k > 0:
-        if k & 1:
+    for bit in range(7):
+        if (k >> bit) & 1:
             result = base if first else result * base
             first = False
-        k >>= 1
-        if k:
-            base = base * base
+        base = base * base
     return result
 
 
@@ -207,23 +208,35 @@ def _advance_block(u, hits, fail_at, members, lo, hi, seed_lo, seed_hi, step0, n
             for r in range(b):
                 if fail_at[lo + r] >= 0:
                     continue
-                ok = True
-                for i in range(d):
-                    ui = rows[r, i]
-                    g = _sigma_p(ui, depth, p, k_int) - (0.5 * grad[r, i] + lin) / beta
-                    x = ui - (h_u * g) / ui
-                    if noisy:
-                        x += amp * xi[r, t, i]
-                    new[i] = x
-                    ax = abs(x)
-                    ok = ok and ax > 0.0 and ax <= u_lim
-                if ok:
+                # the drift, then the noise and the failure check, then the reflection: loops
+                # without branches on the data (vectorized; the same operations and order)
+                if k_int > 0:
+                    for i in range(d):
+                        ui = rows[r, i]
+                        g = _int_power(ui, k_int) - (0.5 * grad[r, i] + lin) / beta
+                        new[i] = ui - (h_u * g) / ui
+                else:
+                    for i in range(d):
+                        ui = rows[r, i]
+                        g = _sigma_p(ui, depth, p, k_int) - (0.5 * grad[r, i] + lin) / beta
+                        new[i] = ui - (h_u * g) / ui
+                n_bad = 0
+                if noisy:
+                    for i in range(d):
+                        x = new[i] + amp * xi[r, t, i]
+                        new[i] = x
+                        ax = abs(x)
+                        n_bad += not ((ax > 0.0) & (ax <= u_lim))
+                else:
+                    for i in range(d):
+                        ax = abs(new[i])
+                        n_bad += not ((ax > 0.0) & (ax <= u_lim))
+                if n_bad == 0:
                     for i in range(d):
                         x = new[i]
-                        if x < 0.0:
-                            hits[lo + r, i] += 1
-                            x = -x
-                        rows[r, i] = x
+                        neg = x < 0.0
+                        hits[lo + r, i] += neg
+                        rows[r, i] = -x if neg else x
                 else:
                     fail_at[lo + r] = t0 + t
         t0 += kk

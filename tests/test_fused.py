@@ -18,7 +18,14 @@ from dlnsim.particles.langevin import simulate_members
 from dlnsim.particles.model import LOG_MAX
 from dlnsim.particles.pairsum import portable_log
 from dlnsim.particles.philox import NOISE_SCHEME
-from dlnsim.particles.steppers import EulerMaruyama, FusedChamberEulerMaruyama, fusable, u_limit
+from dlnsim.particles.steppers import (
+    MAX_INT_POWER,
+    EulerMaruyama,
+    FusedChamberEulerMaruyama,
+    _int_power,
+    fusable,
+    u_limit,
+)
 
 
 def _start(m: int, d: int, lo: float = 0.3, hi: float = 1.5, seed: int = 1) -> np.ndarray:
@@ -97,6 +104,32 @@ def test_a_failing_member_stops_alone_with_its_last_finite_state():
     rest = [0, 1, 3]
     alone = simulate_members(model, s0[rest], np.array(rest), times, dt, 5, fused=True)
     assert np.array_equal(fused.sigma[rest], alone.sigma)
+
+
+def _squaring_reference(x: float, k: int) -> float:
+    """x**k by repeated squaring in Python floats, bit by bit from the lowest: the product order
+    the fused step documents (the result starts at the lowest set bit's square)."""
+    result, base = None, x
+    while k:
+        if k & 1:
+            result = base if result is None else result * base
+        k >>= 1
+        base = base * base
+    return result
+
+
+def test_int_power_is_the_documented_squaring_for_every_exponent():
+    """The fused step's ``u^{N p}`` (``_int_power``, seven squarings selected by the bits of
+    ``k``) equals repeated squaring in Python bitwise for every ``k`` up to ``MAX_INT_POWER``,
+    and ``x^k`` to a few ulp (mpmath-free: ``x`` near 1, where ``x**k`` is accurate).  An
+    exponent bit dropped (e.g. six squarings: ``k = 64``) or a product order changed fails."""
+    rng = np.random.default_rng(4)
+    xs = np.concatenate([rng.uniform(0.5, 1.5, 40), [1.0, 0.25, 3.0, 1e-3]])
+    for k in range(1, MAX_INT_POWER + 1):
+        for x in xs:
+            got = _int_power(float(x), k)
+            assert got == _squaring_reference(float(x), k), (x, k)
+            assert got == pytest.approx(float(x) ** k, rel=2e-14, abs=0.0), (x, k)
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 10, 64, 1000])

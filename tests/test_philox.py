@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import pytest
 
@@ -69,14 +70,35 @@ def test_blocks_equal_numpy_philox():
     assert tuple(int(w) for w in raw[4:]) == _compiled_block((1, 1, 0, 0), (3, 4))
 
 
+@numba.njit
+def _products(a, b):
+    return philox._mulhilo64(a, b), philox._mul128(a, b)
+
+
 def test_mulhi64_is_exact():
-    """The 64 x 64 -> 128 high word against Python's integers, at the carry extremes."""
+    """The 64 x 64 -> 128 products, both words, against Python's integers at the carry
+    extremes: the vectorizable 32-bit form (``_mulhilo64``, ``mulhi64``) and the 128-bit
+    intrinsic of the scalar rounds (``_mul128``)."""
     rng = np.random.default_rng(1)
     vals = [0, 1, 2**32 - 1, 2**32, 2**63, MAX, MAX - 1]
     vals += [int(x) for x in rng.integers(0, 2**64, size=40, dtype=np.uint64)]
     for a in vals:
         for b in vals[:12]:
-            assert int(philox.mulhi64(U(a), U(b))) == (a * b) >> 64, (a, b)
+            want = ((a * b) >> 64, (a * b) & MAX)
+            assert int(philox.mulhi64(U(a), U(b))) == want[0], (a, b)
+            split, wide = _products(U(a), U(b))
+            assert (int(split[0]), int(split[1])) == want, (a, b)
+            assert (int(wide[0]), int(wide[1])) == want, (a, b)
+
+
+def test_fast_uniform_is_the_exact_53_bit_uniform():
+    """``_fast_uniform(w)`` (two int32 conversions) equals ``(w >> 11) 2^-53`` exactly, at the
+    extremes of both halves and on random words."""
+    rng = np.random.default_rng(2)
+    words = [0, 2**11 - 1, 2**11, 2**42 - 1, 2**42, 2**63, MAX, MAX - 2**11, 0x7FFFFFFF << 11]
+    words += [int(x) for x in rng.integers(0, 2**64, size=200, dtype=np.uint64)]
+    for w in words:
+        assert philox._fast_uniform(U(w)) == (w >> 11) * 2.0**-53, w
 
 
 def _fast_path(word, x_tab, ratio):
@@ -117,7 +139,83 @@ def test_compiled_normals_equal_reference_bitwise():
         if want is not None:
             assert got_big[k, 1, 4] == want
             checked += 1
-    assert checked >= 55  # of 60 (1.2% of words take the slow path)
+    assert checked >= 55  # of 60 (1.5% of words take the slow path)
+
+
+@pytest.mark.parametrize(("d", "n_steps"), [(1, 300), (3, 70), (5, 41), (7, 50), (32, 9), (33, 17)])
+def test_fill_member_normals_equals_the_reference_across_batches(d, n_steps):
+    """``fill_member_normals`` (Philox in batches of 64 blocks, the vectorized fast path, the
+    flagged slow words) equals ``normals_reference`` bitwise for widths that 4 does not divide
+    (the last block's extra words are dropped, their slow flags ignored) and step counts whose
+    blocks cross the batch boundaries, over members whose words take the slow path (checked:
+    ~1.5% of the words).  A slow word written at its block's index past d, a batch offset
+    off by one or a flag of a dropped word acted on fails here."""
+    members = np.arange(0, 40, 3)
+    ref = philox.normals_reference(77, members, 5, n_steps, d)
+    work = philox.noise_work()
+    out = np.empty((n_steps, d))
+    for k, member in enumerate(members):
+        out[:] = np.nan
+        philox.fill_member_normals(U(77), U(0), U(member), U(5), out, work)
+        assert np.array_equal(out.view(np.int64), ref[k].view(np.int64)), member
+    x_tab, _, ratio, _ = philox.ziggurat_tables()
+    nblk = (d + 3) // 4
+    m, t, b = np.meshgrid(members, np.arange(5, 5 + n_steps), np.arange(nblk), indexing="ij")
+    ctr = np.stack([b, t, np.zeros_like(m), np.zeros_like(m)], axis=-1).astype(np.uint64)
+    key = np.stack([np.full_like(m, 77), m], axis=-1).astype(np.uint64)
+    words = philox.philox4x64_10_reference(ctr, key).reshape(members.size, n_steps, 4 * nblk)
+    u = (words >> U(11)).astype(float) * 2.0**-53
+    slow = ~(u < ratio[(words & U(255)).astype(np.int64)])
+    assert slow[..., :d].sum() >= 10
+    if d % 4:
+        assert slow[..., d:].sum() >= 3  # dropped words that would have taken the slow path
+
+
+@numba.njit
+def _retry_words(seed_lo, seed_hi, member, step, i, n):
+    out = np.empty(n, dtype=np.uint64)
+    zero = np.uint64(0)
+    blk = (zero, zero, zero, zero)
+    have = 0
+    for p in range(n):
+        out[p], blk, have = philox._retry_word(blk, have, seed_lo, seed_hi, member, step, i, p)
+    return out
+
+
+def test_retry_words_are_the_documented_blocks():
+    """Word ``p`` of normal ``i``'s retry stream, read in order through the slow path's cached
+    block, is word ``p mod 4`` of the block of counter ``(i, step, seed_hi, 1 + p // 4)`` and
+    key ``(seed_lo, member)`` (numpy reference), for the first five blocks: a cached block
+    kept past its four words fails here."""
+    for seed_lo, seed_hi, member, step, i in ((21, 4, 3, 9, 5), (MAX, MAX, 2**40, 2**62, 0)):
+        got = _retry_words(U(seed_lo), U(seed_hi), U(member), U(step), i, 20)
+        for p in range(20):
+            block = philox.philox4x64_10_reference((i, step, seed_hi, 1 + p // 4),
+                                                   (seed_lo, member))  # fmt: skip
+            assert int(got[p]) == int(block[p % 4]), (p, seed_lo)
+
+
+def test_slow_path_equals_the_reference_on_forced_words():
+    """Words forced into the slow path (2000 wedge words, u at or above X_{j+1}/X_j in layers
+    1..255, and 200 tail words in layer 0), compiled ``_ziggurat_slow`` against the numpy
+    reference's slow path bitwise.  About half of the wedges reject and restart (reading two
+    retry words, a few of them more), a few tails loop twice (four words): a wrong retry word
+    order, wedge bound or tail test fails here."""
+    rng = np.random.default_rng(3)
+    _, _, ratio, _ = philox.ziggurat_tables()
+    n_wedge, n_tail = 2000, 200
+    layer = np.concatenate([rng.integers(1, 256, n_wedge), np.zeros(n_tail, dtype=np.int64)])
+    lo = np.ceil(ratio[layer] * 2.0**53).astype(np.int64)
+    top = rng.integers(lo, 2**53)
+    words = (top.astype(np.uint64) << U(11)) | (rng.integers(0, 8, layer.size).astype(np.uint64)
+                                               << U(8)) | layer.astype(np.uint64)  # fmt: skip
+    members = np.arange(layer.size)
+    steps = np.full(layer.size, 9)
+    index = np.arange(layer.size) % 37
+    ref = philox._ziggurat_reference(words, U(21), U(4), members, steps, index)
+    got = np.array([philox._ziggurat_slow(words[q], U(21), U(4), U(members[q]), U(9),
+                                          int(index[q])) for q in range(layer.size)])  # fmt: skip
+    assert np.array_equal(got.view(np.int64), ref.view(np.int64))
 
 
 def test_ziggurat_tables_against_mpmath_and_the_published_constants():
