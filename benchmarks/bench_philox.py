@@ -5,14 +5,16 @@
 Standard normals per second, one thread, for the shape of case A (1000 members x 32 particles
 per step, 16 steps per call: 512 000 normals) and of case B (20 x 512, 16 steps):
 
-* ``philox.normals`` (compiled Philox4x64-10 + portable Box-Muller through
-  ``fill_member_normals``, one member at a time, the blocks of all its steps in vectorized
-  batches of 64: the path for a fused step that draws a save interval's noise at once);
+* ``philox.normals`` (compiled Philox4x64-10 + the portable 256-layer ziggurat through
+  ``fill_member_normals``, one member at a time: the words of all its steps in stream order,
+  a vectorized branch-free fast path, the rare slow words fixed up after; the path of the
+  fused step, which draws a few steps' noise at once);
 * ``fill_normals`` (the scalar path: one member and one step at a time, block by block) in a
   compiled loop with one reused row;
 * numpy ``Generator(PCG64).standard_normal`` and ``Generator(Philox).standard_normal``
   (ziggurat, one stream) into a preallocated array of the same size;
-* numpy with one ``Generator(PCG64)`` per member (1000 small calls: the current engine's way).
+* numpy with one ``Generator(PCG64)`` per member (1000 small calls: the engine's way before the
+  counter-based stream).
 
 Times are the best of ``rounds`` repetitions (wall clock); the 1-minute load average is shown,
 since the machine is shared.
