@@ -282,7 +282,19 @@ def prox_reference(
     """The proximal step ``argmin_D Phi_h`` for each row of ``y`` by damped Newton: the numpy
     reference of ``prox`` (batched over rows, Newton systems by LAPACK), kept to test it.
 
-    Returns ``(z, iterations, converged)``; every iterate of every row stays strictly in ``D``.
+    Parameters
+    ----------
+    y, x : numpy.ndarray
+        ``(m, d)`` points to project and previous states, as in ``prox``.
+    hk : float
+        ``h kappa > 0``.
+    mirror : bool
+        With the mirror terms ``log(z_i + z_j)``.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(z, iterations, converged)`` as ``prox``; every iterate stays strictly in ``D``.
     """
     m, d = y.shape
     iters = np.zeros(m, dtype=np.int64)
