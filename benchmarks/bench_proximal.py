@@ -2,9 +2,12 @@
 
 Run on demand:  ``python benchmarks/bench_proximal.py [--quick]``.
 
-Case: Dyson Brownian motion (``DysonModel``), width d = 16, b = 2, M = 50 members, the step of
-the repulsion experiment's Dyson baseline (h = 1e-3 at the stationary spacing, ~3.5 Newton
-iterations per step), Metropolis-adjusted, from a stationary state (burn-in run first).
+Case: Dyson Brownian motion (``DysonModel``), width d = 16, b = 2, M = 50 members (the
+repulsion experiment's Dyson baseline), h = 1e-3 (~2.3 Newton iterations per step),
+Metropolis-adjusted, from a stationary state (burn-in run first).
+
+Measured (2 shared cores, loaded): compiled 1422 steps/s (1.7e7 pairs/s), numpy 229 steps/s
+(2.7e6 pairs/s): 6.2x.
 
 Reported: steps per second (one step = all M members), particle-steps per second
 (steps * M * d / s) and pair interactions per second (steps * M * d * (d - 1) / s), CPU time
