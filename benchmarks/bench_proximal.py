@@ -6,8 +6,8 @@ Case: Dyson Brownian motion (``DysonModel``), width d = 16, b = 2, M = 50 member
 repulsion experiment's Dyson baseline), h = 1e-3 (~2.3 Newton iterations per step),
 Metropolis-adjusted, from a stationary state (burn-in run first).
 
-Measured (2 shared cores, loaded): compiled 1422 steps/s (1.7e7 pairs/s), numpy 229 steps/s
-(2.7e6 pairs/s): 6.2x.
+Measured (2 shared cores, loaded, 2026-12-01): compiled 1280-1420 steps/s (1.5e7-1.7e7
+pairs/s), numpy 229-240 steps/s (2.7e6-2.9e6 pairs/s): 5.3-6.2x.
 
 Reported: steps per second (one step = all M members), particle-steps per second
 (steps * M * d / s) and pair interactions per second (steps * M * d * (d - 1) / s), CPU time
@@ -19,12 +19,14 @@ Reported: steps per second (one step = all M members), particle-steps per second
   ``slogdet`` for the Metropolis terms), patched in for the measurement.
 
 Each variant runs twice (the first run loads or compiles the numba cache and is not counted).
+The table is printed and written to ``benchmarks/results/proximal.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +34,7 @@ from dlnsim.particles import DysonModel, simulate_baseline_members
 from dlnsim.particles import proximal as P
 
 WIDTH, B, MEMBERS, DT = 16, 2.0, 50, 1e-3
+RESULTS = Path(__file__).resolve().parent / "results" / "proximal.md"
 
 
 def _numpy_terms(system, x, h_x, hk, temp):
@@ -68,7 +71,8 @@ def main() -> None:
     )  # fmt: skip
     start = np.ascontiguousarray(burn.sigma[:, -1])
     compiled = (P.prox, P._terms)
-    print(f"Dyson d={WIDTH} b={B:g}, M={MEMBERS}, h={DT:g}, {steps} Metropolis steps (CPU time)")
+    lines = [f"Dyson d={WIDTH} b={B:g}, M={MEMBERS}, h={DT:g}, {steps} Metropolis steps (CPU time)"]
+    print(lines[0])
     variants = (("compiled", compiled), ("numpy", (P.prox_reference, _numpy_terms)))
     for name, (prox, terms) in variants:
         P.prox, P._terms = prox, terms
@@ -78,11 +82,14 @@ def main() -> None:
         finally:
             P.prox, P._terms = compiled
         rate = steps / cpu
-        print(
+        lines.append(
             f"{name:>9}: {rate:8.0f} steps/s  {rate * MEMBERS * WIDTH:10.3g} particle-steps/s  "
             f"{rate * MEMBERS * WIDTH * (WIDTH - 1):10.3g} pairs/s  "
             f"({cpu:.2f} s, {newton:.2f} Newton iterations/step)"
         )
+        print(lines[-1])
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text("```\n" + "\n".join(lines) + "\n```\n")
 
 
 if __name__ == "__main__":
