@@ -581,7 +581,7 @@ def _prox_rows(y, x, hk, mirror, max_iter, rtol, step_floor, z, iters, converged
     p = np.empty(d)
     trial = np.empty(d)
     hess = np.empty((d, d))
-    up = np.empty((d, d))
+    low = np.empty((d, d))
     for b in range(m):
         zb, yb = z[b], y[b]
         phi = _start_row(x[b], yb, hk, mirror, zb, w, pushed)
@@ -612,9 +612,9 @@ def _prox_rows(y, x, hk, mirror, max_iter, rtol, step_floor, z, iters, converged
                     finite = finite and np.isfinite(hess[i, j])
             if not finite:  # the Newton system overflowed (gaps below ~1e-154)
                 break
-            if not np.isfinite(_cholesky(hess, up, False)):  # numerically singular system
+            if not np.isfinite(_cholesky(hess, low, False)):  # numerically singular system
                 break
-            _newton_direction(up, g, p)
+            _newton_direction(low, g, p)
             pmax = 0.0
             finite = True
             for i in range(d):
@@ -655,10 +655,10 @@ def _force_logdet_rows(x, hk, mirror, force, logdet):
     NaN where it fails)."""
     m, d = x.shape
     hess = np.empty((d, d))
-    up = np.empty((d, d))
+    low = np.empty((d, d))
     for b in range(m):
         _pair_hessian_row(x[b], hk, mirror, force[b], hess)
-        logdet[b] = _cholesky(hess, up, True)
+        logdet[b] = _cholesky(hess, low, True)
 
 
 def prox(
