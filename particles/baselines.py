@@ -59,7 +59,15 @@ from .entropy import entropy_gradient as dln_entropy_gradient
 from .entropy import entropy_hessian as dln_entropy_hessian
 from .langevin import LangevinBlock
 from .model import Model
-from .proximal import NEWTON_MAX_ITER, NEWTON_RTOL, Proximal, acceptance_rng, offdiag, rowsum
+from .proximal import (
+    NEWTON_MAX_ITER,
+    NEWTON_RTOL,
+    Proximal,
+    acceptance_rng,
+    offdiag,
+    pair_indices,
+    rowsum,
+)
 from .validation import (
     check_bool,
     check_positive,
@@ -143,7 +151,7 @@ class MatrixVariant(Model):
         d = self.width
         if d == 1:
             return np.zeros(rho.shape[:-1])
-        iu, ju = np.triu_indices(d, 1)
+        iu, ju = pair_indices(d)
         diff = np.abs(rho[..., iu] - rho[..., ju])
         with np.errstate(divide="ignore", invalid="ignore"):
             if self.infinite:
@@ -348,7 +356,7 @@ class DysonModel:
         x = np.asarray(x, dtype=np.float64)
         if self.width == 1:
             return np.zeros(x.shape[:-1])
-        iu, ju = np.triu_indices(self.width, 1)
+        iu, ju = pair_indices(self.width)
         with np.errstate(divide="ignore"):
             return np.sum(np.log(np.abs(x[..., iu] - x[..., ju])), axis=-1)
 

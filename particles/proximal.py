@@ -48,7 +48,9 @@ moments at coarse ``dt`` (tests/test_baselines.py); acceptance 0.87-0.97 there.
 Newton.  With ``Phi_h(z) = |z - y|^2 / 2 - h kappa B(z)`` (``B`` the log-gas sum), gradient
 ``g = z - y - h kappa grad B`` and Hessian ``I + h kappa L(z)``, ``L`` the positive semi-definite
 Laplacian-like matrix ``sum_q a_q a_q^T / (a_q . z)^2`` (``a_q = e_i - e_j`` and ``e_i + e_j``),
-the Newton direction ``p`` comes from ``numpy.linalg.solve`` on ``(m, d, d)`` stacks.
+the Newton direction ``p`` solves ``(I + h kappa L) p = -g`` by Cholesky (the matrix is
+symmetric with eigenvalues ``>= 1``; a pivot that rounding makes ``<= 0``, at condition numbers
+``~1/eps``, makes the system numerically singular).
 ``Phi_h / (h kappa)`` is self-concordant: when its Newton decrement
 ``lambda = sqrt(-g.p / (h kappa))`` is ``<= 1/4`` the full step is taken (it stays in ``D`` and
 decreases ``Phi_h``, so no Armijo test is needed against rounding noise); otherwise the step
@@ -66,17 +68,30 @@ within ``NEWTON_MAX_ITER`` iterations (or whose line search stalls) fails like a
 state (seen only in deliberately unstable runs; simulation steps take 2.5-3 iterations on
 average at the ``dt`` of the statistical tests and 4.5-6.5 at ``dt = 0.5``, at most 15).
 
+Compiled.  ``prox`` runs that solve row by row in numba (no fast-math; Cholesky and every sum in
+a fixed sequential order; no BLAS/LAPACK; logarithms by ``pairsum.portable_log``), and the
+Metropolis terms ``grad B`` and ``log det(I + h kappa L)`` (the same Cholesky) likewise, so a
+member's bits depend neither on the other members nor on the CPU.  The barrier of ``Phi_h`` is
+the logarithm of the product of the gaps (exponent kept apart), one logarithm per evaluation.
+``prox_reference`` is the batched numpy form of the same algorithm (LAPACK solves), kept as
+the reference it is tested against (tests/test_baselines.py: minimisers within 1e-12 of the
+row's scale, same iteration counts).  Dyson ``d = 16``, 50 members: ~6x less CPU per step
+(benchmarks/bench_proximal.py).
+
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from .driver import check_index, noise_batch_steps
+from .pairsum import portable_log
 from .system import LogGasSystem
 
 __all__ = [
@@ -85,7 +100,9 @@ __all__ = [
     "Proximal",
     "acceptance_rng",
     "offdiag",
+    "pair_indices",
     "prox",
+    "prox_reference",
     "rowsum",
 ]
 
@@ -95,6 +112,7 @@ _ARMIJO = 1e-4
 _MAX_HALVINGS = 60
 _NEWTON_REGION = 0.25  # Newton decrement below which the full step is safe (self-concordance)
 _STEP_FLOOR = 4.0 * np.finfo(np.float64).eps  # relative Newton step that rounding cannot resolve
+_LN2 = math.log(2.0)
 
 
 def rowsum(a: np.ndarray) -> np.ndarray:
@@ -132,6 +150,26 @@ def offdiag(a: np.ndarray) -> np.ndarray:
     idx = np.arange(a.shape[-1])
     a[..., idx, idx] = 0.0
     return a
+
+
+@functools.lru_cache(maxsize=64)
+def pair_indices(d: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.triu_indices(d, 1)``, cached and read-only (the pairs ``i < j``, row-major).
+
+    Parameters
+    ----------
+    d : int
+        The number of particles, >= 1.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(iu, ju)``, each of shape ``(d (d - 1) / 2,)``.
+    """
+    iu, ju = np.triu_indices(d, 1)
+    iu.flags.writeable = False
+    ju.flags.writeable = False
+    return iu, ju
 
 
 # ---------------------------------------------------------------------- proximal step
@@ -238,12 +276,25 @@ def _max_step(
     return out
 
 
-def prox(
+def prox_reference(
     y: np.ndarray, x: np.ndarray, hk: float, mirror: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The proximal step ``argmin_D Phi_h`` for each row of ``y`` by damped Newton.
+    """The proximal step ``argmin_D Phi_h`` for each row of ``y`` by damped Newton: the numpy
+    reference of ``prox`` (batched over rows, Newton systems by LAPACK), kept to test it.
 
-    Returns ``(z, iterations, converged)``; every iterate of every row stays strictly in ``D``.
+    Parameters
+    ----------
+    y, x : numpy.ndarray
+        ``(m, d)`` points to project and previous states, as in ``prox``.
+    hk : float
+        ``h kappa > 0``.
+    mirror : bool
+        With the mirror terms ``log(z_i + z_j)``.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(z, iterations, converged)`` as ``prox``; every iterate stays strictly in ``D``.
     """
     m, d = y.shape
     iters = np.zeros(m, dtype=np.int64)
@@ -251,7 +302,7 @@ def prox(
     if d == 1:  # no pair: the minimiser is y itself
         return y.copy(), iters, converged
     converged[:] = False
-    pairs = np.triu_indices(d, 1)
+    pairs = pair_indices(d)
     z, phi = _start(x, y, hk, mirror, pairs)
     eye = np.eye(d)
     root = math.sqrt(hk)
@@ -312,6 +363,343 @@ def prox(
     return z, iters, converged
 
 
+# ---------------------------------------------------------------------- compiled proximal step
+# One row at a time, in a fixed order (pairs ``i < j`` row-major as ``np.triu_indices``, sums
+# sequential as ``rowsum``), no BLAS/LAPACK, no fast-math and no libm logarithm
+# (``pairsum.portable_log``): the bits of a row do not depend on the other rows or on the CPU.
+@numba.njit(cache=True, error_model="numpy")
+def _log_product(mant, ex, v):
+    """``(mant, ex)`` times the positive finite ``v``: the running product ``mant 2^ex`` of the
+    barrier's factors, ``mant`` kept in ``[1e-50, 1e50]`` (exact exponent bookkeeping)."""
+    if v < 1e-250 or v > 1e250:
+        f, e = math.frexp(v)
+        mant *= f
+        ex += e
+    else:
+        mant *= v
+    if mant < 1e-50 or mant > 1e50:
+        f, e = math.frexp(mant)
+        mant = f
+        ex += e
+    return mant, ex
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _objective_row(z, y, hk, mirror):
+    """``Phi_h(z)`` of one row (``_objective``), ``inf`` unless every pair gap (and mirror sum)
+    is ``> 0`` in floating point.  Ordered rows need only the neighbours' tests (rounded
+    subtraction and addition are monotone).  The barrier is the logarithm of the product of
+    the gaps (and sums), accumulated with its binary exponent apart: one ``portable_log``
+    instead of one per pair, same value to rounding."""
+    d = z.shape[0]
+    for i in range(d - 1):
+        if not (z[i] - z[i + 1] > 0.0):
+            return np.inf
+    if mirror and not (z[d - 2] + z[d - 1] > 0.0):
+        return np.inf
+    mant = 1.0
+    ex = 0
+    for i in range(d - 1):
+        for j in range(i + 1, d):
+            mant, ex = _log_product(mant, ex, z[i] - z[j])
+            if mirror:
+                mant, ex = _log_product(mant, ex, z[i] + z[j])
+    f, e = math.frexp(mant)
+    barrier = portable_log(f) + (ex + e) * _LN2
+    r = z[0] - y[0]
+    q = r * r
+    for i in range(1, d):
+        r = z[i] - y[i]
+        q += r * r
+    return 0.5 * q - hk * barrier
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _pair_hessian_row(z, hk, mirror, force, hess):
+    """``force = grad B(z)`` and ``hess = I + hk L(z)`` of one row (``_pair_terms``): the sums
+    over ``j`` run sequentially over ``j = 0..d-1`` with 0 on the diagonal, as ``rowsum``."""
+    d = z.shape[0]
+    for i in range(d):
+        f = 0.0
+        c = 0.0
+        for j in range(d):
+            if j == i:
+                inv = 0.0
+            else:
+                inv = 1.0 / (z[i] - z[j])
+            cv = inv * inv
+            if j == 0:
+                f = inv
+                c = cv
+            else:
+                f += inv
+                c += cv
+            if j != i:
+                hess[i, j] = -cv
+        if mirror:
+            fs = 0.0
+            cs = 0.0
+            for j in range(d):
+                if j == i:
+                    inv = 0.0
+                else:
+                    inv = 1.0 / (z[i] + z[j])
+                cv = inv * inv
+                if j == 0:
+                    fs = inv
+                    cs = cv
+                else:
+                    fs += inv
+                    cs += cv
+                if j != i:
+                    hess[i, j] = hess[i, j] + cv
+            f += fs
+            c += cs
+        force[i] = f
+        hess[i, i] = c
+    for i in range(d):
+        for j in range(d):
+            hess[i, j] = (1.0 if i == j else 0.0) + hk * hess[i, j]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _cholesky(a, low, logdet):
+    """Lower Cholesky factor ``low`` of the symmetric ``a`` (lower triangle read), in a fixed
+    order: each entry's inner sum sequential over ``k = 0, 1, ...``.  Returns ``log det a``
+    (the sum of the logarithms of the pivots, in order) if ``logdet``, else 0; NaN when a pivot
+    is not a positive finite number: ``a`` is numerically singular (the exact pivots of
+    ``I + hk L`` are ``>= 1``; rounding cancels them only at condition numbers ``~1/eps``)."""
+    d = a.shape[0]
+    out = 0.0
+    for j in range(d):
+        s = a[j, j]
+        for k in range(j):
+            s -= low[j, k] * low[j, k]
+        if not (s > 0.0 and s < np.inf):  # not positive definite in floating point
+            return np.nan
+        if logdet:
+            out += portable_log(s)
+        root = math.sqrt(s)
+        low[j, j] = root
+        for i in range(j + 1, d):
+            t = a[i, j]
+            for k in range(j):
+                t -= low[i, k] * low[j, k]
+            low[i, j] = t / root
+    return out
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _newton_direction(low, g, p):
+    """``p = -(low low^T)^{-1} g`` by forward and back substitution (sequential sums)."""
+    d = g.shape[0]
+    for i in range(d):
+        t = g[i]
+        for k in range(i):
+            t -= low[i, k] * p[k]
+        p[i] = t / low[i, i]
+    for i in range(d - 1, -1, -1):
+        t = p[i]
+        for k in range(i + 1, d):
+            t -= low[k, i] * p[k]
+        p[i] = t / low[i, i]
+    for i in range(d):
+        p[i] = -p[i]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _start_row(x, y, hk, mirror, z, w, pushed):
+    """The Newton start of one row (``_start``) into ``z``; returns its objective."""
+    d = y.shape[0]
+    delta = math.sqrt(hk)
+    srt = np.sort(y)
+    for k in range(d):
+        w[k] = srt[d - 1 - k]
+    cm = -np.inf
+    for k in range(d - 1, -1, -1):  # cm_k = max(c_k, ..., c_{d-1}), c = w + delta k
+        shift = delta * k
+        c = w[k] + shift
+        if mirror and k == d - 1:
+            c = abs(w[k]) + shift
+        cm = c if k == d - 1 else (cm if cm >= c else c)
+        pushed[k] = cm - shift if cm > c else w[k]
+    if mirror:
+        pushed[d - 1] = w[d - 1]
+    phi_x = _objective_row(x, y, hk, mirror)
+    phi_p = _objective_row(pushed, y, hk, mirror)
+    if phi_p < phi_x:
+        z[:] = pushed
+        phi = phi_p
+    else:
+        z[:] = x
+        phi = phi_x
+    if not np.isfinite(phi):  # both infeasible (rounding at absurd scales)
+        s = delta
+        for k in range(d):
+            s = max(s, abs(y[k]))
+        if mirror:
+            for k in range(d):
+                z[k] = s * (d - k - 0.5)
+        else:
+            mean = y[0]
+            for k in range(1, d):
+                mean += y[k]
+            mean /= d
+            for k in range(d):
+                z[k] = mean + s * ((d - 1) / 2.0 - k)
+        phi = _objective_row(z, y, hk, mirror)
+    return phi
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _max_step_row(z, p, mirror):
+    """Largest ``a`` with ``z + a p`` in ``D`` (``_max_step``)."""
+    d = z.shape[0]
+    out = np.inf
+    for i in range(d - 1):
+        for j in range(i + 1, d):
+            dp = p[i] - p[j]
+            if dp < 0.0:
+                out = min(out, (z[i] - z[j]) / -dp)
+            if mirror:
+                sp = p[i] + p[j]
+                if sp < 0.0:
+                    out = min(out, (z[i] + z[j]) / -sp)
+    return out
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _prox_rows(y, x, hk, mirror, max_iter, rtol, step_floor, z, iters, converged):
+    """The damped Newton solve of ``prox_reference`` for each row, compiled (module docstring):
+    ``z``, ``iters`` and ``converged`` are outputs."""
+    m, d = y.shape
+    root = math.sqrt(hk)
+    w = np.empty(d)
+    pushed = np.empty(d)
+    force = np.empty(d)
+    g = np.empty(d)
+    p = np.empty(d)
+    trial = np.empty(d)
+    hess = np.empty((d, d))
+    low = np.empty((d, d))
+    for b in range(m):
+        zb, yb = z[b], y[b]
+        phi = _start_row(x[b], yb, hk, mirror, zb, w, pushed)
+        iters[b] = 0
+        converged[b] = False
+        for it in range(max_iter + 1):
+            _pair_hessian_row(zb, hk, mirror, force, hess)
+            gmax = 0.0
+            scale = root
+            zmax = 0.0
+            ymax = 0.0
+            finite = True
+            for i in range(d):
+                g[i] = (zb[i] - yb[i]) - hk * force[i]
+                a = abs(g[i])
+                gmax = a if (a > gmax or a != a) else gmax  # NaN propagates (as np.max)
+                zmax = max(zmax, abs(zb[i]))
+                ymax = max(ymax, abs(yb[i]))
+                finite = finite and np.isfinite(g[i])
+            scale = max(max(zmax, ymax), root)
+            if gmax <= rtol * scale:
+                converged[b] = True
+                break
+            if it == max_iter:
+                break
+            for i in range(d):
+                for j in range(d):
+                    finite = finite and np.isfinite(hess[i, j])
+            if not finite:  # the Newton system overflowed (gaps below ~1e-154)
+                break
+            if not np.isfinite(_cholesky(hess, low, False)):  # numerically singular system
+                break
+            _newton_direction(low, g, p)
+            pmax = 0.0
+            finite = True
+            for i in range(d):
+                finite = finite and np.isfinite(p[i])
+                pmax = max(pmax, abs(p[i]))
+            if not finite:
+                break
+            if pmax <= step_floor * scale:  # the Newton step is below rounding
+                converged[b] = True
+                break
+            slope = g[0] * p[0]
+            for i in range(1, d):
+                slope += g[i] * p[i]
+            full = math.sqrt(max(-slope, 0.0) / hk) <= _NEWTON_REGION
+            if full:
+                alpha = 1.0
+            else:
+                alpha = min(1.0, 0.99 * _max_step_row(zb, p, mirror))
+            stalled = True
+            for _ in range(_MAX_HALVINGS):
+                for i in range(d):
+                    trial[i] = zb[i] + alpha * p[i]
+                phi_t = _objective_row(trial, yb, hk, mirror)
+                if np.isfinite(phi_t) and (full or phi_t <= phi + _ARMIJO * alpha * slope):
+                    zb[:] = trial
+                    phi = phi_t
+                    stalled = False
+                    break
+                alpha *= 0.5
+            iters[b] += 1
+            if stalled:  # a stalled line search ends the row's iteration (unconverged)
+                break
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _force_logdet_rows(x, hk, mirror, force, logdet):
+    """``force = grad B(x)`` and ``logdet = log det(I + hk L(x))`` for each row (Cholesky;
+    NaN where it fails)."""
+    m, d = x.shape
+    hess = np.empty((d, d))
+    low = np.empty((d, d))
+    for b in range(m):
+        _pair_hessian_row(x[b], hk, mirror, force[b], hess)
+        logdet[b] = _cholesky(hess, low, True)
+
+
+def prox(
+    y: np.ndarray, x: np.ndarray, hk: float, mirror: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The proximal step ``argmin_D Phi_h`` for each row of ``y`` by damped Newton (module
+    docstring), compiled: the algorithm of ``prox_reference`` row by row, Newton systems by
+    Cholesky, bitwise independent of the other rows and of the CPU.
+
+    Parameters
+    ----------
+    y : numpy.ndarray
+        ``(m, d)`` finite points to project (any order).
+    x : numpy.ndarray
+        ``(m, d)`` previous states, a candidate start (used only where strictly in ``D``).
+    hk : float
+        ``h kappa > 0``.
+    mirror : bool
+        With the mirror terms ``log(z_i + z_j)``.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(z, iterations, converged)``: the ``(m, d)`` minimisers (every iterate strictly in
+        ``D``), the ``(m,)`` Newton iterations and whether each solve converged.
+    """
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    m, d = y.shape
+    iters = np.zeros(m, dtype=np.int64)
+    if d == 1:  # no pair: the minimiser is y itself
+        return y.copy(), iters, np.ones(m, dtype=bool)
+    z = np.empty_like(y)
+    converged = np.zeros(m, dtype=bool)
+    _prox_rows(
+        y, x, float(hk), bool(mirror), NEWTON_MAX_ITER, NEWTON_RTOL, float(_STEP_FLOOR),
+        z, iters, converged,
+    )  # fmt: skip
+    return z, iters, converged
+
+
 @dataclass
 class _Terms:
     """Per-state quantities of the Metropolis test (rows = members), for one ``(h, kappa)``.
@@ -337,11 +725,10 @@ class _Terms:
 
 
 def _terms(system: LogGasSystem, x: np.ndarray, h_x: float, hk: float, temp: float) -> _Terms:
-    force, lap = _pair_terms(x, system.mirror) if x.shape[1] > 1 else (0.0 * x, None)
-    if lap is None:
-        logdet = np.zeros(x.shape[0])
-    else:
-        _, logdet = np.linalg.slogdet(np.eye(x.shape[1]) + hk * lap)
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    force = np.empty_like(x)
+    logdet = np.empty(x.shape[0])
+    _force_logdet_rows(x, float(hk), bool(system.mirror), force, logdet)
     return _Terms(
         phi=system.potential(x) / temp,
         mean=x + h_x * system.smooth_drift(x),

@@ -32,10 +32,11 @@ from dlnsim.particles import (
     Model,
     Schatten,
     langevin_ensemble,
+    proximal,
     simulate_baseline_members,
 )
 from dlnsim.particles.langevin import simulate_members
-from dlnsim.particles.proximal import NEWTON_RTOL, prox
+from dlnsim.particles.proximal import NEWTON_RTOL, prox, prox_reference
 from dlnsim.particles.rmt import gaussian_beta_ensemble, ginibre_singular_values
 
 KS_MEMBERS = 2000
@@ -194,6 +195,74 @@ def test_prox_adversarial_inputs(mirror):
         if hk >= 1e-2:  # the rounding floor matters only for the tiny barrier
             assert np.all(small_gradient[:200] | (np.abs(p[:200]).max(1) <= 1e-14 * s[:200]))
         assert iters.max() <= 40  # adversarial: up to ~30; 2-4 on average in simulations
+
+
+def _prox_inputs(rng: np.random.Generator, d: int) -> np.ndarray:
+    """The adversarial points of ``test_prox_adversarial_inputs`` at width ``d``."""
+    return np.concatenate(
+        [
+            rng.standard_normal((60, d)) * 5.0,  # arbitrary order, crossings everywhere
+            np.tile(np.arange(d, dtype=float), (5, 1)),  # ascending: fully reversed
+            np.zeros((5, d)),  # all collide
+            np.full((5, d), -3.0),
+            1e6 + rng.standard_normal((5, d)),  # far away, relatively tiny spread
+        ]
+    )
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_compiled_prox_matches_numpy_reference(mirror):
+    """The compiled ``prox`` (row by row, Cholesky, fixed-order sums) against the batched numpy
+    ``prox_reference`` (LAPACK) on the adversarial inputs, d = 1, 2, 3, 16, tiny to huge
+    ``h kappa``: both converge on every row, the minimisers agree to 1e-12 of the row's scale
+    (measured: <= 2.1e-16), every row is strictly in ``D``, the iteration counts are equal on
+    >= 97% of the rows and never differ by more than 1 (measured: all equal; on other inputs
+    ~1 row in 1000 differs by 1, where the last gradient test sits at the tolerance and the
+    rounding of LAPACK vs Cholesky decides it).  Each row's bits do not depend on the batch:
+    solved alone it gives the same bits.  Catches a wrong start rule, line search or Hessian
+    (planted: the mirror curvature dropped from the Hessian; the Armijo constant 1e-4 -> 0.5;
+    the start with the higher objective chosen)."""
+    rng = np.random.default_rng(12)
+    agree = total = 0
+    for d in (1, 2, 3, 16):
+        y = _prox_inputs(rng, d)
+        x = np.tile(np.linspace(3.0, 0.5, d), (y.shape[0], 1))
+        for hk in (1e-6, 1e-2, 10.0):
+            z, iters, conv = prox(y, x, hk, mirror)
+            z0, iters0, conv0 = prox_reference(y, x, hk, mirror)
+            assert conv.all() and conv0.all(), (d, hk)
+            scale = np.maximum(np.maximum(np.abs(z0).max(1), np.abs(y).max(1)), math.sqrt(hk))
+            assert np.all(np.abs(z - z0).max(1) <= 1e-12 * scale), (d, hk)
+            assert ordered(z)
+            if mirror and d > 1:
+                assert np.all(z[:, -2] > np.abs(z[:, -1]))
+            assert np.abs(iters - iters0).max() <= 1, (d, hk)
+            agree += int((iters == iters0).sum())
+            total += iters.size
+            for k in (0, 7, 61, 72):  # batch independence
+                alone = prox(y[k : k + 1], x[k : k + 1], hk, mirror)
+                assert np.array_equal(alone[0][0], z[k]) and alone[1][0] == iters[k]
+    assert agree >= 0.97 * total, (agree, total)
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_compiled_metropolis_terms_match_lapack(mirror):
+    """``grad B`` and ``log det(I + h kappa L)`` of the Metropolis terms (compiled Cholesky)
+    against ``_pair_terms`` and ``numpy.linalg.slogdet``: the force bitwise (same sums in the
+    same order), the log-determinant to 1e-11 relative (LAPACK's LU vs Cholesky rounding)."""
+    rng = np.random.default_rng(13)
+    for d in (2, 5, 16):
+        x = np.sort(rng.standard_normal((40, d)) * 3.0, axis=1)[:, ::-1]
+        if mirror:
+            x = np.sort(np.abs(x), axis=1)[:, ::-1]
+        x = np.ascontiguousarray(x)
+        for hk in (1e-4, 0.1, 10.0):
+            force, lap = proximal._pair_terms(x, mirror)
+            _, want = np.linalg.slogdet(np.eye(d) + hk * lap)
+            got_force, got = np.empty_like(x), np.empty(x.shape[0])
+            proximal._force_logdet_rows(x, hk, mirror, got_force, got)
+            assert np.array_equal(got_force, force)
+            assert np.allclose(got, want, rtol=1e-11, atol=1e-13), (d, hk)
 
 
 # ---------------------------------------------------------------------- ordering

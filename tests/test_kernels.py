@@ -393,15 +393,17 @@ _LIBM = re.compile(
 
 
 def test_no_fast_math_and_no_libm_in_kernels():
-    """Every compiled function of the hot paths (``pairsum``, ``steppers``) is compiled without
-    fast-math flags (reassociation and contraction let the compiler pick the summation order and
-    the FMA fusion per CPU) and calls no libm transcendental (libm and vector libraries differ
-    between machines in the last bit): the hand-written ``_exp``/``_vexp``, ``_log``/``_vlog``,
+    """Every compiled function of the hot paths (``pairsum``, ``steppers``, ``philox``,
+    ``proximal``) is compiled without fast-math flags (reassociation and contraction let the
+    compiler pick the summation order and the FMA fusion per CPU) and calls no libm
+    transcendental (libm and vector libraries differ between machines in the last bit): the
+    hand-written ``_exp``/``_vexp``, ``_log``/``_vlog``,
     ``_log1p_core`` and ``_cospi`` are used instead.  tests/test_cpu_independence.py compares
     the bits of two CPU targets; this test also covers what one machine cannot show (libm)."""
     found = []
     subpackage = [f"{pairsum.__name__}.{m.name}" for m in pkgutil.iter_modules(pairsum.__path__)]
-    for mod in [*map(importlib.import_module, [*subpackage, "dlnsim.particles.philox"]), steppers]:
+    extra = ["dlnsim.particles.philox", "dlnsim.particles.proximal"]
+    for mod in [*map(importlib.import_module, [*subpackage, *extra]), steppers]:
         for name, obj in vars(mod).items():
             compiled = isinstance(obj, numba.core.registry.CPUDispatcher)
             if compiled and obj.__module__ == mod.__name__:
