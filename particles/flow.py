@@ -11,6 +11,14 @@ with the same relative accuracy):
 with a stiff implicit Runge-Kutta method (Radau IIA, order 5, or BDF) and the analytic
 Jacobian ``Model.velocity_jacobian_rho``.  States are saved only at the requested times.
 
+Threads.  The implicit methods factor their Newton matrices with LAPACK, and OpenBLAS started
+with one thread gives other last bits than started with several, even for a 3 x 3 matrix;
+those bits grow into the fitted relaxation rates (measured: 1.9230044708 with two threads,
+1.9230045058 with one, for ``(d, N, beta) = (3, 3, 2)``).  A Dask worker, or a process started
+after ``distributed`` was imported, has ``OMP_NUM_THREADS=1``.  So the flow runs with the BLAS
+thread pools limited to one thread (``threadpoolctl``): its bits do not depend on where it
+runs or on those variables (tests/test_flow.py).
+
 Failures.  A start where the velocity is not finite is refused (``ValueError``); a member whose
 velocity becomes non-finite, whose step size collapses or which needs more than
 ``max_evaluations`` velocity evaluations is stopped (so the call always ends), marked
@@ -23,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 from scipy.integrate import BDF, LSODA, Radau
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .datasets import trajectory_dataset
@@ -177,7 +186,7 @@ def gradient_flow(
         rho0 = np.log(starts[k])
         out[k, times == 0.0] = starts[k]
         try:  # solve_ivp's loop, which keeps the states saved before a failure
-            with np.errstate(all="ignore"):
+            with np.errstate(all="ignore"), threadpool_limits(limits=1, user_api="blas"):
                 solver = solvers[method](rhs, 0.0, rho0, t_end, jac=jac, rtol=rtol, atol=atol)
                 while solver.status == "running":
                     try:
