@@ -366,23 +366,15 @@ def _run(args: argparse.Namespace) -> int:
         )
         print(f"dlnsim: {args.config or 'the built-in config'} is valid: {names}; output {folder}/")
         return 0
-    jobs = _cores() if args.jobs is None else args.jobs
+    from dlnsim.particles.ensemble import available_cores
+
+    jobs = available_cores() if args.jobs is None else args.jobs
     if isinstance(jobs, bool) or jobs < 1:
         raise ValueError(f"bad jobs={args.jobs!r}: must be an integer >= 1")
     with _cluster(args, DEFAULT_SCHEDULER):
         _log.info("writing into %s/", folder)
         run_experiments(experiments, folder, print, config=text, jobs=jobs)
     return 0
-
-
-def _cores() -> int:
-    """The cores this process may run on."""
-    import os
-
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _phase_portrait(args: argparse.Namespace) -> int:

@@ -181,31 +181,33 @@ def gradient_flow(
     bar = tqdm(range(n_member), desc="gradient flow", unit="member", disable=hide, leave=False)
     solvers = {"Radau": Radau, "BDF": BDF, "LSODA": LSODA}
     t_end = float(times[-1])
-    for k in bar:
-        evaluations[0] = 0
-        rho0 = np.log(starts[k])
-        out[k, times == 0.0] = starts[k]
-        try:  # solve_ivp's loop, which keeps the states saved before a failure
-            with np.errstate(all="ignore"), threadpool_limits(limits=1, user_api="blas"):
-                solver = solvers[method](rhs, 0.0, rho0, t_end, jac=jac, rtol=rtol, atol=atol)
-                while solver.status == "running":
-                    try:
-                        message = solver.step()
-                    except (ValueError, np.linalg.LinAlgError, ZeroDivisionError) as err:
-                        raise _Stop(f"the solver broke down at t={solver.t:.6g} ({err})") from None
-                    if solver.status == "failed":
-                        raise _Stop(message)
-                    lo, hi = solver.t_old, solver.t
-                    sel = (times > lo) & (times <= hi)
-                    if np.any(sel):
-                        out[k, sel] = np.exp(solver.dense_output()(times[sel]).T)
-        except _Stop as stop:
-            status[k] = -1
-            messages.append(f"member {k}: {stop}")
-            continue
-        if not np.all(np.isfinite(out[k])):
-            status[k] = -1
-            messages.append(f"member {k}: a saved state is not finite (overflow of sigma)")
+    with threadpool_limits(limits=1, user_api="blas"):  # bits independent of threads
+        for k in bar:
+            evaluations[0] = 0
+            rho0 = np.log(starts[k])
+            out[k, times == 0.0] = starts[k]
+            try:  # solve_ivp's loop, which keeps the states saved before a failure
+                with np.errstate(all="ignore"):
+                    solver = solvers[method](rhs, 0.0, rho0, t_end, jac=jac, rtol=rtol, atol=atol)
+                    while solver.status == "running":
+                        try:
+                            message = solver.step()
+                        except (ValueError, np.linalg.LinAlgError, ZeroDivisionError) as err:
+                            why = f"the solver broke down at t={solver.t:.6g} ({err})"
+                            raise _Stop(why) from None
+                        if solver.status == "failed":
+                            raise _Stop(message)
+                        lo, hi = solver.t_old, solver.t
+                        sel = (times > lo) & (times <= hi)
+                        if np.any(sel):
+                            out[k, sel] = np.exp(solver.dense_output()(times[sel]).T)
+            except _Stop as stop:
+                status[k] = -1
+                messages.append(f"member {k}: {stop}")
+                continue
+            if not np.all(np.isfinite(out[k])):
+                status[k] = -1
+                messages.append(f"member {k}: a saved state is not finite (overflow of sigma)")
     if messages and on_failure == "raise":
         raise FlowFailed("gradient flow failed: " + "; ".join(messages))
     status_var = xr.DataArray(

@@ -31,7 +31,13 @@ The modules, one per concern:
   (checksums, resume) on top of ``particles/store.py``.
 """
 
-from .executors import CLUSTER_TIMEOUT, cluster_options, local_cluster, local_cluster_options
+from .executors import (
+    CLUSTER_TIMEOUT,
+    available_cores,
+    cluster_options,
+    local_cluster,
+    local_cluster_options,
+)
 from .options import Execution, Output, Storage
 from .plan import (
     BIT_GENERATOR,
@@ -58,5 +64,6 @@ __all__ = [
     "local_cluster",
     "local_cluster_options",
     "cluster_options",
+    "available_cores",
     "memory_estimate",
 ]

@@ -42,6 +42,7 @@ __all__ = [
     "local_cluster",
     "local_cluster_options",
     "cluster_options",
+    "available_cores",
     "run_dask",
     "run_in_process",
     "run_serial",
@@ -79,7 +80,14 @@ def scoped_timeout(seconds: float) -> Iterator[None]:
         _TIMEOUT.reset(token)
 
 
-def _cores() -> int:
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS reports it).
+
+    Returns
+    -------
+    int
+        At least 1.
+    """
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
@@ -263,7 +271,7 @@ def local_cluster(
         logging level.
     """
     given = {"n_workers": n_workers, "threads_per_worker": threads_per_worker, "logs": logs}
-    options = {"n_workers": _cores(), "threads_per_worker": 1, "logs": logging.CRITICAL}
+    options = {"n_workers": available_cores(), "threads_per_worker": 1, "logs": logging.CRITICAL}
     options.update(_CLUSTER_OPTIONS.get() or {})
     options.update(_check_cluster_options({k: v for k, v in given.items() if v is not None}))
     n_workers, threads_per_worker = options["n_workers"], options["threads_per_worker"]
@@ -305,7 +313,7 @@ def _local_executor(n_chunks_hint: int) -> Executor:
     """A LocalCluster for one call: ``local_cluster``'s options, by default a single-threaded
     worker per core but no more workers than chunks."""
     options = _CLUSTER_OPTIONS.get() or {}
-    n_workers = options.get("n_workers", max(1, min(_cores(), n_chunks_hint)))
+    n_workers = options.get("n_workers", max(1, min(available_cores(), n_chunks_hint)))
     threads = n_workers * options.get("threads_per_worker", 1)
     client = local_cluster(n_workers)
     description = f"dask LocalCluster, {n_workers} worker processes, {threads} threads"
