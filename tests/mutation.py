@@ -53,7 +53,7 @@ PACKAGES = {
     "analysis": "dlnsim/analysis",
     "network": "dlnsim/network",
 }
-EXTRA = ["tests", "examples", "docs", "README.md", "pyproject.toml"]
+EXTRA = ["tests", "examples", "docs", "benchmarks", "README.md", "pyproject.toml"]
 #: a folder of compiled modules calling each other (a mutant there needs a fresh numba cache)
 COMPILED_PACKAGE = "particles/pairsum/"
 
@@ -233,9 +233,18 @@ MUTANTS: list[Mutant] = [
       "out = 0.5 * h * (g @ gw) - self.jacobian * h", "out = 0.5 * h * (g @ gw)",
       "tests/test_pde_exact.py", "-k", "stationary"),
     M("meanfield.wasserstein_trapezoid", "meanfield/solver.py",
-      "return float(0.5 * ((gap[1:] + gap[:-1]) @ np.diff(q)))",
-      "return float(((gap[1:] + gap[:-1]) @ np.diff(q)))", "tests/test_pde_exact.py",
-      "tests/test_meanfield.py", *FAST),
+      "crossing, 2.0 * total, 1.0), 0.5 * total)", "crossing, 2.0 * total, 1.0), total)",
+      "tests/test_pde_exact.py", "tests/test_meanfield.py", *FAST),
+    M("meanfield.wasserstein_crossing", "meanfield/solver.py",
+      "mean = np.where(crossing, (a * a + b * b)", "mean = np.where(crossing, 0.5 * (a + b)",
+      "tests/test_pde_exact.py", "-k", "step_error"),
+    # the collapsed bump's stiff centre (ROS2) and the mobility cap in the far tail
+    M("meanfield.ros2_second_stage", "meanfield/solver.py",
+      "vm1 = 2.0 * vm0 + gain * (vm1 - 2.0 * vm0)", "vm1 = gain * vm1",
+      "tests/test_meanfield_sweep.py", "-k", "collapsed"),
+    M("meanfield.mobility_cap", "meanfield/solver.py",
+      "return np.minimum(a, self.mobility_cap) if self.mobility_cap < math.inf else a",
+      "return a", "tests/test_meanfield_grid.py", "-k", "small_depth"),
     # the mobility a = N e^{-2 rho/N} the mean field's fluxes use (Model.time_factor)
     M("meanfield.mobility_slope", "particles/model.py",
       "w = np.exp(-2.0 * rho / self.depth)", "w = np.exp(-1.0 * rho / self.depth)",
