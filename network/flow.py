@@ -5,7 +5,10 @@ r"""The deterministic gradient flow of ``F_beta`` at the matrix level (theory.md
 integrated on the ``d^2`` entries of ``X`` by an adaptive explicit Runge-Kutta method (DOP853,
 order 8, or RK45) with the tolerances of ``particles.gradient_flow`` (``rtol = 1e-10``,
 ``atol = 1e-12``).  At ``beta = inf`` this is the flow that gradient descent on balanced
-factors follows to first order in the step (section 12.4).
+factors follows to first order in the step (section 12.4).  The implicit methods (Radau, BDF)
+factor Newton matrices with LAPACK, whose last bits depend on the threads OpenBLAS started with
+(one in a Dask worker): the flow runs inside ``particles.flow.one_blas_thread``, so its bits
+do not depend on where it runs (tests/test_network.py).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import xarray as xr
 from scipy.integrate import BDF, DOP853, RK45, Radau
 
 from dlnsim.particles.datasets import provenance
-from dlnsim.particles.flow import FlowFailed
+from dlnsim.particles.flow import FlowFailed, one_blas_thread
 from dlnsim.particles.validation import (
     check_choice,
     check_integer,
@@ -229,21 +232,22 @@ def gradient_flow(
     status = np.zeros(starts.shape[0], dtype=np.int8)
     messages = []
     t_end = float(times[-1])
-    for k in range(starts.shape[0]):
-        evaluations[0] = 0
-        out[k, times == 0.0] = starts[k]
-        try:
-            solver = solvers[method](rhs, 0.0, starts[k].ravel(), t_end, rtol=rtol, atol=atol)
-            while solver.status == "running":
-                message = solver.step()
-                if solver.status == "failed":
-                    raise _Stop(message)
-                sel = (times > solver.t_old) & (times <= solver.t)
-                if np.any(sel):
-                    out[k, sel] = solver.dense_output()(times[sel]).T.reshape(-1, d, d)
-        except _Stop as stop:
-            status[k] = -1
-            messages.append(f"member {k}: {stop}")
+    with one_blas_thread():  # LAPACK's bits (Radau, BDF) independent of the BLAS threads
+        for k in range(starts.shape[0]):
+            evaluations[0] = 0
+            out[k, times == 0.0] = starts[k]
+            try:
+                solver = solvers[method](rhs, 0.0, starts[k].ravel(), t_end, rtol=rtol, atol=atol)
+                while solver.status == "running":
+                    message = solver.step()
+                    if solver.status == "failed":
+                        raise _Stop(message)
+                    sel = (times > solver.t_old) & (times <= solver.t)
+                    if np.any(sel):
+                        out[k, sel] = solver.dense_output()(times[sel]).T.reshape(-1, d, d)
+            except _Stop as stop:
+                status[k] = -1
+                messages.append(f"member {k}: {stop}")
     if messages and on_failure == "raise":
         raise FlowFailed("matrix gradient flow failed: " + "; ".join(messages))
     status_var = xr.DataArray(

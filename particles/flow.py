@@ -63,6 +63,24 @@ class _Stop(Exception):
     """Ends one member's integration from inside the right-hand side."""
 
 
+
+def one_blas_thread() -> threadpool_limits:
+    """Context manager: the BLAS/LAPACK thread pools limited to one thread for its duration.
+
+    OpenBLAS started with one thread (a Dask worker, or any process started after
+    ``distributed`` set ``OMP_NUM_THREADS=1``) factors even a 3x3 matrix to other last bits than
+    started with two, so an implicit ODE solver (Radau, BDF: LU of the Newton matrix) is bitwise
+    reproducible across processes only inside this context.  Used by ``gradient_flow`` here and
+    by ``network.gradient_flow``.
+
+    Returns
+    -------
+    threadpoolctl.threadpool_limits
+        The context manager (``with one_blas_thread(): ...``).
+    """
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def gradient_flow(
     model: Model,
     sigma0: np.ndarray,
@@ -181,7 +199,7 @@ def gradient_flow(
     bar = tqdm(range(n_member), desc="gradient flow", unit="member", disable=hide, leave=False)
     solvers = {"Radau": Radau, "BDF": BDF, "LSODA": LSODA}
     t_end = float(times[-1])
-    with threadpool_limits(limits=1, user_api="blas"):  # bits independent of threads
+    with one_blas_thread():  # bits independent of the BLAS threads (module docstring)
         for k in bar:
             evaluations[0] = 0
             rho0 = np.log(starts[k])

@@ -101,8 +101,8 @@ def test_small_depth_hot_case_runs_to_the_issue_horizon_with_the_mobility_capped
     here).  The cap changes no stationary state and keeps the dissipation; the dynamics it
     slows is the far tail's: caps 1e6 and 1e10 agree with the default at t = 5 and 40 to
     8.2e-8 and 1.8e-9 in E[sigma] (an effect ~1/cap), 4.4e-10 in F (asserted 3e-7; the same
-    run with other save times differs by 6e-6, the time discretization's error at rtol 1e-5).  Planted: no cap (``mobility_cap=None``): over
-    max_steps=5000."""
+    run with other save times differs by 6e-6, the time discretization's error at rtol 1e-5).
+    Planted: no cap (the default ``mobility_cap=None``): over max_steps=5000."""
     model = Model(2, 2, 0.5, Schatten(2.0))
     ds = solve(model, bump(model), [0.0, 5.0, 40.0], max_steps=5000)
     free = ds.free_energy.values

@@ -2,6 +2,9 @@
 (theory.md section 12)."""
 
 import math
+import os
+import subprocess
+import sys
 import warnings
 
 import mpmath as mp
@@ -205,6 +208,38 @@ def test_effective_rank_closed_forms():
     assert nw.effective_rank(np.array([2.0, 2.0, 2.0, 0.0])) == pytest.approx(3.0)
     p = np.array([0.5, 0.25, 0.25])
     assert nw.effective_rank(4 * p) == pytest.approx(math.exp(-np.sum(p * np.log(p))))
+
+
+IMPLICIT_FLOW_BITS = """
+import hashlib, numpy as np
+from dlnsim import network as nw
+from dlnsim.particles import Schatten
+model = nw.MatrixModel(12, 3, 10.0, nw.Spectral(Schatten(2)))
+x0 = np.eye(12) + 0.3 * np.random.default_rng(5).standard_normal((12, 12))
+for method in ("Radau", "BDF"):
+    ds = nw.gradient_flow(model, x0, np.array([0.0, 0.5, 1.0]), method=method)
+    print(method, hashlib.sha256(ds.X.values.tobytes()).hexdigest())
+"""
+
+
+def test_implicit_flow_bits_do_not_depend_on_the_blas_threads():
+    """Radau and BDF factor their Newton matrices with LAPACK, whose last bits depend on the
+    number of threads OpenBLAS started with (a Dask worker starts with one); the matrix flow
+    runs inside ``particles.flow.one_blas_thread`` as the particle flow does, so two fresh
+    processes started with 1 and 2 BLAS threads give the same bits.  Planted (the pin removed):
+    both methods' digests differ at this d = 12 (not at d = 3); on a one-core machine both runs
+    have one thread and the test cannot tell."""
+    digests = []
+    for threads in ("1", "2"):
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads,
+               "MKL_NUM_THREADS": threads}  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-c", IMPLICIT_FLOW_BITS], env=env, capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        digests.append(proc.stdout.strip())
+    assert digests[0] == digests[1]
 
 
 def test_unconfined_completion_warns_and_drifts_like_a_power_of_t():
