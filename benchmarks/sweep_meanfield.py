@@ -8,6 +8,9 @@ to ``horizon`` (``t``, or ``tau = N t`` at ``N = inf``) with 5 saves and checks 
 guarantees: mass 1 (error printed), cell masses >= 0, and (with diffusion) the free energy
 non-increasing at every save.  It prints one line per case (wall time, steps, mass error, largest
 rise of ``F``, or the error message) and a table of the worst mass error and the slowest case.
+A case ``solve`` refuses up front (``ValueError`` naming the cause: at ``N = 1`` without
+diffusion every ``sigma`` reaches 0 in finite time, which the log-sigma chart cannot follow) is
+reported as refused, apart from the errors.
 ``--quick`` varies one axis at a time around a base case (150 cases); the full product
 (``WIDTHS x DEPTHS x POWERS x BETAS x SHAPES x diffusion``) has thousands of cases, and
 ``--sample K --seed S`` draws ``K`` of them uniformly without replacement (the interactions the
@@ -79,7 +82,9 @@ def run_case(d, n, p, beta, shape, diffusion, horizon=1.0, limit=None) -> dict:
         signal.setitimer(signal.ITIMER_REAL, limit)
     try:
         ds = solve(model, initial(model, shape), np.linspace(0.0, horizon, 5), diffusion=diffusion)
-    except (RuntimeError, ValueError) as exc:
+    except ValueError as exc:  # refused up front, naming the cause (e.g. extinction at N = 1)
+        return {"refused": str(exc), "seconds": time.perf_counter() - start}
+    except RuntimeError as exc:
         return {"error": str(exc), "seconds": time.perf_counter() - start}
     except CaseTimeout:
         return {"error": f"over the {limit:g} s limit", "seconds": time.perf_counter() - start}
@@ -159,17 +164,23 @@ def main() -> None:
         results.append((case, r))
         if "error" in r:
             report(f"{case}: ERROR after {r['seconds']:.1f}s: {r['error']}")
+        elif "refused" in r:
+            report(f"{case}: refused: {r['refused']}")
         else:
             report(
                 f"{case}: {r['seconds']:.1f}s {r['steps']} steps, mass err {r['mass_error']:.1e}, "
                 f"min mass {r['min_mass']:.1e}, F rise {r['rise']:.1e}"
             )
-    ok = [(c, r) for c, r in results if "error" not in r]
+    ok = [(c, r) for c, r in results if "error" not in r and "refused" not in r]
     failed = [(c, r) for c, r in results if "error" in r]
+    refused = [(c, r) for c, r in results if "refused" in r]
     bad = [
         (c, r) for c, r in ok if r["rise"] > 1e-10 or r["min_mass"] < 0 or r["mass_error"] > 1e-8
     ]
-    report(f"\n{len(results)} cases, {len(failed)} errors, {len(bad)} violations")
+    report(
+        f"\n{len(results)} cases, {len(failed)} errors, {len(bad)} violations, {len(refused)} "
+        "refused up front with the cause named (no solution in the log-sigma chart)"
+    )
     if ok:
         worst = max(ok, key=lambda cr: cr[1]["mass_error"])
         slow = max(ok, key=lambda cr: cr[1]["seconds"])

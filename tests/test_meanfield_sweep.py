@@ -3,9 +3,9 @@ subset of the issue's grid (d 2..1024, N in {1, 2, 3, 10, 50, inf}, p in {1, 1.5
 0.5..1e4, narrow / wide / bimodal / far initial data, with and without diffusion).  Each case
 checks what the PDE guarantees at default settings: mass 1, cell masses >= 0 and, with
 diffusion, the discrete free energy non-increasing at every save (up to the step guard's slack
-1e-11 relative).  The full grid is ``benchmarks/sweep_meanfield.py`` (run on demand; its table
-is in the issue's closing note; a uniform sample of 150 product cases is in
-benchmarks/results/sweep_meanfield_sample150.txt).
+1e-11 relative to the lowest F so far).  The full grid is ``benchmarks/sweep_meanfield.py``
+(run on demand; its table is in the issue's closing note; two uniform samples of 150 product
+cases are in benchmarks/results/).
 """
 
 import importlib.util
@@ -64,7 +64,7 @@ def test_sweep_keeps_mass_positivity_and_dissipation(args, shape, diffusion):
     assert np.all(np.isfinite(ds.sigma_mean))
     if diffusion:
         free = ds.free_energy.values
-        assert np.all(np.diff(free) <= 2e-11 * (1.0 + np.abs(free[:-1]))), np.diff(free)
+        assert np.all(np.diff(free) <= 1.01e-11 * (1.0 + np.abs(free[:-1]))), np.diff(free)
     if n == math.inf and d <= 3 and diffusion:
         with pytest.raises(ValueError, match=r"bad width=3: .*no equilibrium for d <= 3"):
             equilibrium(model)
@@ -114,3 +114,15 @@ def test_a_collapsed_bump_follows_the_point_mass_ode_in_few_steps():
     np.testing.assert_allclose(np.log(ds.sigma_mean.values), exact, rtol=0, atol=3e-5)
     assert abs(math.log(float(ds.sigma_mean[-1])) - rho_star) < 1e-8
     assert ds.attrs["steps"] < 1000
+
+
+@pytest.mark.slow
+def test_small_rises_of_f_do_not_add_up_between_saves():
+    """The dissipation guard compared each step's F with the last step's, so rises within its
+    slack 1e-11 (1 + |F|) added up: 2.9e-11 (relative) between two saves of the sampled sweep's
+    (1024, inf, 4, 10, wide) case (seed 15, horizon 1).  It now compares with the lowest F so
+    far: measured 3.2e-13.  Planted (the last step's F): fails with 2.9e-11."""
+    model = Model(1024, math.inf, 10.0, Schatten(4.0))
+    ds = solve(model, initial(model, "wide"), np.linspace(0.0, 1.0, 5))
+    free = ds.free_energy.values
+    assert np.all(np.diff(free) <= 1.01e-11 * (1.0 + np.abs(free[:-1]))), np.diff(free)
