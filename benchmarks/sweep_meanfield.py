@@ -1,23 +1,25 @@
 """Robustness sweep of ``meanfield.solve`` over issue 14's parameter grid (run on demand).
 
-    python benchmarks/sweep_meanfield.py [--quick | --sample K --seed S] [--horizon T]
+    python benchmarks/sweep_meanfield.py [--quick | --corner | --sample K --seed S] [--horizon T]
         [--limit SECONDS] [--out FILE]
 
-For every case ``(d, N, p, beta, initial data, diffusion)`` it runs ``solve`` at default settings
-to ``horizon`` (``t``, or ``tau = N t`` at ``N = inf``) with 5 saves and checks what the PDE
-guarantees: mass 1 (error printed), cell masses >= 0, and (with diffusion) the free energy
-non-increasing at every save.  It prints one line per case (wall time, steps, mass error, largest
-rise of ``F``, or the error message) and a table of the worst mass error and the slowest case.
-A case ``solve`` refuses up front (``ValueError`` naming the cause: at ``N = 1`` without
+For every case ``(d, N, p, beta, initial data, diffusion)`` it runs ``solve`` at default
+settings to ``horizon`` (``t``, or ``tau = N t`` at ``N = inf``) with 5 saves and checks what
+the PDE guarantees: mass 1 (error printed), cell masses >= 0, and (with diffusion) the free
+energy non-increasing at every save. It prints one line per case (wall time, steps, mass error,
+largest rise of ``F``, or the error message) and a table of the worst mass error and the slowest
+case. A case ``solve`` refuses up front (``ValueError`` naming the cause: at ``N = 1`` without
 diffusion every ``sigma`` reaches 0 in finite time, which the log-sigma chart cannot follow) is
-reported as refused, apart from the errors.
-``--quick`` varies one axis at a time around a base case (150 cases); the full product
-(``WIDTHS x DEPTHS x POWERS x BETAS x SHAPES x diffusion``) has thousands of cases, and
-``--sample K --seed S`` draws ``K`` of them uniformly without replacement (the interactions the
-one-axis sweep misses).  A case that runs longer than ``--limit`` seconds (the issue's 60 s) is
-stopped and counted as a failure.  ``--out`` also writes the lines and the table to a file.
-``N = inf`` with ``d <= 3`` and diffusion has no equilibrium; ``solve`` runs a finite horizon
-there too (the density spreads toward sigma = 0), so the sweep reports it like any other case.
+reported as refused, apart from the errors. ``--quick`` varies one axis at a time around a base
+case (150 cases); the full product (``WIDTHS x DEPTHS x POWERS x BETAS x SHAPES x diffusion``)
+has thousands of cases, and ``--sample K --seed S`` draws ``K`` of them uniformly without
+replacement (the interactions the one-axis sweep misses). ``--corner`` runs every case of the
+stiff corner (``d`` in {2, 3}, ``N`` in {1, 2, 3}, ``beta`` in {0.5, 2}, with diffusion; 240
+cases), where the mobility ``N sigma^{-2/N}`` is largest in the tail toward ``sigma = 0``. A
+case that runs longer than ``--limit`` seconds (the issue's 60 s) is stopped and counted as a
+failure. ``--out`` also writes the lines and the table to a file. ``N = inf`` with ``d <= 3``
+and diffusion has no equilibrium; ``solve`` runs a finite horizon there too (the density spreads
+toward sigma = 0), so the sweep reports it like any other case.
 """
 
 from __future__ import annotations
@@ -118,6 +120,11 @@ def sample(k: int, seed: int) -> list[tuple]:
     return [grid[i] for i in pick]
 
 
+def corner() -> list[tuple]:
+    """The stiff corner of the grid: small ``d`` and ``N``, hot, with diffusion (240 cases)."""
+    return list(itertools.product((2, 3), (1, 2, 3), POWERS, (0.5, 2.0), SHAPES, (True,)))
+
+
 def cases(quick: bool):
     if quick:  # one value per axis beside a base case, each shape, both diffusions
         base = (8, 3, 2.0, 10.0)
@@ -133,6 +140,7 @@ def cases(quick: bool):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one axis at a time around a base")
+    parser.add_argument("--corner", action="store_true", help="the small-d, small-N hot corner")
     parser.add_argument("--sample", type=int, default=0, help="K cases from the full product")
     parser.add_argument("--seed", type=int, default=0, help="seed of --sample")
     parser.add_argument("--horizon", type=float, default=1.0)
@@ -148,13 +156,16 @@ def main() -> None:
             with open(args.out, "w") as fh:
                 fh.write("\n".join(lines) + "\n")
 
-    todo = sample(args.sample, args.seed) if args.sample else cases(args.quick)
+    if args.sample:
+        todo = sample(args.sample, args.seed)
+    else:
+        todo = corner() if args.corner else cases(args.quick)
     report(
         f"# sweep_meanfield: {len(todo)} cases "
         + (
             f"drawn uniformly (seed {args.seed}) from the {len(full_product())}-case product"
             if args.sample
-            else ("quick" if args.quick else "full product")
+            else ("corner" if args.corner else "quick" if args.quick else "full product")
         )
         + f", horizon {args.horizon:g}, limit {args.limit:g} s"
     )
