@@ -9,7 +9,9 @@ sorted kernel (``SORT_WIDTH <= d <= CROSSOVER_WIDTH``), the Chebyshev fast summa
 (``d > CROSSOVER_WIDTH``), the per-pair scalar path (spread above ``SPREAD_MAX``), both entry
 points (``rho`` and ``u``, whose logarithms are hand-written) and whole
 ``langevin_ensemble(..., scheduler="serial")`` runs at ``d = 32`` and ``d = 400`` (the sizes of
-the issue).  What it catches: fast-math contraction or reassociation in a kernel (FMA fusion and
+the issue), and the log-gas engine's compiled proximal Newton step and Metropolis terms
+(``particles/proximal.py``, ``d = 3`` and 16, with and without the mirror terms).  What it
+catches: fast-math contraction or reassociation in a kernel (FMA fusion and
 the vector width differ between the two targets), and any code path whose result depends on
 the instruction set.  It cannot see a difference between two machines' libm (both processes
 share this machine's), which is why the kernels call no libm transcendental at all
@@ -61,6 +63,22 @@ for d, members, dt, steps in ((32, 12, 1e-3, 50), (400, 2, 2e-5, 20)):
     for name, var in ds.data_vars.items():
         if var.dtype.kind in "fiub":
             out[f"ensemble d={d} {name}"] = var.values
+# the log-gas engine's compiled proximal Newton step and its Metropolis terms (Cholesky, no
+# LAPACK: particles/proximal.py)
+from dlnsim.particles import proximal
+rng = np.random.default_rng(5)
+for d in (3, 16):
+    x = np.tile(np.linspace(3.0, 0.5, d), (8, 1))
+    y = x + 0.3 * rng.standard_normal((8, d))
+    for mirror in (False, True):
+        for hk in (1e-2, 10.0):
+            z, iters, conv = proximal.prox(y, x, hk, mirror)
+            out[f"prox d={d} mirror={mirror} hk={hk}"] = z
+            out[f"prox d={d} mirror={mirror} hk={hk} iterations"] = iters
+        force, logdet = np.empty_like(x), np.empty(x.shape[0])
+        proximal._force_logdet_rows(x, 0.01, mirror, force, logdet)
+        out[f"metropolis d={d} mirror={mirror} force"] = force
+        out[f"metropolis d={d} mirror={mirror} logdet"] = logdet
 np.savez(sys.argv[1], **out)
 """
 
