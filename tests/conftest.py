@@ -1,7 +1,9 @@
-"""Shared fixtures: an external Dask scheduler with one worker process on 127.0.0.1."""
+"""Shared fixtures: an external Dask scheduler with one worker process on 127.0.0.1, and the
+output of a script in fresh processes started with 1 and with 2 BLAS threads."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -47,3 +49,26 @@ def external_scheduler(tmp_path_factory):
                 proc.kill()
                 proc.wait(timeout=10)
         log.close()
+
+
+@pytest.fixture
+def outputs_by_blas_threads():
+    """``run(code)``: the stdout of ``python -c code`` in two fresh processes, started with 1
+    and with 2 BLAS/OpenMP threads (a Dask worker starts with one), as a list of two strings.
+    LAPACK's last bits can depend on the threads OpenBLAS started with, so a script that prints
+    digests of its results shows whether they do."""
+
+    def run(code: str) -> list[str]:
+        outputs = []
+        for threads in ("1", "2"):
+            env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads,
+                   "MKL_NUM_THREADS": threads}  # fmt: skip
+            proc = subprocess.run(
+                [sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                timeout=300,
+            )  # fmt: skip
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            outputs.append(proc.stdout.strip())
+        return outputs
+
+    return run

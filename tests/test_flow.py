@@ -1,9 +1,6 @@
 """The deterministic gradient flow against exact solutions (theory.md sections 4, 6, 7)."""
 
 import math
-import os
-import subprocess
-import sys
 
 import mpmath as mp
 import numpy as np
@@ -169,7 +166,7 @@ print(hashlib.sha256(ds.sigma.values.tobytes()).hexdigest())
 """
 
 
-def test_flow_bits_do_not_depend_on_the_blas_threads():
+def test_flow_bits_do_not_depend_on_the_blas_threads(outputs_by_blas_threads):
     """Radau factors its Newton matrices with LAPACK, and OpenBLAS started with one thread
     gives other last bits than started with two, even at d = 3; a Dask worker (or a process
     started after ``distributed`` was imported) has ``OMP_NUM_THREADS=1`` and
@@ -177,14 +174,5 @@ def test_flow_bits_do_not_depend_on_the_blas_threads():
     started with 1 and with 2 BLAS threads give the same bits.  Without the pin they differ (the
     fitted relative rate of this case was 1.9230044708 with two threads, 1.9230045058 with one);
     on a one-core machine both are one thread and the test cannot tell."""
-    digests = []
-    for threads in ("1", "2"):
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads,
-               "MKL_NUM_THREADS": threads}  # fmt: skip
-        proc = subprocess.run(
-            [sys.executable, "-c", FLOW_BITS], env=env, capture_output=True, text=True,
-            timeout=300,
-        )  # fmt: skip
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        digests.append(proc.stdout.strip())
+    digests = outputs_by_blas_threads(FLOW_BITS)
     assert digests[0] == digests[1]

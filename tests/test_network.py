@@ -2,9 +2,6 @@
 (theory.md section 12)."""
 
 import math
-import os
-import subprocess
-import sys
 import warnings
 
 import mpmath as mp
@@ -222,23 +219,14 @@ for method in ("Radau", "BDF"):
 """
 
 
-def test_implicit_flow_bits_do_not_depend_on_the_blas_threads():
+def test_implicit_flow_bits_do_not_depend_on_the_blas_threads(outputs_by_blas_threads):
     """Radau and BDF factor their Newton matrices with LAPACK, whose last bits depend on the
     number of threads OpenBLAS started with (a Dask worker starts with one); the matrix flow
     runs inside ``particles.flow.one_blas_thread`` as the particle flow does, so two fresh
     processes started with 1 and 2 BLAS threads give the same bits.  Planted (the pin removed):
     both methods' digests differ at this d = 12 (not at d = 3); on a one-core machine both runs
     have one thread and the test cannot tell."""
-    digests = []
-    for threads in ("1", "2"):
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads,
-               "MKL_NUM_THREADS": threads}  # fmt: skip
-        proc = subprocess.run(
-            [sys.executable, "-c", IMPLICIT_FLOW_BITS], env=env, capture_output=True, text=True,
-            timeout=300,
-        )  # fmt: skip
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        digests.append(proc.stdout.strip())
+    digests = outputs_by_blas_threads(IMPLICIT_FLOW_BITS)
     assert digests[0] == digests[1]
 
 
