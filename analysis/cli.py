@@ -367,10 +367,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"dlnsim: {args.config or 'the built-in config'} is valid: {names}; output {folder}/")
         return 0
     from dlnsim.particles.ensemble import available_cores
+    from dlnsim.particles.validation import check_integer
 
-    jobs = available_cores() if args.jobs is None else args.jobs
-    if isinstance(jobs, bool) or jobs < 1:
-        raise ValueError(f"bad jobs={args.jobs!r}: must be an integer >= 1")
+    jobs = available_cores() if args.jobs is None else check_integer(args.jobs, "jobs")
     with _cluster(args, DEFAULT_SCHEDULER):
         _log.info("writing into %s/", folder)
         run_experiments(experiments, folder, print, config=text, jobs=jobs)

@@ -311,8 +311,7 @@ class Scheme:
         it slows the tail's relaxation there from rates ~1e30 to ``cap / (beta h^2)``, which
         stays ``>= cap`` times the bulk's.
         """
-        a = self.model.time_factor(rho, self.rescaled)
-        return np.minimum(a, self.mobility_cap) if self.mobility_cap < math.inf else a
+        return np.minimum(self.model.time_factor(rho, self.rescaled), self.mobility_cap)
 
     def set_edges(self, xi_edges: np.ndarray) -> None:
         """Use the uniform reference edges ``xi_edges`` (after a regrid)."""
@@ -929,9 +928,9 @@ def solve(
     max_steps = check_integer(max_steps, "max_steps")
 
     # ---- initial grid and masses
+    star = model.equilibrium()
+    centre = math.log(star) if star > 0 else 0.0  # log sigma_* (0 when sigma_* = 0)
     if callable(initial):
-        star = model.equilibrium()
-        centre = math.log(star) if star > 0 else 0.0
         mean, std, lo, hi = _locate(initial, support, centre, tail)
         std = max(std, min_width)
         a, b = _target_extent(((lo - mean) / std, (hi - mean) / std), 2.0 * span)
@@ -961,9 +960,7 @@ def solve(
     masses = masses / total0
     scheme = Scheme(model, diffusion, rescaled, xi_edges, kernel)
     scheme.pull_rate = 1.0 / float(times[-1]) if times[-1] > 0 else 0.0
-    star = model.equilibrium()
-    reference = model.time_factor(np.array([math.log(star) if star > 0 else 0.0]), rescaled)
-    scheme.mobility_cap = mobility_cap * float(reference[0])
+    scheme.mobility_cap = mobility_cap * float(model.time_factor(np.array([centre]), rescaled)[0])
     m, s = mean, std
     if callable(initial):  # centre the grid on the discrete moments (the scan's are O(h^2) off)
         for _ in range(2):

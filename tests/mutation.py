@@ -246,8 +246,9 @@ MUTANTS: list[Mutant] = [
       "free = min(free, new_free)", "free = new_free",
       "tests/test_meanfield_sweep.py", "-k", "small_rises"),
     M("meanfield.mobility_cap", "meanfield/solver.py",
-      "return np.minimum(a, self.mobility_cap) if self.mobility_cap < math.inf else a",
-      "return a", "tests/test_meanfield_grid.py", "-k", "small_depth"),
+      "return np.minimum(self.model.time_factor(rho, self.rescaled), self.mobility_cap)",
+      "return self.model.time_factor(rho, self.rescaled)",
+      "tests/test_meanfield_grid.py", "-k", "small_depth"),
     # the mobility a = N e^{-2 rho/N} the mean field's fluxes use (Model.time_factor)
     M("meanfield.mobility_slope", "particles/model.py",
       "w = np.exp(-2.0 * rho / self.depth)", "w = np.exp(-1.0 * rho / self.depth)",
